@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from watcherd.config import Config
+from watcherd.index import Index
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory, monkeypatch):
+    """Never read or write the real user's config or index from a test."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local/share"))
+    monkeypatch.delenv("WATCHERD_CONFIG", raising=False)
+    monkeypatch.delenv("WATCHERD_DB", raising=False)
+    return home
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions apply, even when tests run as root.
+
+    Root reads any file through CAP_DAC_OVERRIDE; dropping that capability (and
+    CAP_DAC_READ_SEARCH) from the bounding set makes an unreadable file really unreadable.
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@pytest.fixture
+def index(tmp_path):
+    idx = Index(tmp_path / "index.sqlite3")
+    yield idx
+    idx.close()
+
+
+@pytest.fixture
+def config():
+    return Config(workers=1)
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the installed `watcherd` command in a real subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "watcherd", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"watcherd {' '.join(args)} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+@pytest.fixture
+def cli():
+    return run_cli

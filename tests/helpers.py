@@ -1,0 +1,70 @@
+"""Images drawn with Pillow for tests: photo-like, distinct per seed, and their copies."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+
+
+def photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    """A synthetic 'photo': smooth colour field, shapes at random places, a little grain.
+
+    Different seeds give pictures as unlike each other as two unrelated photographs.
+    """
+    rng = random.Random(seed)
+    w, h = size
+    field = Image.new("RGB", (6, 5))
+    field.putdata([tuple(rng.randrange(256) for _ in range(3)) for _ in range(30)])
+    img = field.resize(size, Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.randrange(6, 12)):
+        x0, y0 = rng.randrange(w), rng.randrange(h)
+        x1, y1 = x0 + rng.randrange(w // 8, w // 2), y0 + rng.randrange(h // 8, h // 2)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        shape = rng.choice(("ellipse", "rectangle", "polygon"))
+        if shape == "ellipse":
+            draw.ellipse((x0, y0, x1, y1), fill=colour)
+        elif shape == "rectangle":
+            draw.rectangle((x0, y0, x1, y1), fill=colour)
+        else:
+            pts = [(rng.randrange(w), rng.randrange(h)) for _ in range(rng.randrange(3, 6))]
+            draw.polygon(pts, fill=colour)
+    noise = Image.effect_noise(size, 12).convert("RGB")
+    return Image.blend(img, noise, 0.06).filter(ImageFilter.SMOOTH)
+
+
+def save(img: Image.Image, path: Path, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".jpg", ".jpeg") and "quality" not in kwargs:
+        kwargs["quality"] = 92
+    img.save(path, **kwargs)
+    return path
+
+
+def exif_rotated(img: Image.Image, path: Path) -> Path:
+    """Store the pixels turned 90° with orientation tag 6, as a phone camera does.
+
+    A viewer that honours the tag (and watcherd) shows the original picture.
+    """
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    return save(img.transpose(Image.Transpose.ROTATE_90), path, exif=exif)
+
+
+def copies(img: Image.Image, folder: Path, stem: str) -> dict[str, Path]:
+    """Every kind of copy the foundation promises to link to its original."""
+    w, h = img.size
+    half = img.resize((w // 2, h // 2), Image.Resampling.LANCZOS)
+    return {
+        "resized": save(half, folder / f"{stem}-half.jpg"),
+        "recompressed": save(img, folder / f"{stem}-q35.jpg", quality=35),
+        "png": save(img, folder / f"{stem}.png"),
+        "rotated90": save(img.transpose(Image.Transpose.ROTATE_90), folder / f"{stem}-rot90.jpg"),
+        "mirrored": save(
+            img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), folder / f"{stem}-mirror.jpg"
+        ),
+        "exif_rotated": exif_rotated(img, folder / f"{stem}-exif6.jpg"),
+        "brighter": save(ImageEnhance.Brightness(img).enhance(1.2), folder / f"{stem}-bright.jpg"),
+    }

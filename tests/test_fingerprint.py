@@ -1,0 +1,186 @@
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import unprivileged
+from helpers import copies, exif_rotated, photo, save
+from PIL import Image
+
+from watcherd.fingerprint import TRANSFORM_NAMES, fingerprint_file
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+def best_pose_distance(original, copy) -> tuple[int, str]:
+    return min(
+        (hamming(original.phash, vp), name)
+        for (vp, _), name in zip(copy.variants, TRANSFORM_NAMES, strict=True)
+    )
+
+
+def test_sha256_and_facts(tmp_path):
+    p = save(photo(1, (300, 200)), tmp_path / "a.jpg")
+    fp = fingerprint_file(str(p))
+    assert fp.error is None
+    assert fp.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+    assert (fp.width, fp.height, fp.format) == (300, 200, "JPEG")
+    assert fp.size == p.stat().st_size
+    assert fp.inode == p.stat().st_ino
+    assert 0 <= fp.phash < 2**64 and 0 <= fp.dhash < 2**64
+    assert len(fp.variants) == 8 and fp.variants[0] == (fp.phash, fp.dhash)
+
+
+def test_phash_is_imagehash_phash_of_the_upright_picture(tmp_path):
+    import imagehash
+
+    img = photo(2)
+    p = save(img, tmp_path / "a.png")
+    expected = int(str(imagehash.phash(img)), 16)
+    # Our pipeline shrinks to 32x32 first, exactly what imagehash.phash does internally.
+    assert hamming(fingerprint_file(str(p)).phash, expected) <= 2
+
+
+@pytest.mark.parametrize(
+    "kind", ["resized", "recompressed", "png", "rotated90", "mirrored", "exif_rotated", "brighter"]
+)
+def test_copies_are_close_in_some_pose(tmp_path, kind):
+    img = photo(3)
+    original = fingerprint_file(str(save(img, tmp_path / "orig.jpg")))
+    copy = fingerprint_file(str(copies(img, tmp_path / "c", "x")[kind]))
+    distance, _pose = best_pose_distance(original, copy)
+    assert distance <= 4
+
+
+def test_unrelated_pictures_are_far_in_every_pose(tmp_path):
+    fps = [fingerprint_file(str(save(photo(s), tmp_path / f"{s}.jpg"))) for s in range(12)]
+    for i, a in enumerate(fps):
+        for b in fps[i + 1 :]:
+            assert best_pose_distance(a, b)[0] > 12
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = photo(4, (400, 300))
+    fp = fingerprint_file(str(exif_rotated(img, tmp_path / "r.jpg")))
+    plain = fingerprint_file(str(save(img, tmp_path / "p.jpg")))
+    assert (fp.width, fp.height) == (400, 300)  # upright size, though stored 300x400
+    assert hamming(fp.phash, plain.phash) <= 4
+
+
+@pytest.mark.parametrize(
+    "fmt,ext", [("WEBP", "webp"), ("GIF", "gif"), ("BMP", "bmp"), ("TIFF", "tif"), ("PNG", "png")]
+)
+def test_formats(tmp_path, fmt, ext):
+    img = photo(5, (200, 150))
+    plain = fingerprint_file(str(save(img, tmp_path / "p.png")))
+    fp = fingerprint_file(str(save(img, tmp_path / f"x.{ext}", format=fmt)))
+    assert fp.error is None and fp.format == fmt
+    assert hamming(fp.phash, plain.phash) <= 8
+
+
+def test_heic(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    img = photo(6, (320, 240))
+    p = tmp_path / "x.heic"
+    pillow_heif.from_pillow(img).save(str(p), quality=80)
+    fp = fingerprint_file(str(p))
+    plain = fingerprint_file(str(save(img, tmp_path / "p.png")))
+    assert fp.error is None and fp.format == "HEIF"
+    assert hamming(fp.phash, plain.phash) <= 6
+
+
+def test_transparent_png_hashes_what_is_visible(tmp_path):
+    img = photo(7, (200, 200)).convert("RGBA")
+    img.putalpha(255)
+    p1 = save(img, tmp_path / "opaque.png")
+    # same visible picture, but the hidden colour under a transparent border differs
+    img2 = img.copy()
+    img2.paste((0, 0, 0, 0), (0, 0, 200, 20))
+    img3 = img.copy()
+    img3.paste((255, 0, 0, 0), (0, 0, 200, 20))
+    a = fingerprint_file(str(save(img2, tmp_path / "a.png")))
+    b = fingerprint_file(str(save(img3, tmp_path / "b.png")))
+    assert a.phash == b.phash
+    assert fingerprint_file(str(p1)).error is None
+
+
+def test_gif_first_frame(tmp_path):
+    frames = [photo(8, (160, 120)), photo(9, (160, 120))]
+    p = tmp_path / "anim.gif"
+    frames[0].save(p, save_all=True, append_images=frames[1:], duration=100)
+    first = fingerprint_file(str(save(frames[0], tmp_path / "f0.gif")))
+    fp = fingerprint_file(str(p))
+    assert hamming(fp.phash, first.phash) <= 2
+
+
+# -- bad input: an error with a reason, never an exception -----------------------------
+
+
+def test_zero_byte(tmp_path):
+    p = tmp_path / "empty.jpg"
+    p.touch()
+    fp = fingerprint_file(str(p))
+    assert fp.error == "empty file (0 bytes)"
+
+
+def test_truncated_jpeg(tmp_path):
+    p = save(photo(10), tmp_path / "full.jpg")
+    t = tmp_path / "trunc.jpg"
+    t.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    fp = fingerprint_file(str(t))
+    assert fp.error is not None and "truncated" in fp.error
+    assert fp.sha256 is not None  # still known byte-for-byte
+
+
+def test_text_named_jpg(tmp_path):
+    p = tmp_path / "notes.jpg"
+    p.write_text("this is not a picture\n" * 10)
+    assert "not an image" in fingerprint_file(str(p)).error
+
+
+def test_mislabelled_but_real_image_is_read(tmp_path):
+    p = tmp_path / "really-a-png.jpg"
+    photo(11, (100, 80)).save(p, format="PNG")
+    fp = fingerprint_file(str(p))
+    assert fp.error is None and fp.format == "PNG"
+
+
+def test_unreadable(tmp_path):
+    p = save(photo(12), tmp_path / "secret.jpg")
+    p.chmod(0)
+    code = (
+        "import sys; from watcherd.fingerprint import fingerprint_file as f; "
+        "print(f(sys.argv[1]).error)"
+    )
+    out = subprocess.run(
+        [*unprivileged(), sys.executable, "-c", code, str(p)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "cannot open: Permission denied"
+
+
+def test_unreadable_as_root_via_directory(tmp_path):
+    # root can read any file, but not open a path through a non-directory: still an error
+    p = tmp_path / "not-a-dir"
+    p.write_text("x")
+    fp = fingerprint_file(str(p / "child.jpg"))
+    assert fp.error.startswith("cannot open")
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    p = tmp_path / "huge.png"
+    Image.new("L", (5000, 5000)).save(p)
+    fp = fingerprint_file(str(p), max_pixels=1_000_000)
+    assert "too large" in fp.error
+
+
+def test_video_gets_sha_only(tmp_path):
+    p = tmp_path / "clip.mp4"
+    p.write_bytes(os.urandom(5000))
+    fp = fingerprint_file(str(p))
+    assert fp.error is None and fp.sha256 and fp.phash is None

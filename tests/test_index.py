@@ -1,0 +1,109 @@
+import sqlite3
+
+import pytest
+from sqlalchemy import text
+
+from watcherd import db
+from watcherd.index import Index
+from watcherd.models import File, to_signed, to_unsigned
+
+
+def test_fresh_index_is_stamped_latest(tmp_path):
+    path = tmp_path / "sub" / "i.sqlite3"
+    with Index(path) as idx:
+        v = idx.session.execute(text("SELECT version FROM schema_version")).scalar()
+        assert v == db.LATEST
+    assert path.exists()
+
+
+def test_sqlite_settings(index):
+    conn = index.session.connection()
+    assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "i.sqlite3"
+    Index(path).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE schema_version SET version = 999")
+    con.commit()
+    con.close()
+    with pytest.raises(db.SchemaTooNew, match="999"):
+        Index(path)
+
+
+def test_migration_runner_applies_steps_in_order(tmp_path, monkeypatch):
+    path = tmp_path / "i.sqlite3"
+    Index(path).close()
+    applied = []
+
+    def step2(conn):
+        applied.append(2)
+        conn.exec_driver_sql("ALTER TABLE files ADD COLUMN note TEXT")
+
+    monkeypatch.setitem(db.MIGRATIONS, 2, step2)
+    monkeypatch.setattr(db, "LATEST", 2)
+    engine = db.make_engine(path)
+    assert db.migrate(engine) == 1
+    assert applied == [2]
+    with engine.connect() as conn:
+        cols = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(files)")]
+        assert "note" in cols
+        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 2
+    assert db.migrate(engine) == 2  # nothing left to do
+    assert applied == [2]
+    engine.dispose()
+
+
+def test_failed_migration_keeps_old_version(tmp_path, monkeypatch):
+    path = tmp_path / "i.sqlite3"
+    Index(path).close()
+
+    def broken(conn):
+        conn.exec_driver_sql("ALTER TABLE files ADD COLUMN half TEXT")
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(db.MIGRATIONS, 2, broken)
+    monkeypatch.setattr(db, "LATEST", 2)
+    engine = db.make_engine(path)
+    with pytest.raises(RuntimeError):
+        db.migrate(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 1
+        cols = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(files)")]
+        assert "half" not in cols
+    engine.dispose()
+
+
+@pytest.mark.parametrize("value", [0, 1, 2**63 - 1, 2**63, 2**64 - 1])
+def test_hash_round_trip_through_signed_int64(index, value):
+    index.upsert_file(
+        None, path=f"/p/{value}.jpg", root="/p", size=1, mtime_ns=1, inode=1, phash=value, dhash=0
+    )
+    index.commit()
+    f = index.session.query(File).one()
+    assert -(2**63) <= f.phash < 2**63
+    assert to_unsigned(f.phash) == value
+    assert to_signed(value) == f.phash
+    assert [(r[1] & (2**64 - 1)) for r in index.hash_rows()] == [value]
+
+
+def test_known_under_is_prefix_exact(index):
+    for p in ("/a/b/1.jpg", "/a/b/c/2.jpg", "/a/bc/3.jpg", "/a/b"):
+        index.upsert_file(None, path=p, root="/a", size=1, mtime_ns=1, inode=1)
+    assert sorted(index.known_under("/a/b")) == ["/a/b", "/a/b/1.jpg", "/a/b/c/2.jpg"]
+
+
+def test_reader_sees_committed_rows_while_writer_holds_transaction(tmp_path):
+    path = tmp_path / "i.sqlite3"
+    writer = Index(path)
+    writer.upsert_file(None, path="/x/1.jpg", root="/x", size=1, mtime_ns=1, inode=1)
+    writer.commit()
+    writer.upsert_file(None, path="/x/2.jpg", root="/x", size=1, mtime_ns=1, inode=2)  # open txn
+    reader = Index(path)
+    assert reader.counts()["files"] == 1  # WAL: readers never wait for the writer
+    reader.close()
+    writer.commit()
+    writer.close()

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from watcherd.matching import HashIndex, newcomer_wins
+
+
+def variants_of(ph: int, dh: int = 0) -> list[tuple[int, int]]:
+    """Identity pose plus seven poses that match nothing (all bits flipped)."""
+    return [(ph, dh)] + [(~ph & (2**64 - 1), ~dh & (2**64 - 1))] * 7
+
+
+def test_empty_index_finds_nothing():
+    assert HashIndex().search(variants_of(123), 10, 10) == []
+
+
+def test_finds_within_both_thresholds_only():
+    idx = HashIndex()
+    base = 0x0123456789ABCDEF
+    idx.add(1, base, 0)
+    idx.add(2, base ^ 0b111, 0)  # pHash distance 3
+    idx.add(3, base ^ 0xFFFF, 0)  # distance 16
+    idx.add(4, base ^ 0b1, 0xFFFFFF)  # close pHash, far dHash
+    found = idx.search(variants_of(base, 0), max_phash=5, max_dhash=10)
+    assert [(m.file_id, m.distance) for m in found] == [(1, 0), (2, 3)]
+
+
+def test_each_file_once_in_its_best_pose():
+    idx = HashIndex()
+    idx.add(7, 0b1010, 0)
+    poses = [(0b1011, 0), (0b1010, 0)] + [(2**64 - 1, 2**64 - 1)] * 6
+    found = idx.search(poses, 4, 4)
+    assert len(found) == 1
+    assert (found[0].distance, found[0].transform) == (0, "mirror")
+
+
+def test_signed_values_accepted():
+    idx = HashIndex()
+    idx.add(1, -1, -2)  # as stored in SQLite
+    found = idx.search(variants_of(2**64 - 1, 2**64 - 2), 0, 0)
+    assert [m.file_id for m in found] == [1]
+
+
+def test_grows_in_place_and_removes():
+    rng = np.random.default_rng(0)
+    values = [int(v) for v in rng.integers(0, 2**63, size=5000)]
+    idx = HashIndex(capacity=16)
+    for i, v in enumerate(values):
+        idx.add(i, v, v)
+    assert len(idx) == 5000
+    for i in range(0, 5000, 2):
+        idx.remove(i)
+    assert len(idx) == 2500
+    assert 2 not in idx and 3 in idx
+    for i in (1, 999, 4999):
+        found = idx.search(variants_of(values[i], values[i]), 0, 0)
+        assert [m.file_id for m in found] == [i]
+    assert idx.search(variants_of(values[2], values[2]), 0, 0) == []
+
+
+def test_add_existing_id_updates():
+    idx = HashIndex()
+    idx.add(1, 0, 0)
+    idx.add(1, 2**40, 0)
+    assert len(idx) == 1
+    assert idx.search(variants_of(0), 0, 64) == []
+
+
+def test_exclude_and_distance():
+    idx = HashIndex()
+    idx.add(1, 0, 0)
+    idx.add(2, 0b11, 0)
+    assert [m.file_id for m in idx.search(variants_of(0), 5, 5, exclude=1)] == [2]
+    assert idx.distance(2, variants_of(0)) == 2
+    assert idx.distance(99, variants_of(0)) is None
+
+
+class F:
+    def __init__(self, w, h, size, mtime_ns):
+        self.width, self.height, self.size, self.mtime_ns = w, h, size, mtime_ns
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "expected"),
+    [
+        (F(4000, 3000, 1, 5), F(1600, 1200, 9, 1), True),  # more pixels wins
+        (F(1600, 1200, 9, 5), F(4000, 3000, 1, 1), False),
+        (F(100, 100, 20, 5), F(100, 100, 10, 1), True),  # then the larger file
+        (F(100, 100, 10, 1), F(100, 100, 10, 5), True),  # then the older one
+        (F(100, 100, 10, 5), F(100, 100, 10, 5), False),  # full tie keeps the indexed copy
+    ],
+)
+def test_keep_best(new, old, expected):
+    assert newcomer_wins(new, old, "best") is expected
+
+
+def test_keep_first_always_keeps_indexed():
+    assert newcomer_wins(F(9999, 9999, 99, 0), F(1, 1, 1, 9), "first") is False

@@ -1,0 +1,183 @@
+"""The scanner and pipeline, called directly: what gets indexed and what gets decided."""
+
+import os
+
+import pytest
+from helpers import copies, photo, save
+from PIL import Image
+
+from watcherd.config import Config
+from watcherd.index import Index
+from watcherd.models import ERROR, MISSING, Decision, File
+from watcherd.scanner import scan
+
+
+def decisions(index: Index) -> dict[str, tuple[str, str]]:
+    """redundant file name -> (kept file name, kind) over current decisions."""
+    rows = index.session.query(Decision).filter(Decision.current.is_(True)).all()
+    return {
+        os.path.basename(d.file.path): (os.path.basename(index.group_root(d.file).path), d.kind)
+        for d in rows
+    }
+
+
+def test_links_every_kind_of_copy_and_nothing_else(tmp_path, index, config):
+    lib = tmp_path / "lib"
+    for s in range(6):
+        save(photo(s), lib / f"a{s}.jpg")
+    for k in copies(photo(0), lib / "z", "a0").values():
+        assert k.exists()
+    stats = scan([lib], config, index)
+    assert stats.seen == 6 + 7 and stats.new == 13 and stats.errors == 0
+    found = decisions(index)
+    # The lossless PNG has the original's pixels in the larger file: keep="best" keeps it.
+    assert set(found) == {
+        "a0.jpg", "a0-half.jpg", "a0-q35.jpg", "a0-rot90.jpg",
+        "a0-mirror.jpg", "a0-exif6.jpg", "a0-bright.jpg",
+    }  # fmt: skip
+    assert {kept for kept, _ in found.values()} == {"a0.png"}
+    assert stats.exact == 0 and stats.near == 7
+
+
+def test_exact_copies_of_any_file_type(tmp_path, index, config):
+    (tmp_path / "a.mp4").write_bytes(b"\x00video" * 1000)
+    (tmp_path / "b.mp4").write_bytes(b"\x00video" * 1000)
+    os.utime(tmp_path / "a.mp4", ns=(10**18, 10**18))
+    os.utime(tmp_path / "b.mp4", ns=(2 * 10**18, 2 * 10**18))
+    scan([tmp_path], config, index)
+    assert decisions(index) == {"b.mp4": ("a.mp4", "exact")}
+
+
+def test_keep_best_keeps_the_bigger_picture_even_when_it_arrives_later(tmp_path, index, config):
+    img = photo(1, (800, 600))
+    save(img.resize((400, 300)), tmp_path / "small.jpg")
+    scan([tmp_path], config, index)
+    save(img, tmp_path / "sub" / "big.jpg")
+    scan([tmp_path], config, index)
+    assert decisions(index) == {"small.jpg": ("big.jpg", "near")}
+
+
+def test_keep_first_keeps_the_indexed_copy(tmp_path, index):
+    img = photo(1, (800, 600))
+    save(img.resize((400, 300)), tmp_path / "small.jpg")
+    cfg = Config(workers=1, keep="first")
+    scan([tmp_path], cfg, index)
+    save(img, tmp_path / "sub" / "big.jpg")
+    scan([tmp_path], cfg, index)
+    assert decisions(index) == {"big.jpg": ("small.jpg", "near")}
+
+
+def test_groups_have_one_kept_file(tmp_path, index, config):
+    img = photo(2, (800, 600))
+    save(img.resize((200, 150)), tmp_path / "1-tiny.jpg")
+    save(img.resize((400, 300)), tmp_path / "2-small.jpg")
+    save(img, tmp_path / "3-big.jpg")
+    scan([tmp_path], config, index)
+    found = decisions(index)
+    assert found == {"1-tiny.jpg": ("3-big.jpg", "near"), "2-small.jpg": ("3-big.jpg", "near")}
+
+
+def test_rescan_reads_nothing_unchanged(tmp_path, index, config, monkeypatch):
+    for s in range(4):
+        save(photo(s), tmp_path / f"{s}.jpg")
+    scan([tmp_path], config, index)
+    import watcherd.scanner as scanner_mod
+
+    def boom(*a, **k):
+        raise AssertionError("an unchanged file was read")
+
+    monkeypatch.setattr(scanner_mod, "fingerprint_file", boom)
+    stats = scan([tmp_path], config, index)
+    assert (stats.seen, stats.skipped, stats.new) == (4, 4, 0)
+
+
+def test_changed_file_is_refingerprinted(tmp_path, index, config):
+    p = save(photo(1), tmp_path / "a.jpg")
+    save(photo(1), tmp_path / "b.jpg", quality=60)
+    scan([tmp_path], config, index)
+    assert "b.jpg" in decisions(index) or "a.jpg" in decisions(index)
+    save(photo(9), p)  # overwritten with a different picture
+    os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
+    stats = scan([tmp_path], config, index)
+    assert stats.changed == 1
+    assert decisions(index) == {}
+
+
+def test_rename_keeps_row_and_is_not_a_duplicate(tmp_path, index, config):
+    p = save(photo(3), tmp_path / "a.jpg")
+    scan([tmp_path], config, index)
+    first_id = index.file_by_path(str(p)).id
+    (tmp_path / "sub").mkdir()
+    new = tmp_path / "sub" / "renamed.jpg"
+    p.rename(new)
+    stats = scan([tmp_path], config, index)
+    assert (stats.moved, stats.new, stats.missing) == (1, 0, 0)
+    assert index.file_by_path(str(new)).id == first_id
+    assert decisions(index) == {}
+
+
+def test_deleted_file_is_marked_missing_and_its_pairing_ends(tmp_path, index, config):
+    save(photo(4), tmp_path / "a.jpg")
+    b = save(photo(4), tmp_path / "b.jpg", quality=50)
+    scan([tmp_path], config, index)
+    assert decisions(index)
+    b.unlink()
+    stats = scan([tmp_path], config, index)
+    assert stats.missing == 1
+    assert index.file_by_path(str(b)).status == MISSING
+    assert decisions(index) == {}
+
+
+def test_bad_files_are_errors_and_the_scan_goes_on(tmp_path, index, config):
+    save(photo(5), tmp_path / "good.jpg")
+    (tmp_path / "empty.jpg").touch()
+    (tmp_path / "text.jpg").write_text("hello")
+    full = save(photo(6), tmp_path / "x.jpg").read_bytes()
+    (tmp_path / "x.jpg").unlink()
+    (tmp_path / "trunc.jpg").write_bytes(full[: len(full) // 3])
+    stats = scan([tmp_path], config, index)
+    assert stats.errors == 3 and stats.seen == 4
+    rows = {os.path.basename(f.path): f for f in index.session.query(File)}
+    assert rows["good.jpg"].status == "active"
+    for name in ("empty.jpg", "text.jpg", "trunc.jpg"):
+        assert rows[name].status == ERROR and rows[name].error
+
+
+def test_dry_run_writes_nothing(tmp_path, index, config):
+    save(photo(7), tmp_path / "a.jpg")
+    save(photo(7), tmp_path / "b.png")
+    stats = scan([tmp_path], config, index, dry_run=True)
+    assert stats.near + stats.exact == 1
+    assert index.session.query(File).count() == 0
+
+
+def test_hidden_and_temporary_files_ignored(tmp_path, index, config):
+    save(photo(8), tmp_path / "a.jpg")
+    save(photo(8), tmp_path / ".hidden.jpg")
+    save(photo(8), tmp_path / ".thumbnails" / "a.jpg")
+    (tmp_path / "dl.jpg.part").write_bytes((tmp_path / "a.jpg").read_bytes())
+    os.symlink(tmp_path / "a.jpg", tmp_path / "link.jpg")
+    stats = scan([tmp_path], config, index)
+    assert stats.seen == 1 and decisions(index) == {}
+
+
+def test_parallel_workers_decide_like_one(tmp_path):
+    for s in range(10):
+        img = photo(s)
+        save(img, tmp_path / f"{s}.jpg")
+        save(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), tmp_path / f"{s}m.jpg")
+    results = []
+    for workers in (1, 2):
+        with Index(tmp_path / f"i{workers}.sqlite3") as idx:
+            scan([tmp_path], Config(workers=workers), idx)
+            results.append(decisions(idx))
+    assert results[0] == results[1]
+    assert len(results[0]) == 10
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unreadable_folder_is_reported(tmp_path, index, workers):
+    save(photo(1), tmp_path / "ok" / "a.jpg")
+    stats = scan([tmp_path / "ok", tmp_path / "nope"], Config(workers=workers), index)
+    assert stats.seen == 1
+    assert any("nope" in p for p, _ in stats.error_paths)

@@ -1,0 +1,278 @@
+"""The `watcherd` command line: thin click commands over the modules that do the work."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from . import config as config_mod
+from . import log as log_mod
+from . import report as report_mod
+from .config import Config, ConfigError
+from .db import SchemaTooNew
+from .index import Index
+from .scanner import scan as run_scan
+
+err_console = Console(stderr=True)
+
+
+class App:
+    """What every subcommand needs: the configuration and the index, opened on demand."""
+
+    def __init__(self, config_path: str | None, db_path: str | None) -> None:
+        self.config_path = config_path
+        self.db_option = db_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = config_mod.load(self.config_path)
+        return self._config
+
+    @property
+    def db_path(self) -> Path:
+        return config_mod.resolve_db_path(self.db_option)
+
+    def open_index(self, writer: bool = False) -> Index:
+        return Index(self.db_path, writer=writer)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]watcherd:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+class Main(click.Group):
+    """Turns the errors a user can fix into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            fail(str(exc))
+        except SchemaTooNew as exc:
+            fail(str(exc))
+
+
+@click.group(cls=Main)
+@click.option(
+    "--config", "config_path", metavar="PATH", help="Configuration file [env WATCHERD_CONFIG]."
+)
+@click.option("--db", "db_path", metavar="PATH", help="Index database file [env WATCHERD_DB].")
+@click.option("-v", "--verbose", count=True, help="Log every decision (-v) or debug (-vv).")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.version_option(package_name="watcherd")
+@click.pass_context
+def main(
+    ctx: click.Context, config_path: str | None, db_path: str | None, verbose: int, log_format: str
+) -> None:
+    """Keep photo folders free of duplicate clutter."""
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    log_mod.setup(level, log_format)
+    ctx.obj = App(config_path, db_path)
+
+
+class RichProgress:
+    """A rich progress bar (files, rate, time left) on stderr; silent when not a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.bar = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[cyan]{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self.task: TaskID | None = None
+        self._start = 0.0
+
+    def start(self, total: int) -> None:
+        self._start = time.monotonic()
+        self.bar.start()
+        self.task = self.bar.add_task("Fingerprinting", total=total, rate="")
+
+    def advance(self, n: int = 1) -> None:
+        if self.task is None:
+            return
+        done = self.bar.tasks[0].completed + n
+        rate = done / max(time.monotonic() - self._start, 1e-6)
+        self.bar.update(self.task, advance=n, rate=f"{rate:.1f} files/s")
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Decide everything, write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None:
+    """Index every photo under PATHS (default: the configured roots) and find duplicates."""
+    cfg = app.config
+    targets = list(paths) or [r.path for r in cfg.roots]
+    if not targets:
+        fail("nothing to scan: name a folder, or set `roots` in the configuration")
+    existing = []
+    for t in targets:
+        if t.exists():
+            existing.append(t)
+        else:
+            err_console.print(f"[yellow]watcherd:[/] folder not found, skipped: {t}")
+    if not existing:
+        fail("none of the folders to scan exist", 1)
+    progress = RichProgress(err_console)
+    with app.open_index(writer=True) as index:
+        try:
+            stats = run_scan(existing, cfg, index, dry_run=dry_run, progress=progress)
+        finally:
+            progress.stop()
+    if as_json:
+        click.echo(json.dumps({**stats.as_dict(), "dry_run": dry_run}))
+        return
+    out = Console()
+    prefix = "Dry run: would have found" if dry_run else "Found"
+    out.print(
+        f"Scanned {stats.seen} files in {stats.seconds:.1f} s: {stats.new} new, "
+        f"{stats.changed} changed, {stats.skipped} unchanged, {stats.moved} moved, "
+        f"{stats.missing} missing.",
+        highlight=False,
+    )
+    out.print(
+        f"{prefix} {stats.exact} exact and {stats.near} near duplicates; {stats.errors} errors.",
+        highlight=False,
+    )
+    for path, reason in stats.error_paths[:20]:
+        out.print(f"  error: {path}: {reason}", highlight=False, soft_wrap=True)
+    if len(stats.error_paths) > 20:
+        out.print(f"  … and {len(stats.error_paths) - 20} more errors", highlight=False)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(value: str) -> datetime:
+    """`7d`, `12h`, `30m`, `2w` ago, or an ISO date/time."""
+    m = _DURATION.match(value)
+    if m:
+        return datetime.now(timezone.utc) - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use e.g. 7d, 12h, 30m or 2026-01-31") from None
+    return dt if dt.tzinfo else dt.astimezone()
+
+
+@main.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+    show_default=True,
+)  # fmt: skip
+@click.option("--since", help="Only decisions newer than this (7d, 12h, or a date).")
+@click.option("--root", type=click.Path(path_type=Path), help="Only files under this folder.")
+@click.option("--kind", type=click.Choice(["exact", "near"]))
+@click.option("--action", type=click.Choice(["flagged", "quarantined"]))
+@click.option("--limit", type=click.IntRange(min=1))
+@click.option("--fail-on-duplicates", is_flag=True, help="Exit 1 when any duplicate is listed.")
+@click.pass_obj
+def report(
+    app: App,
+    fmt: str,
+    since: str | None,
+    root: Path | None,
+    kind: str | None,
+    action: str | None,
+    limit: int | None,
+    fail_on_duplicates: bool,
+) -> None:
+    """Show the duplicates found so far."""
+    filters = report_mod.Filters(
+        since=parse_since(since) if since else None,
+        root=str(root.expanduser().absolute()) if root else None,
+        kind=kind,
+        action=action,
+        limit=limit,
+    )
+    with app.open_index() as index:
+        data = report_mod.build(index, filters)
+    if fmt == "json":
+        click.echo(json.dumps(report_mod.to_json_data(data), indent=2))
+    elif fmt == "csv":
+        click.echo(report_mod.to_csv(data), nl=False)
+    else:
+        report_mod.print_table(data, Console())
+    if fail_on_duplicates and data["duplicates"]:
+        sys.exit(1)
+
+
+@main.group("config")
+def config_group() -> None:
+    """Create or inspect the configuration file."""
+
+
+@config_group.command("init")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.pass_obj
+def config_init(app: App, force: bool) -> None:
+    """Write a commented configuration file with every default."""
+    target = Path(app.config_path).expanduser() if app.config_path else None
+    if target is None:
+        env = os.environ.get("WATCHERD_CONFIG")
+        target = Path(env).expanduser() if env else config_mod.default_config_path()
+    if target.exists() and not force:
+        fail(f"{target} already exists (use --force to overwrite)", 1)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(config_mod.default_file_text())
+    click.echo(f"Wrote {target}")
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def config_show(app: App, as_json: bool) -> None:
+    """Print the effective settings and where they came from."""
+    cfg = app.config
+    data = {
+        "config_file": str(cfg.source) if cfg.source else None,
+        "db": str(app.db_path),
+        **cfg.to_dict(),
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"# configuration file: {data.pop('config_file') or '(none, defaults)'}")
+    click.echo(f"# index: {data.pop('db')}")
+    for line in config_mod.dump_toml(data):
+        click.echo(line)
+    missing = [r.path for r in cfg.roots if not r.path.is_dir()]
+    for p in missing:
+        click.echo(f"# warning: root does not exist: {p}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,310 @@
+"""Configuration: one TOML file, validated strictly, with defaults for everything.
+
+A typo in a config file must not silently fall back to a default (a user who writes
+`acton = "quarantine"` would otherwise believe files are being moved), so unknown keys,
+wrong types and wrong values stop with one message naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path, PurePath
+from typing import Any
+
+import platformdirs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+APP = "watcherd"
+
+IMAGE_EXTENSIONS = (
+    "jpg", "jpeg", "jpe", "png", "webp", "gif", "bmp", "tif", "tiff",
+    "heic", "heif", "avif",
+)  # fmt: skip
+VIDEO_EXTENSIONS = ("mp4", "mov", "m4v", "3gp", "mkv", "avi", "webm")
+
+DEFAULT_INCLUDE = tuple(f"*.{ext}" for ext in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+# Hidden files and the temporary names browsers, sync tools and editors write before
+# the final rename: such a file is incomplete by definition.
+DEFAULT_EXCLUDE = (".*", "*.part", "*.crdownload", "*.tmp", "*~", "*.partial", "*.download")
+
+
+class ConfigError(Exception):
+    """A configuration problem the user must fix; the message names file and key."""
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP))
+
+
+def default_db_path() -> Path:
+    return default_data_dir() / "index.sqlite3"
+
+
+@dataclass(frozen=True)
+class Root:
+    """A watched folder. `protect` marks a reference folder nothing is ever moved out of."""
+
+    path: Path
+    protect: bool = False
+    poll: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    roots: tuple[Root, ...] = ()
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    action: str = "flag"
+    keep: str = "best"
+    phash_distance: int = 10
+    dhash_distance: int = 16
+    quarantine_dir: Path = field(default_factory=lambda: default_data_dir() / "quarantine")
+    notifications: bool = True
+    max_pixels: int = 250_000_000
+    workers: int = 0
+    source: Path | None = None
+
+    def is_included(
+        self, path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
+    ) -> bool:
+        """Whether a file is one watcherd should index: name matches include, no part excluded.
+
+        Matching is case-insensitive because phones write `IMG_0001.JPG` and `.jpg` alike.
+        With `root`, every folder between the root and the file is checked against
+        `exclude` too, so a file inside `.thumbnails/` is skipped, while a root that
+        itself lives in a hidden folder still works.
+        """
+        p = PurePath(path)
+        name = p.name.lower()
+        if not any(fnmatch.fnmatchcase(name, pat.lower()) for pat in self.include):
+            return False
+        parts = [p.name]
+        if root is not None:
+            with contextlib.suppress(ValueError):
+                parts = list(p.relative_to(root).parts)
+        return not any(self._excluded(part) for part in parts)
+
+    def _excluded(self, name: str) -> bool:
+        name = name.lower()
+        return any(fnmatch.fnmatchcase(name, pat.lower()) for pat in self.exclude)
+
+    def is_included_dir(self, name: str) -> bool:
+        """Whether to descend into a folder called `name` (hidden folders are skipped)."""
+        return not self._excluded(name)
+
+    def root_for(self, path: Path) -> Root | None:
+        """The configured root containing `path` (the deepest one), if any."""
+        best: Root | None = None
+        for root in self.roots:
+            inside = path == root.path or root.path in path.parents
+            if inside and (best is None or len(root.path.parts) > len(best.path.parts)):
+                best = root
+        return best
+
+    def effective_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "roots": [
+                {"path": str(r.path), "protect": r.protect, "poll": r.poll} for r in self.roots
+            ],
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "action": self.action,
+            "keep": self.keep,
+            "phash_distance": self.phash_distance,
+            "dhash_distance": self.dhash_distance,
+            "quarantine_dir": str(self.quarantine_dir),
+            "notifications": self.notifications,
+            "max_pixels": self.max_pixels,
+            "workers": self.workers,
+        }
+
+
+_CHOICES = {"action": ("flag", "quarantine"), "keep": ("best", "first")}
+_INT_RANGES = {
+    "phash_distance": (0, 32),
+    "dhash_distance": (0, 32),
+    "max_pixels": (1, 10**10),
+    "workers": (0, 256),
+}
+
+
+def _expand(value: str) -> Path:
+    return Path(os.path.expandvars(os.path.expanduser(value))).absolute()
+
+
+def _parse_roots(value: Any, where: str) -> tuple[Root, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: 'roots' must be a list of folders")
+    roots = []
+    for i, item in enumerate(value):
+        key = f"roots[{i}]"
+        if isinstance(item, str):
+            roots.append(Root(_expand(item)))
+            continue
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: '{key}' must be a path or a table with 'path'")
+        unknown = set(item) - {"path", "protect", "poll"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key '{key}.{sorted(unknown)[0]}'")
+        if not isinstance(item.get("path"), str):
+            raise ConfigError(f"{where}: '{key}.path' must be a string")
+        for flag in ("protect", "poll"):
+            if not isinstance(item.get(flag, False), bool):
+                raise ConfigError(f"{where}: '{key}.{flag}' must be true or false")
+        roots.append(Root(_expand(item["path"]), bool(item.get("protect")), bool(item.get("poll"))))
+    return tuple(roots)
+
+
+def from_mapping(data: dict[str, Any], source: Path | None = None) -> Config:
+    """Build a validated Config from parsed TOML; keys may sit at top level or in [near]."""
+    where = str(source) if source else "configuration"
+    data = dict(data)
+    near = data.pop("near", {})
+    if not isinstance(near, dict):
+        raise ConfigError(f"{where}: 'near' must be a table")
+    for key, value in near.items():
+        if key not in ("phash_distance", "dhash_distance"):
+            raise ConfigError(f"{where}: unknown key 'near.{key}'")
+        data[key] = value
+
+    known = {f.name for f in fields(Config)} - {"source"}
+    kwargs: dict[str, Any] = {"source": source}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}'")
+        if key == "roots":
+            kwargs[key] = _parse_roots(value, where)
+        elif key in ("include", "exclude"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: '{key}' must be a list of glob strings")
+            kwargs[key] = tuple(value)
+        elif key in _CHOICES:
+            if value not in _CHOICES[key]:
+                allowed = " or ".join(f'"{c}"' for c in _CHOICES[key])
+                raise ConfigError(f"{where}: '{key}' must be {allowed}, not {value!r}")
+            kwargs[key] = value
+        elif key in _INT_RANGES:
+            lo, hi = _INT_RANGES[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                raise ConfigError(f"{where}: '{key}' must be a whole number from {lo} to {hi}")
+            kwargs[key] = value
+        elif key == "quarantine_dir":
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: 'quarantine_dir' must be a string")
+            kwargs[key] = _expand(value)
+        elif key == "notifications":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: 'notifications' must be true or false")
+            kwargs[key] = value
+    return Config(**kwargs)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the configuration: explicit path, else $WATCHERD_CONFIG, else the default file.
+
+    A missing default file means defaults; a missing file the user named is an error,
+    because they clearly expected it to be read.
+    """
+    explicit = path or os.environ.get("WATCHERD_CONFIG")
+    cfg_path = Path(explicit).expanduser() if explicit else default_config_path()
+    if not cfg_path.exists():
+        if explicit:
+            raise ConfigError(f"{cfg_path}: configuration file not found")
+        return Config()
+    try:
+        with open(cfg_path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{cfg_path}: cannot read: {exc.strerror}") from None
+    return from_mapping(data, cfg_path)
+
+
+def resolve_db_path(option: str | os.PathLike[str] | None = None) -> Path:
+    explicit = option or os.environ.get("WATCHERD_DB")
+    return Path(explicit).expanduser().absolute() if explicit else default_db_path()
+
+
+DEFAULT_FILE = """\
+# watcherd configuration. Every key is optional; the values shown are the defaults.
+
+# Folders to watch and scan. A plain path, or a table:
+#   roots = ["~/Pictures", {{ path = "~/Camera originals", protect = true }}]
+# `protect = true` marks a reference folder: matched against, never moved out of.
+# `poll = true` watches by polling (network filesystems where inotify sees nothing).
+roots = []
+
+# Files to index (case-insensitive globs on the file name). Videos and other files
+# are matched byte-for-byte only; images are also matched by appearance.
+include = [{include}]
+
+# Names to skip: any path component matching one of these excludes the file.
+exclude = [{exclude}]
+
+# What to do with a duplicate: "flag" (record it, touch nothing) or "quarantine"
+# (move it to quarantine_dir, from where `watcherd restore` brings it back).
+action = "flag"
+
+# Which copy is kept: "best" (more pixels, then larger file, then older) or
+# "first" (the copy indexed first is always kept).
+keep = "best"
+
+quarantine_dir = "{quarantine}"
+notifications = true
+
+# Images with more pixels than this are recorded as errors instead of decoded
+# (protects against decompression bombs).
+max_pixels = 250000000
+
+# Parallel decoding processes; 0 means one per CPU core.
+workers = 0
+
+[near]
+# Largest Hamming distances (out of 64 bits) at which two images count as the same
+# picture. Both the pHash and the dHash must be within their limit.
+phash_distance = 10
+dhash_distance = 16
+"""
+
+
+def default_file_text() -> str:
+    return DEFAULT_FILE.format(
+        include=", ".join(f'"{p}"' for p in DEFAULT_INCLUDE),
+        exclude=", ".join(f'"{p}"' for p in DEFAULT_EXCLUDE),
+        quarantine=default_data_dir() / "quarantine",
+    )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(type(value))
+
+
+def dump_toml(data: dict[str, Any]) -> list[str]:
+    """The settings as TOML lines that `load` would read back to the same values."""
+    return [f"{key} = {_toml_value(value)}" for key, value in data.items()]

@@ -1,0 +1,97 @@
+"""Engine setup and schema migrations: the only module that knows it talks to SQLite.
+
+Everything else uses plain SQLAlchemy, so another backend (PostgreSQL for an index
+shared by several machines) only needs a branch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import Base, SchemaVersion
+
+BUSY_TIMEOUT_MS = 30_000
+
+# Migrations from version N-1 to N, in order. A fresh index is created from the models
+# and stamped with the latest version; an older one is brought forward step by step,
+# inside one transaction per step, so an interrupted upgrade leaves the old version.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: lambda conn: Base.metadata.create_all(conn),
+}
+LATEST = max(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    """The index was written by a newer watcherd; refusing protects the user's data."""
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin: the module
+    # would otherwise run DDL outside any transaction, so a failed migration could leave
+    # half its changes behind.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(target: str | Path, writer: bool = False) -> Engine:
+    """An engine for a database URL or a SQLite file path (parent folders are created).
+
+    A `writer` engine takes SQLite's write lock when its transaction begins (BEGIN
+    IMMEDIATE): a deferred transaction that reads and then writes can fail with
+    "database is locked" at once when another process wrote in between, while an
+    immediate one waits its turn under the busy timeout.
+    """
+    url = str(target)
+    if "://" not in url:
+        path = Path(target).expanduser().absolute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+        return engine
+    return create_engine(url)
+
+
+def schema_version(conn: Connection) -> int:
+    if not inspect(conn).has_table(SchemaVersion.__tablename__):
+        return 0
+    return conn.execute(select(SchemaVersion.version)).scalar() or 0
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the schema to LATEST; returns the version found before migrating."""
+    with engine.begin() as conn:
+        found = schema_version(conn)
+        if found > LATEST:
+            raise SchemaTooNew(
+                f"index schema version {found} is newer than this watcherd understands "
+                f"({LATEST}); upgrade watcherd"
+            )
+        if found == 0 and not inspect(conn).has_table("files"):
+            Base.metadata.create_all(conn)
+            conn.execute(SchemaVersion.__table__.insert().values(id=1, version=LATEST))
+            return 0
+    for version in range(found + 1, LATEST + 1):
+        with engine.begin() as conn:
+            MIGRATIONS[version](conn)
+            conn.execute(SchemaVersion.__table__.delete())
+            conn.execute(SchemaVersion.__table__.insert().values(id=1, version=version))
+    return found
+
+
+def open_sessionmaker(target: str | Path, writer: bool = False) -> sessionmaker[Session]:
+    engine = make_engine(target, writer)
+    migrate(engine)
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,219 @@
+"""Fingerprints: what a file is (sha256) and what it looks like (perceptual hashes).
+
+Runs in worker processes, so everything here is a plain function of a path returning a
+picklable value. A file is read once: the bytes feed the sha256 and the image decoder.
+Bad input never raises out of `fingerprint_file`; it comes back as `error` text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat as stat_mod
+import warnings
+from dataclasses import dataclass
+
+import imagehash
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from .config import IMAGE_EXTENSIONS
+
+try:  # HEIC/HEIF from phones; optional at import so a broken libheif never stops indexing
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except Exception:  # pragma: no cover - depends on the platform's wheel
+    pillow_heif = None
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+HASH_SIDE = 32  # pHash works on a 32x32 greyscale image
+DRAFT_SIZE = (128, 128)  # JPEG draft() decodes at 1/2..1/8 scale, never below this
+READ_WHOLE_LIMIT = 256 * 1024 * 1024  # larger files are streamed for sha256
+CHUNK = 1024 * 1024
+
+# The eight ways a picture can be rotated or mirrored, identity first (it wins ties).
+TRANSFORMS: tuple[tuple[str, Image.Transpose | None], ...] = (
+    ("identity", None),
+    ("mirror", Image.Transpose.FLIP_LEFT_RIGHT),
+    ("rotate90", Image.Transpose.ROTATE_90),
+    ("rotate180", Image.Transpose.ROTATE_180),
+    ("rotate270", Image.Transpose.ROTATE_270),
+    ("flip", Image.Transpose.FLIP_TOP_BOTTOM),
+    ("transpose", Image.Transpose.TRANSPOSE),
+    ("transverse", Image.Transpose.TRANSVERSE),
+)
+TRANSFORM_NAMES = tuple(name for name, _ in TRANSFORMS)
+
+# EXIF orientation tag value -> the transposition that shows the picture upright
+# (the table ImageOps.exif_transpose uses), applied to the small image: same result,
+# a fraction of the work.
+_EXIF_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@dataclass(slots=True)
+class Fingerprint:
+    """Everything the index and the matcher need about one file, as read at one moment."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    phash: int | None = None  # unsigned 64-bit, identity orientation
+    dhash: int | None = None
+    # pHash and dHash of the picture under each of TRANSFORMS, for matching a newcomer
+    # against indexed files whatever way it was turned; not stored in the index.
+    variants: tuple[tuple[int, int], ...] = ()
+    error: str | None = None
+
+    @property
+    def pixels(self) -> int:
+        return (self.width or 0) * (self.height or 0)
+
+
+def is_image_name(path: str) -> bool:
+    return path.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS if "." in path else False
+
+
+def _bits_to_int(bits: np.ndarray) -> int:
+    return int.from_bytes(np.packbits(bits.flatten()).tobytes(), "big")
+
+
+def image_hashes(small: Image.Image) -> tuple[tuple[int, int], ...]:
+    """pHash and dHash (ImageHash, 64 bits each) of a 32x32 greyscale image in all 8 poses.
+
+    Turning the 32x32 image is the same as turning the photo and then shrinking it,
+    because the shrink to a square treats both axes alike.
+    """
+    out = []
+    for _, method in TRANSFORMS:
+        img = small if method is None else small.transpose(method)
+        ph = imagehash.phash(img)
+        dh = imagehash.dhash(img)
+        out.append((_bits_to_int(ph.hash), _bits_to_int(dh.hash)))
+    return tuple(out)
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    """Composite transparency over white: hidden pixels under alpha must not count."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        background.alpha_composite(img)
+        return background.convert("RGB")
+    return img
+
+
+def decode_small(data: bytes | io.BufferedIOBase, max_pixels: int) -> tuple[Image.Image, dict]:
+    """Decode an image just large enough for hashing, upright per its EXIF orientation.
+
+    Returns the 32x32 greyscale image and facts (format, upright width and height).
+    Raises ValueError with a user-facing reason for anything that is not a usable image.
+    """
+    fh = io.BytesIO(data) if isinstance(data, bytes) else data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(fh)
+        except UnidentifiedImageError:
+            raise ValueError("not an image Pillow can read (wrong extension or corrupt)") from None
+        except Image.DecompressionBombError as exc:
+            raise ValueError(f"image too large: {exc}") from None
+        with img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ValueError(
+                    f"image too large: {width}x{height} pixels exceeds max_pixels={max_pixels}"
+                )
+            fmt = img.format
+            orientation = 1
+            try:
+                orientation = int(img.getexif().get(0x0112, 1) or 1)
+            except Exception:  # a broken EXIF block must not cost us the picture
+                orientation = 1
+            if fmt == "JPEG":
+                img.draft("RGB", DRAFT_SIZE)
+            try:
+                img.seek(0)  # first frame of GIF/WebP/TIFF animations
+                img.load()
+            except OSError as exc:
+                raise ValueError(f"cannot decode image: {exc}") from None
+            except Image.DecompressionBombError as exc:
+                raise ValueError(f"image too large: {exc}") from None
+            work = _flatten_alpha(img)
+            if work.mode not in ("L", "RGB"):
+                work = work.convert("RGB")
+            small = work.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS)
+    method = _EXIF_ORIENTATION.get(orientation)
+    if method is not None:
+        small = small.transpose(method)
+        if orientation >= 5:
+            width, height = height, width
+    return small, {"format": fmt, "width": width, "height": height}
+
+
+def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
+    """Fingerprint one file; never raises for bad input (the reason goes into `error`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        try:
+            st = os.stat(path)
+            size, mtime_ns, inode = st.st_size, st.st_mtime_ns, st.st_ino
+        except OSError:
+            size = mtime_ns = inode = 0
+        reason = exc.strerror or str(exc)
+        return Fingerprint(path, size, mtime_ns, inode, error=f"cannot open: {reason}")
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        fp = Fingerprint(path, st.st_size, st.st_mtime_ns, st.st_ino)
+        if not stat_mod.S_ISREG(st.st_mode):
+            fp.error = "not a regular file"
+            return fp
+        if st.st_size == 0:
+            fp.error = "empty file (0 bytes)"
+            return fp
+        try:
+            if st.st_size <= READ_WHOLE_LIMIT:
+                data = fh.read()
+                fp.sha256 = hashlib.sha256(data).hexdigest()
+            else:
+                digest = hashlib.sha256()
+                while chunk := fh.read(CHUNK):
+                    digest.update(chunk)
+                fp.sha256 = digest.hexdigest()
+                data = None
+        except OSError as exc:
+            fp.error = f"cannot read: {exc.strerror or exc}"
+            return fp
+    if not is_image_name(path):
+        return fp  # videos and other files: exact matching only
+    if data is None:
+        fp.error = f"image file too large to decode ({st.st_size} bytes)"
+        return fp
+    try:
+        small, facts = decode_small(data, max_pixels)
+    except ValueError as exc:
+        fp.error = str(exc)
+        return fp
+    except Exception as exc:  # any decoder bug is the file's error, never the daemon's
+        fp.error = f"cannot decode image: {type(exc).__name__}: {exc}"
+        return fp
+    fp.format, fp.width, fp.height = facts["format"], facts["width"], facts["height"]
+    fp.variants = image_hashes(small)
+    fp.phash, fp.dhash = fp.variants[0]
+    return fp

@@ -1,0 +1,219 @@
+"""The index: queries and updates over files and decisions, backend-neutral SQLAlchemy.
+
+One `Index` owns one Session; the process that decides (scan, daemon) is the single
+writer and commits in batches. Readers (report, status) open their own Index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from . import db
+from .models import ACTIVE, ERROR, MISSING, QUARANTINED, Decision, File, to_signed, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class KnownFile:
+    """The stat facts of an indexed file: enough to skip it without reading it."""
+
+    id: int
+    size: int
+    mtime_ns: int
+    inode: int | None
+    status: str
+    error: str | None
+
+
+def _under(column, folder: str):
+    """SQL filter: a path column equal to or below `folder` (LIKE-free, index friendly)."""
+    prefix = folder.rstrip("/") + "/"
+    # "0" is the character after "/": every path starting with prefix sorts below it.
+    return or_(column == folder, (column >= prefix) & (column < folder.rstrip("/") + "0"))
+
+
+class Index:
+    def __init__(self, target: str | Path, writer: bool = False) -> None:
+        self.target = target
+        self.Session = db.open_sessionmaker(target, writer)
+        self.session: Session = self.Session()
+
+    def close(self) -> None:
+        self.session.close()
+        self.session.get_bind().dispose()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def commit(self) -> None:
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+    # -- files ---------------------------------------------------------------------------
+
+    def get(self, file_id: int) -> File | None:
+        return self.session.get(File, file_id)
+
+    def file_by_path(self, path: str) -> File | None:
+        return self.session.scalar(select(File).where(File.path == path))
+
+    def known_under(self, folder: str) -> dict[str, KnownFile]:
+        """Stat facts of every indexed file at or below `folder`, keyed by path."""
+        rows = self.session.execute(
+            select(
+                File.path, File.id, File.size, File.mtime_ns, File.inode, File.status, File.error
+            ).where(_under(File.path, folder))
+        )
+        return {
+            r.path: KnownFile(r.id, r.size, r.mtime_ns, r.inode, r.status, r.error) for r in rows
+        }
+
+    def active_with_sha(self, sha256: str, exclude_id: int | None = None) -> list[File]:
+        stmt = select(File).where(File.sha256 == sha256, File.status == ACTIVE)
+        if exclude_id is not None:
+            stmt = stmt.where(File.id != exclude_id)
+        return list(self.session.scalars(stmt.order_by(File.id)))
+
+    def hash_rows(self) -> Iterator[tuple[int, int, int]]:
+        """(id, phash, dhash) of every active image, streamed for building the HashIndex."""
+        stmt = select(File.id, File.phash, File.dhash).where(
+            File.status == ACTIVE, File.phash.is_not(None)
+        )
+        for row in self.session.execute(stmt.execution_options(yield_per=10_000)):
+            yield row.id, row.phash, row.dhash
+
+    def upsert_file(self, existing: File | None, **values) -> File:
+        """Create or overwrite a file row; the caller flushes/commits."""
+        for key in ("phash", "dhash"):
+            values[key] = to_signed(values.get(key))
+        values["indexed_at"] = utcnow()
+        if existing is None:
+            f = File(**values)
+            self.session.add(f)
+        else:
+            f = existing
+            for key, value in values.items():
+                setattr(f, key, value)
+        self.session.flush()
+        return f
+
+    def move_file(self, f: File, new_path: str, root: str) -> None:
+        """The same file under a new name: keep its fingerprints and its decisions."""
+        f.path = new_path
+        f.root = root
+        f.status = ACTIVE
+        self.session.flush()
+
+    def forget_decisions(self, f: File) -> None:
+        """`f` no longer stands as it did (gone or changed): its pairings stop being live.
+
+        Copies that were redundant because of `f` are no longer redundant: with `f` gone
+        they may be the only copy left.
+        """
+        self.session.execute(
+            update(Decision)
+            .where(or_(Decision.file_id == f.id, Decision.original_id == f.id))
+            .values(current=False)
+        )
+        self.session.execute(
+            update(File).where(File.duplicate_of_id == f.id).values(duplicate_of_id=None)
+        )
+        f.duplicate_of_id = None
+        self.session.flush()
+
+    def mark_missing(self, f: File) -> None:
+        self.forget_decisions(f)
+        f.status = MISSING
+        self.session.flush()
+
+    def record_decision(
+        self,
+        redundant: File,
+        kept: File,
+        kind: str,
+        distance: int,
+        transform: str | None,
+        action: str = "flagged",
+    ) -> Decision:
+        # A file is redundant to one partner at a time: older live pairings of it end.
+        self.session.execute(
+            update(Decision)
+            .where(Decision.file_id == redundant.id, Decision.current.is_(True))
+            .values(current=False)
+        )
+        redundant.duplicate_of_id = kept.id
+        d = Decision(
+            file_id=redundant.id,
+            original_id=kept.id,
+            kind=kind,
+            distance=distance,
+            transform=transform,
+            action=action,
+            decided_at=utcnow(),
+        )
+        self.session.add(d)
+        self.session.flush()
+        return d
+
+    def group_root(self, f: File) -> File:
+        """The kept file at the end of `f`'s duplicate_of chain."""
+        seen = {f.id}
+        while f.duplicate_of_id is not None and f.duplicate_of_id not in seen:
+            nxt = self.get(f.duplicate_of_id)
+            if nxt is None:
+                break
+            seen.add(nxt.id)
+            f = nxt
+        return f
+
+    # -- reading -------------------------------------------------------------------------
+
+    def live_duplicates(
+        self,
+        since: datetime | None = None,
+        root: str | None = None,
+        kind: str | None = None,
+        action: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[Decision, File, File]]:
+        """Current decisions whose redundant copy still exists, newest first."""
+        redundant, original = aliased(File), aliased(File)
+        stmt = (
+            select(Decision, redundant, original)
+            .join(redundant, Decision.file_id == redundant.id)
+            .join(original, Decision.original_id == original.id)
+            .where(Decision.current.is_(True), redundant.status.in_((ACTIVE, QUARANTINED)))
+        )
+        if since is not None:
+            stmt = stmt.where(Decision.decided_at >= since)
+        if root is not None:
+            stmt = stmt.where(or_(_under(redundant.path, root), _under(original.path, root)))
+        if kind is not None:
+            stmt = stmt.where(Decision.kind == kind)
+        if action is not None:
+            stmt = stmt.where(Decision.action == action)
+        stmt = stmt.order_by(Decision.decided_at.desc(), Decision.id.desc())
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [tuple(row) for row in self.session.execute(stmt)]
+
+    def counts(self) -> dict[str, int]:
+        rows = self.session.execute(select(File.status, func.count()).group_by(File.status))
+        by_status = {status: n for status, n in rows}
+        return {
+            "files": sum(by_status.values()),
+            "active": by_status.get(ACTIVE, 0),
+            "quarantined": by_status.get(QUARANTINED, 0),
+            "missing": by_status.get(MISSING, 0),
+            "errors": by_status.get(ERROR, 0),
+        }

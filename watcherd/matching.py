@@ -1,0 +1,154 @@
+"""Matching: the in-memory fingerprint array and the rule that picks which copy is kept.
+
+The array holds the pHash and dHash of every indexed image; a newcomer is compared
+against all of them at once (XOR + popcount in numpy) in each of its eight poses, so a
+rotated or mirrored copy is found as easily as a re-encoded one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .fingerprint import TRANSFORM_NAMES
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    file_id: int
+    distance: int  # pHash Hamming distance in the best pose
+    ddistance: int  # dHash Hamming distance in that pose
+    transform: str  # how the newcomer was turned to match (identity, mirror, rotate90, ...)
+
+
+class HashIndex:
+    """Fingerprints of indexed images in flat numpy arrays, grown in place.
+
+    Rows are addressed by file id; removal moves the last row into the hole, so the
+    arrays stay dense and a search is one vectorised pass per pose.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        capacity = max(capacity, 16)
+        self._ids = np.zeros(capacity, dtype=np.int64)
+        self._ph = np.zeros(capacity, dtype=np.uint64)
+        self._dh = np.zeros(capacity, dtype=np.uint64)
+        self._n = 0
+        self._row: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __contains__(self, file_id: int) -> bool:
+        return file_id in self._row
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[int, int, int]]) -> HashIndex:
+        """Build from (file_id, phash, dhash) rows; hashes unsigned or signed 64-bit."""
+        index = cls()
+        for file_id, ph, dh in rows:
+            index.add(file_id, ph, dh)
+        return index
+
+    def _grow(self) -> None:
+        capacity = len(self._ids) * 2
+        for name in ("_ids", "_ph", "_dh"):
+            old = getattr(self, name)
+            new = np.zeros(capacity, dtype=old.dtype)
+            new[: self._n] = old[: self._n]
+            setattr(self, name, new)
+
+    def add(self, file_id: int, phash: int, dhash: int) -> None:
+        row = self._row.get(file_id)
+        if row is None:
+            if self._n == len(self._ids):
+                self._grow()
+            row = self._n
+            self._n += 1
+            self._row[file_id] = row
+            self._ids[row] = file_id
+        self._ph[row] = phash & 0xFFFFFFFFFFFFFFFF
+        self._dh[row] = dhash & 0xFFFFFFFFFFFFFFFF
+
+    def remove(self, file_id: int) -> None:
+        row = self._row.pop(file_id, None)
+        if row is None:
+            return
+        last = self._n - 1
+        if row != last:
+            moved = int(self._ids[last])
+            self._ids[row] = moved
+            self._ph[row] = self._ph[last]
+            self._dh[row] = self._dh[last]
+            self._row[moved] = row
+        self._n = last
+
+    def search(
+        self,
+        variants: Sequence[tuple[int, int]],
+        max_phash: int,
+        max_dhash: int,
+        exclude: int | None = None,
+    ) -> list[Match]:
+        """All indexed images within both distances of any pose of the newcomer.
+
+        `variants` are the newcomer's (phash, dhash) in the order of TRANSFORM_NAMES.
+        Each file appears once, in its closest pose; best matches first.
+        """
+        n = self._n
+        if n == 0 or not variants:
+            return []
+        ph, dh, ids = self._ph[:n], self._dh[:n], self._ids[:n]
+        best: dict[int, tuple[int, int, int]] = {}
+        for pose, (vp, vd) in enumerate(variants):
+            pdist = np.bitwise_count(ph ^ np.uint64(vp & 0xFFFFFFFFFFFFFFFF))
+            rows = np.flatnonzero(pdist <= max_phash)
+            if rows.size == 0:
+                continue
+            ddist = np.bitwise_count(dh[rows] ^ np.uint64(vd & 0xFFFFFFFFFFFFFFFF))
+            keep = ddist <= max_dhash
+            for row, p, d in zip(rows[keep], pdist[rows[keep]], ddist[keep], strict=True):
+                file_id = int(ids[row])
+                key = (int(p), int(d), pose)
+                if file_id != exclude and (file_id not in best or key < best[file_id]):
+                    best[file_id] = key
+        ordered = sorted(best.items(), key=lambda item: (item[1], item[0]))
+        return [Match(fid, p, d, TRANSFORM_NAMES[pose]) for fid, (p, d, pose) in ordered]
+
+    def distance(self, file_id: int, variants: Sequence[tuple[int, int]]) -> int | None:
+        """pHash distance from the newcomer (closest pose) to one indexed file."""
+        row = self._row.get(file_id)
+        if row is None or not variants:
+            return None
+        stored = int(self._ph[row])
+        return min((stored ^ (vp & 0xFFFFFFFFFFFFFFFF)).bit_count() for vp, _ in variants)
+
+
+class Candidate(Protocol):
+    """What the keep rule needs to know about a file."""
+
+    width: int | None
+    height: int | None
+    size: int
+    mtime_ns: int
+
+
+def _pixels(f: Candidate) -> int:
+    return (f.width or 0) * (f.height or 0)
+
+
+def newcomer_wins(newcomer: Candidate, indexed: Candidate, keep: str) -> bool:
+    """True when the newcomer should be kept and the indexed copy becomes the duplicate.
+
+    `best`: more pixels, then the larger file, then the older file (earlier mtime); a full
+    tie keeps the indexed copy, so re-deciding never flips a settled pair. `first`: the
+    indexed copy is always kept.
+    """
+    if keep == "first":
+        return False
+    new_key = (_pixels(newcomer), newcomer.size, -newcomer.mtime_ns)
+    old_key = (_pixels(indexed), indexed.size, -indexed.mtime_ns)
+    return new_key > old_key

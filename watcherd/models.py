@@ -1,0 +1,108 @@
+"""The index schema: one row per file, one row per duplicate decision.
+
+Perceptual hashes are unsigned 64-bit values stored as signed int64 (SQLite and
+PostgreSQL have no unsigned 64-bit integer); `to_signed`/`to_unsigned` convert.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import DateTime, TypeDecorator
+
+ACTIVE, QUARANTINED, MISSING, ERROR = "active", "quarantined", "missing", "error"
+STATUSES = (ACTIVE, QUARANTINED, MISSING, ERROR)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_signed(value: int | None) -> int | None:
+    if value is None:
+        return None
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def to_unsigned(value: int | None) -> int | None:
+    if value is None:
+        return None
+    return value + (1 << 64) if value < 0 else value
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive text)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaVersion(Base):
+    __tablename__ = "schema_version"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class File(Base):
+    __tablename__ = "files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    root: Mapped[str] = mapped_column(Text, index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    inode: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(16))
+    phash: Mapped[int | None] = mapped_column(BigInteger)
+    dhash: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default=ACTIVE, index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    # The file this one was judged a redundant copy of (its direct partner); None when kept.
+    duplicate_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("files.id", ondelete="SET NULL"), index=True
+    )
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    indexed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    duplicate_of: Mapped[File | None] = relationship(remote_side=[id])
+
+    @property
+    def pixels(self) -> int:
+        return (self.width or 0) * (self.height or 0)
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_file_id", "file_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    original_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # exact | near
+    distance: Mapped[int] = mapped_column(Integer)
+    transform: Mapped[str | None] = mapped_column(String(16))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(16))  # flagged | quarantined
+    quarantined_path: Mapped[str | None] = mapped_column(Text)
+    # False once the pair stops being a live duplicate (file gone, restored, re-decided).
+    current: Mapped[bool] = mapped_column(default=True)
+
+    file: Mapped[File] = relationship(foreign_keys=[file_id])
+    original: Mapped[File] = relationship(foreign_keys=[original_id])

@@ -1,0 +1,155 @@
+"""The decision pipeline: one fingerprinted file in, one index update (and verdict) out.
+
+`watcherd scan` and the daemon both feed files through `Pipeline.process`, in the order
+the files arrived, so both make exactly the same decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .config import Config
+from .fingerprint import Fingerprint
+from .index import Index
+from .matching import HashIndex, newcomer_wins
+from .models import ACTIVE, ERROR, File
+
+log = logging.getLogger("watcherd")
+
+INVERSE = {"rotate90": "rotate270", "rotate270": "rotate90"}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A duplicate found: `redundant` is the copy to flag or move, `kept` the one to keep."""
+
+    redundant_path: str
+    kept_path: str
+    kind: str  # exact | near
+    distance: int
+    transform: str | None
+    size: int  # bytes the redundant copy takes
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    path: str
+    status: str  # indexed | error
+    verdict: Verdict | None = None
+    error: str | None = None
+
+
+class Pipeline:
+    def __init__(self, index: Index, config: Config, hashes: HashIndex | None = None) -> None:
+        self.index = index
+        self.config = config
+        self.hashes = hashes if hashes is not None else HashIndex.from_rows(index.hash_rows())
+
+    def process(self, fp: Fingerprint, root: str) -> Outcome:
+        """Index one file and decide whether it, or the copy it matches, is redundant."""
+        existing = self.index.file_by_path(fp.path)
+        if existing is not None:
+            # Changed in place (or re-read after an error): its old pairings no longer hold.
+            self.index.forget_decisions(existing)
+            self.hashes.remove(existing.id)
+        values = dict(
+            path=fp.path,
+            root=root,
+            size=fp.size,
+            mtime_ns=fp.mtime_ns,
+            inode=fp.inode,
+            sha256=fp.sha256,
+            width=fp.width,
+            height=fp.height,
+            format=fp.format,
+            phash=fp.phash,
+            dhash=fp.dhash,
+            status=ERROR if fp.error else ACTIVE,
+            error=fp.error,
+        )
+        f = self.index.upsert_file(existing, **values)
+        if fp.error:
+            log.warning(
+                "cannot index %s: %s",
+                fp.path,
+                fp.error,
+                extra={"event": "error", "path": fp.path, "reason": fp.error},
+            )
+            return Outcome(fp.path, "error", error=fp.error)
+
+        verdict = self._decide(f, fp)
+        if fp.phash is not None:
+            self.hashes.add(f.id, fp.phash, fp.dhash or 0)
+        if verdict is None:
+            log.info("indexed %s", fp.path, extra={"event": "indexed", "path": fp.path})
+        else:
+            log.info(
+                "%s duplicate: %s of %s (distance %d)",
+                verdict.kind,
+                verdict.redundant_path,
+                verdict.kept_path,
+                verdict.distance,
+                extra={
+                    "event": "duplicate",
+                    "path": verdict.redundant_path,
+                    "original": verdict.kept_path,
+                    "kind": verdict.kind,
+                    "distance": verdict.distance,
+                    "transform": verdict.transform,
+                    "action": "flagged",
+                },
+            )
+        return Outcome(fp.path, "indexed", verdict=verdict)
+
+    def _decide(self, f: File, fp: Fingerprint) -> Verdict | None:
+        partner: File | None = None
+        kind, distance, transform = "exact", 0, None
+        if fp.sha256:
+            same = self.index.active_with_sha(fp.sha256, exclude_id=f.id)
+            if same:
+                partner = self._prefer_kept(same)
+        if partner is None and fp.variants:
+            matches = self.hashes.search(
+                fp.variants,
+                self.config.phash_distance,
+                self.config.dhash_distance,
+                exclude=f.id,
+            )
+            if matches:
+                by_id = {m.file_id: m for m in matches}
+                files = [self.index.get(m.file_id) for m in matches]
+                partner = self._prefer_kept([x for x in files if x is not None])
+                if partner is not None:
+                    kind = "near"
+                    m = by_id.get(partner.id)
+                    if m is not None:
+                        distance, transform = m.distance, m.transform
+                    else:  # the group's kept file is not itself within reach of the newcomer
+                        first = by_id[matches[0].file_id]
+                        distance = self.hashes.distance(partner.id, fp.variants) or first.distance
+                        transform = first.transform
+        if partner is None:
+            return None
+        # `transform` is the pose that turned the newcomer into the indexed picture; the
+        # decision records how the redundant copy is turned relative to the kept one.
+        if newcomer_wins(f, partner, self.config.keep):
+            redundant, kept = partner, f
+        else:
+            redundant, kept = f, partner
+            transform = INVERSE.get(transform, transform)
+        self.index.record_decision(redundant, kept, kind, distance, transform)
+        return Verdict(redundant.path, kept.path, kind, distance, transform, redundant.size)
+
+    def _prefer_kept(self, files: list[File]) -> File | None:
+        """Among matching files (best first), the kept file of the best match's group.
+
+        A file already judged redundant is never the one kept: the newcomer is measured
+        against the copy its group keeps.
+        """
+        if not files:
+            return None
+        for f in files:
+            if f.duplicate_of_id is None:
+                return f
+        return self.index.group_root(files[0])
