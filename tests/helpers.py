@@ -68,3 +68,12 @@ def copies(img: Image.Image, folder: Path, stem: str) -> dict[str, Path]:
         "exif_rotated": exif_rotated(img, folder / f"{stem}-exif6.jpg"),
         "brighter": save(ImageEnhance.Brightness(img).enhance(1.2), folder / f"{stem}-bright.jpg"),
     }
+
+
+def double_or_die(x: int) -> int:
+    """For worker-crash tests: a 'decoder' that kills its process on one input."""
+    if x == 13:
+        import os
+
+        os._exit(3)
+    return x * 2

@@ -184,3 +184,26 @@ def test_video_gets_sha_only(tmp_path):
     p.write_bytes(os.urandom(5000))
     fp = fingerprint_file(str(p))
     assert fp.error is None and fp.sha256 and fp.phash is None
+
+
+def test_avif_where_pillow_reads_it(tmp_path):
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow build has no AVIF codec")
+    img = photo(13, (320, 240))
+    fp = fingerprint_file(str(save(img, tmp_path / "x.avif", quality=70)))
+    plain = fingerprint_file(str(save(img, tmp_path / "p.png")))
+    assert fp.error is None and fp.format == "AVIF"
+    assert hamming(fp.phash, plain.phash) <= 6
+
+
+def test_streamed_sha256_of_a_video_matches(tmp_path, monkeypatch):
+    import watcherd.fingerprint as fpmod
+
+    monkeypatch.setattr(fpmod, "CHUNK", 1000)
+    p = tmp_path / "clip.mov"
+    data = os.urandom(10_500)
+    p.write_bytes(data)
+    fp = fpmod.fingerprint_file(str(p))
+    assert fp.sha256 == hashlib.sha256(data).hexdigest()

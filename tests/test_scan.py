@@ -181,3 +181,13 @@ def test_unreadable_folder_is_reported(tmp_path, index, workers):
     stats = scan([tmp_path / "ok", tmp_path / "nope"], Config(workers=workers), index)
     assert stats.seen == 1
     assert any("nope" in p for p, _ in stats.error_paths)
+
+
+def test_a_crashing_worker_costs_one_file_not_the_scan():
+    from helpers import double_or_die
+
+    from watcherd.scanner import ordered_map
+
+    items = list(range(40))
+    out = list(ordered_map(double_or_die, items, workers=2, on_crash=lambda i: -i, window=6))
+    assert out == [-13 if i == 13 else i * 2 for i in items]

@@ -31,7 +31,9 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 HASH_SIDE = 32  # pHash works on a 32x32 greyscale image
 DRAFT_SIZE = (128, 128)  # JPEG draft() decodes at 1/2..1/8 scale, never below this
-READ_WHOLE_LIMIT = 256 * 1024 * 1024  # larger files are streamed for sha256
+# An image up to this size is read into memory once, feeding both sha256 and the decoder;
+# anything else (videos, larger files) is streamed through sha256 in chunks.
+READ_WHOLE_LIMIT = 128 * 1024 * 1024
 CHUNK = 1024 * 1024
 
 # The eight ways a picture can be rotated or mirrored, identity first (it wins ties).
@@ -187,8 +189,9 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
         if st.st_size == 0:
             fp.error = "empty file (0 bytes)"
             return fp
+        image = is_image_name(path)
         try:
-            if st.st_size <= READ_WHOLE_LIMIT:
+            if image and st.st_size <= READ_WHOLE_LIMIT:
                 data = fh.read()
                 fp.sha256 = hashlib.sha256(data).hexdigest()
             else:
@@ -200,7 +203,7 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
         except OSError as exc:
             fp.error = f"cannot read: {exc.strerror or exc}"
             return fp
-    if not is_image_name(path):
+    if not image:
         return fp  # videos and other files: exact matching only
     if data is None:
         fp.error = f"image file too large to decode ({st.st_size} bytes)"

@@ -13,7 +13,8 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -125,32 +126,74 @@ def _unchanged(entry: Entry, known: KnownFile | None) -> bool:
     return not (known.status == ERROR and (known.error or "").startswith("cannot "))
 
 
+def _pool(workers: int) -> ProcessPoolExecutor:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["watcherd.fingerprint"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def _isolated(func: Callable[[T], R], item: T, on_crash: Callable[[T], R]) -> R:
+    """Run one item alone in a fresh worker, so a crash points at that item."""
+    with _pool(1) as pool:
+        try:
+            return pool.submit(func, item).result()
+        except BrokenProcessPool:
+            return on_crash(item)
+
+
 def ordered_map(
-    func: Callable[[T], R], items: list[T], workers: int, window: int | None = None
+    func: Callable[[T], R],
+    items: list[T],
+    workers: int,
+    on_crash: Callable[[T], R],
+    window: int | None = None,
 ) -> Iterator[R]:
     """map() over worker processes, results in input order, at most `window` in flight.
 
-    Bounded so that memory stays flat however many files a scan meets.
+    Bounded so that memory stays flat however many files a scan meets. A worker that
+    dies (a decoder crashing on a malicious file) breaks the whole pool; the items then
+    in flight are re-run one by one in fresh workers, the one that crashes again gets
+    `on_crash(item)` as its result, and the scan goes on with a new pool.
     """
     if workers <= 1 or len(items) < 2 * workers:
         yield from map(func, items)
         return
     window = window or workers * 4
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["watcherd.fingerprint"])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        it = iter(items)
-        pending: deque = deque()
-        for item in it:
-            pending.append(pool.submit(func, item))
-            if len(pending) >= window:
-                break
+    it = iter(items)
+    pending: deque[tuple[T, Future]] = deque()
+    pool = _pool(workers)
+
+    def fill() -> None:
+        while len(pending) < window:
+            item = next(it, _END)
+            if item is _END:
+                return
+            pending.append((item, pool.submit(func, item)))
+
+    try:
+        fill()
         while pending:
-            result = pending.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(func, nxt))
+            fut = pending[0][1]
+            try:
+                result = fut.result()
+            except BrokenProcessPool:
+                log.warning("a decoding process died; isolating the files it was reading")
+                pool.shutdown(wait=True, cancel_futures=True)
+                stranded = [i for i, _ in pending]
+                pending.clear()
+                for i in stranded:
+                    yield _isolated(func, i, on_crash)
+                pool = _pool(workers)
+                fill()
+                continue
+            pending.popleft()
+            fill()
             yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()
 
 
 def scan(
@@ -221,7 +264,8 @@ def scan(
     work = partial(fingerprint_file, max_pixels=config.max_pixels)
     roots = {e.path: e.root for e in todo}
     paths_todo = [e.path for e in todo]
-    for done, fp in enumerate(ordered_map(work, paths_todo, config.effective_workers()), 1):
+    results = ordered_map(work, paths_todo, config.effective_workers(), on_crash=_crashed)
+    for done, fp in enumerate(results, 1):
         outcome = pipeline.process(fp, roots[fp.path])
         _count(stats, fp, outcome)
         if on_outcome is not None:
@@ -236,6 +280,15 @@ def scan(
         index.commit()
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def _crashed(path: str) -> Fingerprint:
+    try:
+        st = os.stat(path)
+        size, mtime_ns, inode = st.st_size, st.st_mtime_ns, st.st_ino
+    except OSError:
+        size = mtime_ns = inode = 0
+    return Fingerprint(path, size, mtime_ns, inode, error="the image decoder crashed on this file")
 
 
 def _count(stats: ScanStats, fp: Fingerprint, outcome: Outcome) -> None:
