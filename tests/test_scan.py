@@ -186,7 +186,7 @@ def test_unreadable_folder_is_reported(tmp_path, index, workers):
 def test_a_crashing_worker_costs_one_file_not_the_scan():
     from helpers import double_or_die
 
-    from watcherd.scanner import ordered_map
+    from watcherd.workers import ordered_map
 
     items = list(range(40))
     out = list(ordered_map(double_or_die, items, workers=2, on_crash=lambda i: -i, window=6))

@@ -74,6 +74,8 @@ class Config:
     notifications: bool = True
     max_pixels: int = 250_000_000
     workers: int = 0
+    settle_seconds: float = 2.0
+    poll_interval: float = 5.0
     source: Path | None = None
 
     def is_included(
@@ -131,9 +133,12 @@ class Config:
             "notifications": self.notifications,
             "max_pixels": self.max_pixels,
             "workers": self.workers,
+            "settle_seconds": self.settle_seconds,
+            "poll_interval": self.poll_interval,
         }
 
 
+_FLOAT_RANGES = {"settle_seconds": (0.0, 3600.0), "poll_interval": (0.1, 3600.0)}
 _CHOICES = {"action": ("flag", "quarantine"), "keep": ("best", "first")}
 _INT_RANGES = {
     "phash_distance": (0, 32),
@@ -203,6 +208,12 @@ def from_mapping(data: dict[str, Any], source: Path | None = None) -> Config:
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
                 raise ConfigError(f"{where}: '{key}' must be a whole number from {lo} to {hi}")
             kwargs[key] = value
+        elif key in _FLOAT_RANGES:
+            lo, hi = _FLOAT_RANGES[key]
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok or not lo <= value <= hi:
+                raise ConfigError(f"{where}: '{key}' must be a number of seconds from {lo} to {hi}")
+            kwargs[key] = float(value)
         elif key == "quarantine_dir":
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: 'quarantine_dir' must be a string")
@@ -275,6 +286,14 @@ max_pixels = 250000000
 # Parallel decoding processes; 0 means one per CPU core.
 workers = 0
 
+# The daemon decides a file when its writer closes it; a file that arrives without a
+# close (moved in, or on a polled network folder) once its size and modification time
+# have not changed for this many seconds.
+settle_seconds = 2.0
+
+# How often folders with `poll = true` (and network filesystems) are checked.
+poll_interval = 5.0
+
 [near]
 # Largest Hamming distances (out of 64 bits) at which two images count as the same
 # picture. Both the pHash and the dHash must be within their limit.
@@ -294,7 +313,7 @@ def default_file_text() -> str:
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
+    if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

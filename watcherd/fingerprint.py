@@ -220,3 +220,13 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
     fp.variants = image_hashes(small)
     fp.phash, fp.dhash = fp.variants[0]
     return fp
+
+
+def crashed(path: str) -> Fingerprint:
+    """The fingerprint of a file whose decoder killed its worker process."""
+    try:
+        st = os.stat(path)
+        size, mtime_ns, inode = st.st_size, st.st_mtime_ns, st.st_ino
+    except OSError:
+        size = mtime_ns = inode = 0
+    return Fingerprint(path, size, mtime_ns, inode, error="the image decoder crashed on this file")

@@ -8,23 +8,20 @@ processes and decide each file in walk order through the shared Pipeline.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from .config import Config
-from .fingerprint import Fingerprint, fingerprint_file
+from .fingerprint import Fingerprint, crashed, fingerprint_file
 from .index import Index, KnownFile
 from .models import ACTIVE, ERROR, MISSING
 from .pipeline import Outcome, Pipeline
+from .workers import ordered_map
 
 log = logging.getLogger("watcherd")
 
@@ -126,95 +123,16 @@ def _unchanged(entry: Entry, known: KnownFile | None) -> bool:
     return not (known.status == ERROR and (known.error or "").startswith("cannot "))
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["watcherd.fingerprint"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+def reconcile(paths: list[Path], config: Config, index: Index, stats: ScanStats) -> list[Entry]:
+    """Compare folders on disk with the index; returns the files that need reading.
 
-
-def _isolated(func: Callable[[T], R], item: T, on_crash: Callable[[T], R]) -> R:
-    """Run one item alone in a fresh worker, so a crash points at that item."""
-    with _pool(1) as pool:
-        try:
-            return pool.submit(func, item).result()
-        except BrokenProcessPool:
-            return on_crash(item)
-
-
-def ordered_map(
-    func: Callable[[T], R],
-    items: list[T],
-    workers: int,
-    on_crash: Callable[[T], R],
-    window: int | None = None,
-) -> Iterator[R]:
-    """map() over worker processes, results in input order, at most `window` in flight.
-
-    Bounded so that memory stays flat however many files a scan meets. A worker that
-    dies (a decoder crashing on a malicious file) breaks the whole pool; the items then
-    in flight are re-run one by one in fresh workers, the one that crashes again gets
-    `on_crash(item)` as its result, and the scan goes on with a new pool.
+    Unchanged files are skipped on size and mtime alone; a new path whose inode, size
+    and mtime match a vanished file is that file renamed (its row follows it, no
+    re-read); files no longer on disk are marked missing. Used by `scan` and by the
+    daemon's catch-up at start and after lost events.
     """
-    if workers <= 1 or len(items) < 2 * workers:
-        yield from map(func, items)
-        return
-    window = window or workers * 4
-    it = iter(items)
-    pending: deque[tuple[T, Future]] = deque()
-    pool = _pool(workers)
-
-    def fill() -> None:
-        while len(pending) < window:
-            item = next(it, _END)
-            if item is _END:
-                return
-            pending.append((item, pool.submit(func, item)))
-
-    try:
-        fill()
-        while pending:
-            fut = pending[0][1]
-            try:
-                result = fut.result()
-            except BrokenProcessPool:
-                log.warning("a decoding process died; isolating the files it was reading")
-                pool.shutdown(wait=True, cancel_futures=True)
-                stranded = [i for i, _ in pending]
-                pending.clear()
-                for i in stranded:
-                    yield _isolated(func, i, on_crash)
-                pool = _pool(workers)
-                fill()
-                continue
-            pending.popleft()
-            fill()
-            yield result
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-_END = object()
-
-
-def scan(
-    paths: Iterable[Path],
-    config: Config,
-    index: Index,
-    *,
-    dry_run: bool = False,
-    progress: Progress | None = None,
-    on_outcome: Callable[[Outcome], None] | None = None,
-) -> ScanStats:
-    """Index every included file under `paths`; returns what was found.
-
-    With `dry_run` every decision is made exactly as it would be, then rolled back.
-    """
-    started = time.monotonic()
-    stats = ScanStats()
-    paths = [Path(p).expanduser().absolute() for p in paths]
     entries = collect(paths, config, stats.error_paths)
-    stats.seen = len(entries)
-
+    stats.seen += len(entries)
     known: dict[str, KnownFile] = {}
     for path in paths:
         known.update(index.known_under(str(path)))
@@ -257,6 +175,25 @@ def scan(
             index.mark_missing(f)
             stats.missing += 1
             log.info("missing %s", p, extra={"event": "missing", "path": p})
+    return todo
+
+
+def scan(
+    paths: Iterable[Path],
+    config: Config,
+    index: Index,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> ScanStats:
+    """Index every included file under `paths`; returns what was found.
+
+    With `dry_run` every decision is made exactly as it would be, then rolled back.
+    """
+    started = time.monotonic()
+    stats = ScanStats()
+    todo = reconcile([Path(p).expanduser().absolute() for p in paths], config, index, stats)
 
     if progress is not None:
         progress.start(len(todo))
@@ -264,7 +201,7 @@ def scan(
     work = partial(fingerprint_file, max_pixels=config.max_pixels)
     roots = {e.path: e.root for e in todo}
     paths_todo = [e.path for e in todo]
-    results = ordered_map(work, paths_todo, config.effective_workers(), on_crash=_crashed)
+    results = ordered_map(work, paths_todo, config.effective_workers(), on_crash=crashed)
     for done, fp in enumerate(results, 1):
         outcome = pipeline.process(fp, roots[fp.path])
         _count(stats, fp, outcome)
@@ -280,15 +217,6 @@ def scan(
         index.commit()
     stats.seconds = time.monotonic() - started
     return stats
-
-
-def _crashed(path: str) -> Fingerprint:
-    try:
-        st = os.stat(path)
-        size, mtime_ns, inode = st.st_size, st.st_mtime_ns, st.st_ino
-    except OSError:
-        size = mtime_ns = inode = 0
-    return Fingerprint(path, size, mtime_ns, inode, error="the image decoder crashed on this file")
 
 
 def _count(stats: ScanStats, fp: Fingerprint, outcome: Outcome) -> None:

@@ -1,0 +1,99 @@
+"""Worker processes for decoding: a pool, an ordered bounded map, crash isolation.
+
+Decoding untrusted images runs outside the process that owns the index, so a decoder
+that crashes or leaks costs one worker, never the scan or the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+log = logging.getLogger("watcherd")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def make_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool started through a forkserver: safe beside threads (watchdog's observers),
+    and each worker starts from a process that already imported the decoders."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["watcherd.fingerprint"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def run_isolated(func: Callable[[T], R], item: T, on_crash: Callable[[T], R]) -> R:
+    """Run one item alone in a fresh worker, so a crash points at that item."""
+    with make_pool(1) as pool:
+        try:
+            return pool.submit(func, item).result()
+        except BrokenProcessPool:
+            return on_crash(item)
+
+
+def ordered_map(
+    func: Callable[[T], R],
+    items: list[T],
+    workers: int,
+    on_crash: Callable[[T], R],
+    window: int | None = None,
+) -> Iterator[R]:
+    """map() over worker processes, results in input order, at most `window` in flight.
+
+    Bounded so that memory stays flat however many files a scan meets. A worker that
+    dies (a decoder crashing on a malicious file) breaks the whole pool; the items then
+    in flight are re-run one by one in fresh workers, the one that crashes again gets
+    `on_crash(item)` as its result, and the scan goes on with a new pool.
+    """
+    if workers <= 1 or len(items) < 2 * workers:
+        yield from map(func, items)
+        return
+    window = window or workers * 4
+    it = iter(items)
+    pending: deque[tuple[T, Future | None]] = deque()
+    pool = make_pool(workers)
+
+    def fill() -> None:
+        while len(pending) < window:
+            item = next(it, _END)
+            if item is _END:
+                return
+            try:
+                fut = pool.submit(func, item)
+            except BrokenProcessPool:  # the pool broke before any result showed it
+                pending.append((item, None))
+                raise
+            pending.append((item, fut))
+
+    try:
+        while True:
+            try:
+                fill()
+                if not pending:
+                    return
+                fut = pending[0][1]
+                if fut is None:
+                    raise BrokenProcessPool("pool broken")
+                result = fut.result()
+            except BrokenProcessPool:
+                log.warning("a decoding process died; isolating the files it was reading")
+                pool.shutdown(wait=True, cancel_futures=True)
+                stranded = [i for i, _ in pending]
+                pending.clear()
+                for i in stranded:
+                    yield run_isolated(func, i, on_crash)
+                pool = make_pool(workers)
+                continue
+            pending.popleft()
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()
