@@ -230,6 +230,113 @@ def report(
         sys.exit(1)
 
 
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.pass_obj
+@click.pass_context
+def run(ctx: click.Context, app: App, paths: tuple[Path, ...]) -> None:
+    """Watch PATHS (default: the configured roots) and decide each file as it arrives.
+
+    Runs in the foreground: systemd (see `watcherd service install`) does the rest.
+    SIGHUP reloads the configuration; SIGTERM or SIGINT stops cleanly.
+    """
+    from .daemon import AlreadyRunning, Daemon
+
+    if logging.getLogger("watcherd").level > logging.INFO:
+        logging.getLogger("watcherd").setLevel(logging.INFO)  # the daemon logs every decision
+    daemon = Daemon(
+        app.config,
+        app.db_path,
+        list(paths),
+        reload_config=lambda: config_mod.load(app.config_path),
+    )
+    try:
+        code = daemon.run()
+    except AlreadyRunning as exc:
+        fail(str(exc), 1)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def status(app: App, as_json: bool) -> None:
+    """Whether a daemon is running on this index, what it watches, and the counts."""
+    from .daemon import daemon_running, read_status
+
+    running = daemon_running(app.db_path)
+    state = read_status(app.db_path) or {}
+    with app.open_index() as index:
+        counts = index.counts()
+        data = report_mod.build(index)["summary"]
+    result = {
+        "running": running,
+        "pid": state.get("pid") if running else None,
+        "db": str(app.db_path),
+        "roots": state.get("roots", []) if running else [str(r.path) for r in app.config.roots],
+        "files": counts["files"],
+        "active": counts["active"],
+        "errors": counts["errors"],
+        "missing": counts["missing"],
+        "duplicates": data["duplicates"],
+        "last_event": state.get("last_event") or None,
+    }
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    out = Console()
+    if running:
+        out.print(f"watcherd is running (pid {result['pid']}) on {result['db']}", highlight=False)
+    else:
+        out.print(f"watcherd is not running on {result['db']}", highlight=False)
+    for root in result["roots"]:
+        out.print(f"  watching: {root}" if running else f"  root: {root}", highlight=False)
+    out.print(
+        f"{result['files']} files indexed, {result['duplicates']} duplicates, "
+        f"{result['errors']} errors, {result['missing']} missing",
+        highlight=False,
+    )
+    last = result["last_event"]
+    if last:
+        when = datetime.fromtimestamp(last.get("ts", 0)).strftime("%Y-%m-%d %H:%M:%S")
+        out.print(
+            f"last event: {last.get('event')} {last.get('path', '')} at {when}", highlight=False
+        )
+
+
+@main.group("service")
+def service_group() -> None:
+    """Install or remove the systemd user service."""
+
+
+@service_group.command("install")
+@click.option("--enable", is_flag=True, help="Start it at every login.")
+@click.option("--now", is_flag=True, help="Start it now.")
+@click.pass_obj
+def service_install(app: App, enable: bool, now: bool) -> None:
+    """Write the user unit for this installation and tell systemd about it."""
+    from . import service
+
+    result = service.install(app.config_path, app.db_option, enable=enable, now=now)
+    for line in result.done:
+        click.echo(line)
+    for line in result.notes:
+        click.echo(f"note: {line}", err=True)
+    click.echo("To keep watching after you log out: loginctl enable-linger $USER", err=True)
+
+
+@service_group.command("uninstall")
+def service_uninstall() -> None:
+    """Stop and disable the service and remove its unit file."""
+    from . import service
+
+    result = service.uninstall()
+    for line in result.done:
+        click.echo(line)
+    for line in result.notes:
+        click.echo(f"note: {line}", err=True)
+
+
 @main.group("config")
 def config_group() -> None:
     """Create or inspect the configuration file."""

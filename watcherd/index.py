@@ -109,6 +109,9 @@ class Index:
 
     def move_file(self, f: File, new_path: str, root: str) -> None:
         """The same file under a new name: keep its fingerprints and its decisions."""
+        clash = self.file_by_path(new_path)
+        if clash is not None and clash.id != f.id:
+            self.drop_file(clash)
         f.path = new_path
         f.root = root
         f.status = ACTIVE
@@ -129,6 +132,30 @@ class Index:
             update(File).where(File.duplicate_of_id == f.id).values(duplicate_of_id=None)
         )
         f.duplicate_of_id = None
+        self.session.flush()
+
+    def files_under(self, folder: str, statuses: tuple[str, ...] = (ACTIVE, ERROR)) -> list[File]:
+        stmt = select(File).where(_under(File.path, folder), File.status.in_(statuses))
+        return list(self.session.scalars(stmt))
+
+    def move_folder(self, src: str, dest: str, root: str) -> int:
+        """A folder renamed: every file row below it follows, keeping its history."""
+        moved = 0
+        for f in self.session.scalars(select(File).where(_under(File.path, src))):
+            new_path = dest + f.path[len(src) :]
+            clash = self.file_by_path(new_path)
+            if clash is not None and clash.id != f.id:
+                self.drop_file(clash)
+            f.path = new_path
+            f.root = root
+            moved += 1
+        self.session.flush()
+        return moved
+
+    def drop_file(self, f: File) -> None:
+        """Forget a row whose file was replaced on disk (a rename over it)."""
+        self.forget_decisions(f)
+        self.session.delete(f)
         self.session.flush()
 
     def mark_missing(self, f: File) -> None:

@@ -70,36 +70,11 @@ class Pipeline:
         )
         f = self.index.upsert_file(existing, **values)
         if fp.error:
-            log.warning(
-                "cannot index %s: %s",
-                fp.path,
-                fp.error,
-                extra={"event": "error", "path": fp.path, "reason": fp.error},
-            )
             return Outcome(fp.path, "error", error=fp.error)
 
         verdict = self._decide(f, fp)
         if fp.phash is not None:
             self.hashes.add(f.id, fp.phash, fp.dhash or 0)
-        if verdict is None:
-            log.info("indexed %s", fp.path, extra={"event": "indexed", "path": fp.path})
-        else:
-            log.info(
-                "%s duplicate: %s of %s (distance %d)",
-                verdict.kind,
-                verdict.redundant_path,
-                verdict.kept_path,
-                verdict.distance,
-                extra={
-                    "event": "duplicate",
-                    "path": verdict.redundant_path,
-                    "original": verdict.kept_path,
-                    "kind": verdict.kind,
-                    "distance": verdict.distance,
-                    "transform": verdict.transform,
-                    "action": "flagged",
-                },
-            )
         return Outcome(fp.path, "indexed", verdict=verdict)
 
     def _decide(self, f: File, fp: Fingerprint) -> Verdict | None:
@@ -116,10 +91,17 @@ class Pipeline:
                 self.config.dhash_distance,
                 exclude=f.id,
             )
-            if matches:
+            files = []
+            for m in matches:
+                candidate = self.index.get(m.file_id)
+                if candidate is not None and candidate.status == ACTIVE:
+                    files.append(candidate)
+                else:  # gone or changed since it was indexed: drop it from the array
+                    self.hashes.remove(m.file_id)
+            matches = [m for m in matches if m.file_id in self.hashes]
+            if files:
                 by_id = {m.file_id: m for m in matches}
-                files = [self.index.get(m.file_id) for m in matches]
-                partner = self._prefer_kept([x for x in files if x is not None])
+                partner = self._prefer_kept(files)
                 if partner is not None:
                     kind = "near"
                     m = by_id.get(partner.id)
@@ -153,3 +135,35 @@ class Pipeline:
             if f.duplicate_of_id is None:
                 return f
         return self.index.group_root(files[0])
+
+
+def log_outcome(outcome: Outcome) -> None:
+    """One structured log line per decision; callers log once the decision is committed."""
+    if outcome.error:
+        log.warning(
+            "cannot index %s: %s",
+            outcome.path,
+            outcome.error,
+            extra={"event": "error", "path": outcome.path, "reason": outcome.error},
+        )
+        return
+    v = outcome.verdict
+    if v is None:
+        log.info("indexed %s", outcome.path, extra={"event": "indexed", "path": outcome.path})
+        return
+    log.info(
+        "%s duplicate: %s of %s (distance %d)",
+        v.kind,
+        v.redundant_path,
+        v.kept_path,
+        v.distance,
+        extra={
+            "event": "duplicate",
+            "path": v.redundant_path,
+            "original": v.kept_path,
+            "kind": v.kind,
+            "distance": v.distance,
+            "transform": v.transform,
+            "action": "flagged",
+        },
+    )

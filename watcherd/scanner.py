@@ -20,7 +20,7 @@ from .config import Config
 from .fingerprint import Fingerprint, crashed, fingerprint_file
 from .index import Index, KnownFile
 from .models import ACTIVE, ERROR, MISSING
-from .pipeline import Outcome, Pipeline
+from .pipeline import Outcome, Pipeline, log_outcome
 from .workers import ordered_map
 
 log = logging.getLogger("watcherd")
@@ -204,6 +204,7 @@ def scan(
     results = ordered_map(work, paths_todo, config.effective_workers(), on_crash=crashed)
     for done, fp in enumerate(results, 1):
         outcome = pipeline.process(fp, roots[fp.path])
+        log_outcome(outcome)
         _count(stats, fp, outcome)
         if on_outcome is not None:
             on_outcome(outcome)

@@ -1,0 +1,394 @@
+"""`watcherd run` as a real subprocess: real inotify events, real SQLite, real signals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from daemon_harness import Daemon, poll_until
+from helpers import copies, photo, save
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+
+    def make(*args, **kwargs) -> Daemon:
+        d = Daemon(*args, **kwargs)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        d.close()
+
+
+def rows(db: Path) -> dict[str, tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return {
+            r[0]: r[1:]
+            for r in con.execute("SELECT path, id, status, sha256, phash, error FROM files")
+        }
+    finally:
+        con.close()
+
+
+def live_pairs(db: Path) -> set[tuple[str, str]]:
+    con = sqlite3.connect(db)
+    try:
+        return {
+            (Path(a).name, Path(b).name)
+            for a, b in con.execute(
+                "SELECT f.path, o.path FROM decisions d JOIN files f ON f.id = d.file_id "
+                "JOIN files o ON o.id = d.original_id WHERE d.current = 1"
+            )
+        }
+    finally:
+        con.close()
+
+
+def test_copies_are_decided_as_they_arrive(tmp_path, daemons):
+    root = tmp_path / "WhatsApp Images"
+    root.mkdir()
+    d = daemons(tmp_path, [root]).start()
+    original = save(photo(1), root / "IMG_0001.jpg")
+    d.wait_path("indexed", original)
+    made = copies(photo(1), root / "sent", "IMG-0001")
+    for kind, path in made.items():
+        if kind == "png":  # larger than the JPEG at the same size: the JPEG becomes the copy
+            dup = d.wait_decided(path)
+            assert (dup["event"], dup["path"]) == ("duplicate", str(original)), dup
+            continue
+        dup = d.wait_path("duplicate", path)[0]
+        assert dup["original"] in (str(original), str(made["png"])), dup
+        assert dup["kind"] == "near" and isinstance(dup["ts"], float)
+    # an unrelated photo is just indexed
+    other = save(photo(2), root / "other.jpg")
+    d.wait_path("indexed", other)
+    assert d.of("duplicate", other) == []
+    assert d.stop() == 0
+
+
+def test_same_decisions_as_scan(tmp_path, daemons):
+    lib = tmp_path / "lib"
+    for s in range(3):
+        img = photo(10 + s)
+        save(img, lib / f"{s}.jpg")
+        copies(img, lib / f"c{s}", f"{s}")
+    for s in range(4):
+        save(photo(50 + s), lib / f"u{s}.jpg")
+    run_cli("--db", str(tmp_path / "scan.sqlite3"), "scan", str(lib))
+    d = daemons(tmp_path, [lib], db=tmp_path / "daemon.sqlite3").start()  # catch-up
+    total = 3 * 8 + 4
+    d.wait_for(lambda e: e["event"] in ("indexed", "duplicate"), count=total, what="all files")
+    d.stop()
+    assert live_pairs(tmp_path / "daemon.sqlite3") == live_pairs(tmp_path / "scan.sqlite3")
+    assert len(live_pairs(tmp_path / "scan.sqlite3")) == 3 * 7
+
+
+def test_renames_moves_and_deletions(tmp_path, daemons):
+    root = tmp_path / "Pictures"
+    outside = tmp_path / "outside"
+    (root / "album").mkdir(parents=True)
+    outside.mkdir()
+    d = daemons(tmp_path, [root]).start()
+    a = save(photo(1), root / "album" / "a.jpg")
+    d.wait_path("indexed", a)
+    before = rows(d.db)[str(a)]
+
+    # rename inside the tree: the row follows, no re-read, never a duplicate of itself
+    b = root / "album" / "b.jpg"
+    a.rename(b)
+    d.wait_path("moved", b)
+    assert rows(d.db)[str(b)][0] == before[0]
+    assert d.of("indexed", b) == [] and d.of("duplicate", b) == []
+
+    # a whole folder renamed: its files follow
+    (root / "album").rename(root / "2024")
+    moved = root / "2024" / "b.jpg"
+    d.wait_for(lambda e: e["event"] == "moved" and e["path"] == str(root / "2024"), what="dir")
+    assert rows(d.db)[str(moved)][0] == before[0]
+
+    # moved in from outside: indexed once it holds still
+    c = save(photo(3), outside / "c.jpg")
+    shutil.move(c, root / "c.jpg")
+    d.wait_path("indexed", root / "c.jpg")
+
+    # a folder with photos moved in from outside
+    save(photo(4), outside / "trip" / "x.jpg")
+    save(photo(5), outside / "trip" / "deep" / "y.jpg")
+    shutil.move(outside / "trip", root / "trip")
+    d.wait_path("indexed", root / "trip" / "x.jpg")
+    d.wait_path("indexed", root / "trip" / "deep" / "y.jpg")
+
+    # moved out of the tree, deleted, folder deleted: missing
+    shutil.move(root / "c.jpg", outside / "c.jpg")
+    d.wait_path("missing", root / "c.jpg")
+    moved.unlink()
+    d.wait_path("missing", moved)
+    shutil.rmtree(root / "trip")
+    d.wait_for(lambda e: e["event"] == "missing" and "trip" in e["path"], what="trip gone")
+    d.stop()
+    status = {Path(p).name: r[1] for p, r in rows(d.db).items()}
+    assert status == {
+        "b.jpg": "missing",
+        "c.jpg": "missing",
+        "x.jpg": "missing",
+        "y.jpg": "missing",
+    }
+
+
+def test_temporary_download_names_are_ignored_until_renamed(tmp_path, daemons):
+    root = tmp_path / "Downloads"
+    root.mkdir()
+    d = daemons(tmp_path, [root]).start()
+    data = save(photo(7), tmp_path / "src.jpg").read_bytes()
+    for temp in ("img.jpg.part", "img2.jpg.crdownload", ".img3.jpg.XyZ123", "img4.jpg.tmp"):
+        (root / temp).write_bytes(data[: len(data) // 2])
+        with open(root / temp, "ab") as fh:
+            fh.write(data[len(data) // 2 :])
+    (root / "img.jpg.part").rename(root / "img.jpg")
+    d.wait_path("indexed", root / "img.jpg")
+    marker = save(photo(8), root / "marker.jpg")  # events are handled in order
+    d.wait_path("indexed", marker)
+    seen = {e.get("path") for e in d.events}
+    assert not any(p and (".part" in p or ".crdownload" in p or ".tmp" in p or "XyZ" in p)
+                   for p in seen)  # fmt: skip
+    assert len(rows(d.db)) == 2
+
+
+def test_half_written_file_is_indexed_once_with_its_final_content(tmp_path, daemons):
+    root = tmp_path / "in"
+    root.mkdir()
+    d = daemons(tmp_path, [root]).start()
+    data = save(photo(9), tmp_path / "src.jpg").read_bytes()
+    target = root / "slow.jpg"
+    with open(target, "wb") as fh:
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        os.fsync(fh.fileno())
+        time.sleep(1.0)  # the writer pauses (a slow phone sync): behaviour, not a wait
+        fh.write(data[len(data) // 2 :])
+    d.wait_path("indexed", target)
+    marker = save(photo(8), root / "marker.jpg")
+    d.wait_path("indexed", marker)
+    assert len(d.of("indexed", target)) == 1 and d.of("error", target) == []
+    assert rows(d.db)[str(target)][2] == hashlib.sha256(data).hexdigest()
+
+
+def test_modified_in_place_is_refingerprinted(tmp_path, daemons):
+    root = tmp_path / "in"
+    root.mkdir()
+    d = daemons(tmp_path, [root]).start()
+    p = save(photo(1), root / "p.jpg")
+    d.wait_path("indexed", p)
+    first = rows(d.db)[str(p)]
+    save(photo(2), p)  # overwritten with another picture
+    d.wait_path("indexed", p, count=2)
+    second = rows(d.db)[str(p)]
+    assert second[0] == first[0] and second[2] != first[2] and second[3] != first[3]
+
+
+def test_bad_files_are_errors_and_the_daemon_keeps_going(tmp_path, daemons):
+    root = tmp_path / "in"
+    root.mkdir()
+    d = daemons(tmp_path, [root]).start()
+    (root / "zero.jpg").touch()
+    (root / "fake.jpg").write_text("hello")
+    good = save(photo(3), root / "good.jpg")
+    (root / "cut.jpg").write_bytes(good.read_bytes()[:3000])
+    for name in ("zero.jpg", "fake.jpg", "cut.jpg"):
+        d.wait_path("error", root / name)
+    d.wait_path("indexed", good)
+    later = save(photo(4), root / "later.jpg")
+    d.wait_path("indexed", later)
+    assert d.proc.poll() is None
+
+
+def test_catch_up_after_downtime(tmp_path, daemons):
+    root = tmp_path / "in"
+    root.mkdir()
+    keep = save(photo(1), root / "keep.jpg")
+    gone = save(photo(2), root / "gone.jpg")
+    renamed = save(photo(3), root / "old-name.jpg")
+    d = daemons(tmp_path, [root]).start()
+    for p in (keep, gone, renamed):
+        d.wait_path("indexed", p)
+    assert d.stop() == 0
+    # while it is stopped
+    gone.unlink()
+    renamed.rename(root / "new-name.jpg")
+    new = save(photo(4), root / "new.jpg")
+    dup = save(photo(1), root / "keep-copy.png")
+    d2 = daemons(tmp_path, [root]).start()
+    d2.wait_path("indexed", new)
+    d2.wait_decided(dup)
+    d2.stop()
+    r = rows(d.db)
+    assert r[str(gone)][1] == "missing"
+    assert str(root / "new-name.jpg") in r and str(renamed) not in r
+    assert d2.of("indexed", keep) == [] and d2.of("indexed", root / "new-name.jpg") == []
+    assert ("keep.jpg", "keep-copy.png") in live_pairs(d.db)  # the PNG is the better copy
+
+
+def test_sigkill_mid_burst_then_restart_indexes_every_file_once(tmp_path, daemons):
+    root = tmp_path / "burst"
+    root.mkdir()
+    d = daemons(tmp_path, [root]).start()
+    src = tmp_path / "src"
+    paths = [save(photo(100 + i, (320, 240)), src / f"p{i:03}.jpg") for i in range(60)]
+    for p in paths:
+        shutil.copy(p, root / p.name)
+    d.wait_for(lambda e: e["event"] == "indexed", count=5, what="some decisions")
+    d.kill()
+    done_before = len(d.of("indexed"))
+    assert done_before < 60, "the burst finished before the kill; the test proves nothing"
+    d2 = daemons(tmp_path, [root]).start()
+    expected = {str(root / p.name): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    poll_until(lambda: sum(v[1] == "active" for v in rows(d.db).values()) == 60)
+    d2.stop()
+    assert {p: v[2] for p, v in rows(d.db).items()} == expected
+    assert all(v[1] == "active" for v in rows(d.db).values())
+
+
+def test_sighup_reloads_roots(tmp_path, daemons):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    d = daemons(tmp_path, config=f'roots = ["{a}"]\n').start()
+    d.config.write_text(f'settle_seconds = 0.3\nworkers = 2\nroots = ["{a}", "{b}"]\n')
+    d.signal(signal.SIGHUP)
+    d.wait_for(lambda e: e["event"] == "reload", what="reload")
+    p = save(photo(1), b / "new.jpg")
+    d.wait_path("indexed", p)
+    d.config.write_text(f'settle_seconds = 0.3\nroots = ["{b}"]\n')
+    d.signal(signal.SIGHUP)
+    d.wait_for(lambda e: e["event"] == "reload", count=2, what="second reload")
+    assert d.of("reload")[-1]["roots"] == [str(b)]
+    d.config.write_text("action = 'bogus'\n")  # a broken edit must not stop the daemon
+    d.signal(signal.SIGHUP)
+    d.wait_for(lambda e: e["event"] == "error" and "action" in e["msg"], what="bad config")
+    assert d.stop() == 0
+
+
+def test_sigterm_and_sigint_stop_cleanly(tmp_path, daemons):
+    root = tmp_path / "r"
+    root.mkdir()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        d = daemons(tmp_path, [root]).start()
+        d.signal(sig)
+        assert d.proc.wait(timeout=5) == 0
+        assert d.of("stopping")
+
+
+def test_status_and_single_instance(tmp_path, daemons):
+    root = tmp_path / "r"
+    root.mkdir()
+    d = daemons(tmp_path, [root]).start()
+    p = save(photo(1), root / "a.jpg")
+    d.wait_path("indexed", p)
+    env = {"WATCHERD_DB": str(d.db)}
+    state = {}
+
+    def has_last_event() -> bool:
+        state.update(json.loads(run_cli("status", "--json", env=env).stdout))
+        return bool(state["last_event"])
+
+    poll_until(has_last_event, timeout=10)
+    st = state
+    assert st["running"] is True and st["pid"] == d.proc.pid
+    assert st["roots"] == [str(root)] and st["files"] == 1
+    assert st["last_event"]["path"] == str(p)
+    second = run_cli("--db", str(d.db), "run", str(root), check=False)
+    assert second.returncode == 1 and "already running" in second.stderr
+    d.stop()
+    st = json.loads(run_cli("status", "--json", env=env).stdout)
+    assert st["running"] is False
+
+
+def test_report_reads_while_daemon_writes(tmp_path, daemons):
+    root = tmp_path / "r"
+    root.mkdir()
+    d = daemons(tmp_path, [root]).start()
+    for i in range(40):
+        img = photo(300 + i, (240, 180))
+        save(img, root / f"{i}.jpg")
+        save(img, root / f"{i}-copy.png")
+    for _ in range(10):  # reports during the burst: never "database is locked"
+        out = run_cli("--db", str(d.db), "report", "--format", "json")
+        json.loads(out.stdout)
+    d.wait_for(lambda e: e["event"] in ("indexed", "duplicate"), count=80, what="burst")
+    assert len(d.of("duplicate")) == 40
+
+
+def test_polled_root(tmp_path, daemons):
+    root = tmp_path / "nas"
+    root.mkdir()
+    d = daemons(
+        tmp_path, config=f'poll_interval = 0.2\nroots = [{{ path = "{root}", poll = true }}]\n'
+    ).start()
+    assert d.of("ready")[0]["methods"][str(root)].startswith("polling")
+    p = save(photo(1), root / "a.jpg")
+    d.wait_path("indexed", p)
+
+
+def test_sd_notify_protocol(tmp_path, daemons):
+    import socket
+
+    root = tmp_path / "r"
+    root.mkdir()
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(10)
+    env = {"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}
+    d = daemons(tmp_path, [root], env=env).start(wait_ready=False)
+    seen: list[str] = []
+
+    def until(prefix: str) -> str:
+        while True:
+            msg = sock.recv(4096).decode()
+            seen.append(msg)
+            if any(line.startswith(prefix) for line in msg.splitlines()):
+                return msg
+
+    ready = until("READY=1")
+    assert f"MAINPID={d.proc.pid}" in ready
+    until("WATCHDOG=1")
+    save(photo(1), root / "a.jpg")
+    status = until("STATUS=")
+    assert "indexed" in status
+    d.signal(signal.SIGTERM)
+    until("STOPPING=1")
+    assert d.proc.wait(timeout=5) == 0
+    sock.close()
+
+
+def test_inotify_queue_overflow_triggers_a_rescan(tmp_path, daemons):
+    knob = Path("/proc/sys/fs/inotify/max_queued_events")
+    if os.geteuid() != 0 or not os.access(knob, os.W_OK):
+        pytest.skip("needs root to shrink the inotify queue and force a real overflow")
+    root = tmp_path / "r"
+    root.mkdir()
+    old = knob.read_text()
+    try:
+        knob.write_text("16\n")  # applies to inotify instances created from now on
+        d = daemons(tmp_path, [root]).start()
+    finally:
+        knob.write_text(old)
+    src = tmp_path / "src"
+    paths = [save(photo(400 + i, (64, 48)), src / f"{i}.jpg") for i in range(150)]
+    for p in paths:
+        shutil.copy(p, root / p.name)
+    d.wait_for(lambda e: e["event"] == "rescan" and e.get("reason") == "overflow", what="overflow")
+    for p in paths:
+        d.wait_path("indexed", root / p.name)

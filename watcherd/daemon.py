@@ -1,0 +1,665 @@
+"""The daemon: `watcherd run`, deciding each file the moment it is complete.
+
+One thread owns the index and makes every decision (the single writer). Watchdog's
+observer threads, worker-pool callbacks and signal handlers only post messages to its
+inbox, so the loop sleeps until there is something to do: an idle daemon uses no CPU.
+
+A file is ready when its writer closes it; a file that arrives without a close (moved
+in, polled folders) once its size and mtime have held still for `settle_seconds`.
+Ready files are fingerprinted in worker processes (at most a few in flight: a bounded
+queue) and decided in the order they became ready, through the same Pipeline as
+`watcherd scan`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import queue
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError
+
+from .config import Config, Root
+from .fingerprint import Fingerprint, crashed, fingerprint_file
+from .index import Index
+from .models import ACTIVE, ERROR
+from .pipeline import Pipeline, log_outcome
+from .scanner import ScanStats, reconcile
+from .sdnotify import Notifier
+from .watcher import FsEvent, Watcher
+from .workers import make_pool, run_isolated
+
+log = logging.getLogger("watcherd")
+
+POOL_IDLE_SECONDS = 60.0  # idle decoding processes are let go, to keep an idle daemon small
+STATUS_EVERY = 1.0
+CLOSE_FALLBACK_FACTOR = 5  # a created file never closed is taken once still this many settles
+
+
+class AlreadyRunning(Exception):
+    """Another daemon holds this index; two writers would decide every file twice."""
+
+
+def lock_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".lock")
+
+
+def status_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".status.json")
+
+
+def daemon_running(db_path: Path) -> bool:
+    """Whether a daemon holds the index's lock right now."""
+    path = lock_path(db_path)
+    if not path.exists():
+        return False
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def read_status(db_path: Path) -> dict | None:
+    try:
+        return json.loads(status_path(db_path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Pending:
+    """A file seen but not yet complete."""
+
+    root: str
+    due: float
+    wait_close: bool  # a writer has it open: its close makes it ready
+    size: int = -1
+    mtime_ns: int = -1
+
+
+@dataclass
+class Counters:
+    indexed: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    moved: int = 0
+    missing: int = 0
+    rescans: int = 0
+    last_event: dict = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        db_path: Path,
+        paths: list[Path] | None = None,
+        reload_config: Callable[[], Config] | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.db_path = db_path
+        self.explicit = [Path(p).expanduser().absolute() for p in paths or []]
+        self.reload_config = reload_config
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.notifier = Notifier(environ)
+        self.pending: dict[str, Pending] = {}
+        self.ready: deque[tuple[str, str]] = deque()  # (path, root) waiting for a worker
+        self.inflight: deque[tuple[str, str, Future]] = deque()
+        self.ready_paths: set[str] = set()
+        self.counters = Counters()
+        self.pool: ProcessPoolExecutor | None = None
+        self.pool_idle_since = time.monotonic()
+        self.roots: dict[str, Root] = {}
+        self._stop = False
+        self._status_dirty = True
+        self._last_status = 0.0
+        self._lock_fh = None
+        self._resync_at: float | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def configured_roots(self, config: Config) -> list[Root]:
+        if self.explicit:
+            return [config.root_for(p) or Root(p) for p in self.explicit]
+        return list(config.roots)
+
+    def run(self) -> int:
+        self._acquire_lock()
+        self.index = Index(self.db_path, writer=True)
+        self.pipeline = Pipeline(self.index, self.config)
+        self.watcher = Watcher(self.inbox.put, self.config.poll_interval)
+        self._install_signals()
+        try:
+            roots = self.configured_roots(self.config)
+            if not roots:
+                log.error(
+                    "nothing to watch: give folders to `watcherd run` or set `roots`",
+                    extra={"event": "error", "reason": "no roots"},
+                )
+                return 2
+            for root in roots:
+                self._add_root(root)
+            if not self.roots:
+                return 1
+            # Watches first, then catch up: whatever changes during the catch-up is
+            # already being collected in the inbox.
+            for root in list(self.roots):
+                self._catch_up([Path(root)])
+            self._log(
+                "ready",
+                "watching %s",
+                ", ".join(self.roots),
+                roots=list(self.roots),
+                methods=dict(self.watcher.methods),
+            )
+            self.notifier.ready(self._status_text())
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        """Ask the loop to finish (safe from signal handlers and other threads)."""
+        self.inbox.put(("stop",))
+
+    def _acquire_lock(self) -> None:
+        path = lock_path(self.db_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+")  # noqa: SIM115 - held open for the daemon's lifetime
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise AlreadyRunning(
+                f"a watcherd daemon is already running on {self.db_path}"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._lock_fh = fh
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.inbox.put(("stop",)))
+        signal.signal(signal.SIGINT, lambda *_: self.inbox.put(("stop",)))
+        signal.signal(signal.SIGHUP, lambda *_: self.inbox.put(("reload",)))
+
+    def _shutdown(self) -> None:
+        self._log("stopping", "stopping", pending=len(self.pending) + len(self.ready))
+        self.notifier.stopping()
+        watcher = getattr(self, "watcher", None)
+        if watcher is not None:
+            watcher.stop()
+        if self.pool is not None:
+            # Files still being read are not indexed; the next start's catch-up finds them.
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+        index = getattr(self, "index", None)
+        if index is not None:
+            index.rollback()  # every decision was committed whole; nothing half-written
+            index.close()
+        self._write_status(final=True)
+        self.notifier.close()
+        if self._lock_fh is not None:
+            self._lock_fh.close()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_ping = time.monotonic()
+        ping = self.notifier.watchdog_interval
+        while not self._stop:
+            now = time.monotonic()
+            if ping and now >= next_ping:
+                self.notifier.watchdog()
+                next_ping = now + ping
+            timeout = self._next_timeout(now, next_ping if ping else None)
+            try:
+                msg = self.inbox.get(timeout=timeout)
+            except queue.Empty:
+                msg = None
+            try:
+                self._step(msg)
+            except OperationalError as exc:
+                # Another process held the index past the busy timeout: drop what this
+                # step did and rescan shortly, so no event is lost for good.
+                self.index.rollback()
+                log.error(
+                    "index busy, will rescan: %s",
+                    exc.orig,
+                    extra={"event": "error", "reason": str(exc.orig)},
+                )
+                self._resync_at = time.monotonic() + self.config.settle_seconds
+
+    def _step(self, msg) -> None:
+        while msg is not None:
+            self._handle(msg)
+            try:
+                msg = self.inbox.get_nowait()
+            except queue.Empty:
+                msg = None
+        if self._stop:
+            return
+        if self._resync_at is not None and time.monotonic() >= self._resync_at:
+            self._resync_at = None
+            self.counters.rescans += 1
+            self._catch_up([Path(r) for r in self.roots])
+        self._promote_due(time.monotonic())
+        self._dispatch()
+        self._collect()
+        if self.index.session.in_transaction():
+            self.index.commit()  # never hold the write lock while idle
+        self._maybe_release_pool()
+        self._maybe_status()
+
+    def _next_timeout(self, now: float, next_ping: float | None) -> float | None:
+        deadlines = [p.due for p in self.pending.values()]
+        if next_ping is not None:
+            deadlines.append(next_ping)
+        if self._resync_at is not None:
+            deadlines.append(self._resync_at)
+        if self._status_dirty:
+            deadlines.append(self._last_status + STATUS_EVERY)
+        if self.pool is not None and not self.inflight:
+            deadlines.append(self.pool_idle_since + POOL_IDLE_SECONDS)
+        if not deadlines:
+            return None  # sleep until something happens
+        return max(0.0, min(deadlines) - now)
+
+    def _handle(self, msg) -> None:
+        if isinstance(msg, FsEvent):
+            self._on_fs_event(msg)
+        elif msg[0] == "stop":
+            self._stop = True
+        elif msg[0] == "reload":
+            self._reload()
+        # ("done",) from a finished worker future needs no action: _collect runs next
+
+    # -- filesystem events -----------------------------------------------------------------
+
+    def _root_of(self, path: str) -> str | None:
+        best = None
+        for root in self.roots:
+            if (path == root or path.startswith(root.rstrip("/") + "/")) and (
+                best is None or len(root) > len(best)
+            ):
+                best = root
+        return best
+
+    def _included(self, path: str) -> str | None:
+        """The root of `path` when it is a file watcherd indexes, else None."""
+        root = self._root_of(path)
+        if root is None or not self.config.is_included(path, root):
+            return None
+        return root
+
+    def _on_fs_event(self, ev: FsEvent) -> None:
+        kind = ev.kind
+        if kind == "overflow":
+            self._log("rescan", "kernel event queue overflowed: rescanning", reason="overflow")
+            self.counters.rescans += 1
+            self._catch_up([Path(r) for r in self.roots])
+        elif kind == "closed":
+            root = self._included(ev.path)
+            if root is not None:
+                self.pending.pop(ev.path, None)
+                self._make_ready(ev.path, root)
+        elif kind in ("created", "modified", "attrib"):
+            root = self._included(ev.path)
+            if root is None:
+                return
+            if kind == "attrib":  # permissions fixed on a file we could not open?
+                f = self.index.file_by_path(ev.path)
+                if f is None or f.status != ERROR or not (f.error or "").startswith("cannot "):
+                    return
+            wait_close = not ev.polled and kind != "attrib"
+            self._touch(ev.path, root, wait_close)
+        elif kind == "arrived":
+            root = self._included(ev.path)
+            if root is not None:
+                self._touch(ev.path, root, wait_close=False)
+        elif kind == "deleted":
+            self.pending.pop(ev.path, None)
+            f = self.index.file_by_path(ev.path)
+            if f is not None and f.status in (ACTIVE, ERROR) and not os.path.lexists(ev.path):
+                self.index.mark_missing(f)
+                self.index.commit()
+                self.counters.missing += 1
+                self._log("missing", "gone: %s", ev.path, path=ev.path)
+        elif kind == "moved":
+            self._on_moved(ev.path, ev.dest)
+        elif kind == "dir_moved":
+            self._on_dir_moved(ev.path, ev.dest)
+        elif kind == "dir_deleted":
+            self._on_dir_deleted(ev.path)
+        elif kind == "dir_created" and self._root_of(ev.path) and os.path.isdir(ev.path):
+            self._catch_up([Path(ev.path)])
+
+    def _touch(self, path: str, root: str, wait_close: bool) -> None:
+        """A file changed: (re)start its wait for completeness."""
+        now = time.monotonic()
+        settle = self.config.settle_seconds
+        p = self.pending.get(path)
+        if p is None:
+            p = Pending(root, 0.0, wait_close)
+            self.pending[path] = p
+        else:
+            p.wait_close = p.wait_close or wait_close
+        p.due = now + (settle * CLOSE_FALLBACK_FACTOR if p.wait_close else settle)
+        p.size, p.mtime_ns = _stat(path)
+
+    def _promote_due(self, now: float) -> None:
+        """Pending files whose wait is over: ready if they held still, else wait again."""
+        for path, p in list(self.pending.items()):
+            if p.due > now:
+                continue
+            size, mtime_ns = _stat(path)
+            if size < 0:  # gone before it was complete
+                del self.pending[path]
+            elif (size, mtime_ns) == (p.size, p.mtime_ns):
+                del self.pending[path]
+                self._make_ready(path, p.root)
+            else:
+                p.size, p.mtime_ns = size, mtime_ns
+                wait = self.config.settle_seconds
+                p.due = now + (wait * CLOSE_FALLBACK_FACTOR if p.wait_close else wait)
+
+    def _make_ready(self, path: str, root: str) -> None:
+        if any(path == fpath for fpath, _, _ in self.inflight):
+            return  # being read now; if it changed meanwhile, _decide sees and re-reads it
+        if path not in self.ready_paths:
+            self.ready_paths.add(path)
+            self.ready.append((path, root))
+
+    def _on_moved(self, src: str, dest: str) -> None:
+        src_pending = self.pending.pop(src, None)
+        dest_root = self._included(dest)
+        f = self.index.file_by_path(src)
+        if f is not None and f.status in (ACTIVE, ERROR):
+            if dest_root is None:  # renamed to a name we skip, or out of the roots
+                self.index.mark_missing(f)
+                self.index.commit()
+                self.counters.missing += 1
+                self._log("missing", "gone: %s", src, path=src)
+            else:
+                self.index.move_file(f, dest, dest_root)
+                self.index.commit()
+                self.counters.moved += 1
+                self._log("moved", "moved %s -> %s", src, dest, path=dest, **{"from": src})
+            return
+        if dest_root is None:
+            return
+        known = self.index.file_by_path(dest)
+        if known is not None and (known.size, known.mtime_ns) == _stat(dest):
+            return  # already followed (a folder move moves its files first)
+        if src_pending is not None and src_pending.wait_close:
+            self._touch(dest, dest_root, wait_close=True)
+        else:
+            # renamed from a temporary name (x.part -> x.jpg): complete, if it holds still
+            self._touch(dest, dest_root, wait_close=False)
+
+    def _on_dir_moved(self, src: str, dest: str) -> None:
+        dest_root = self._root_of(dest)
+        for path in [p for p in self.pending if p.startswith(src.rstrip("/") + "/")]:
+            p = self.pending.pop(path)
+            if dest_root is not None:
+                new = dest + path[len(src) :]
+                self.pending[new] = Pending(dest_root, p.due, p.wait_close, p.size, p.mtime_ns)
+        if dest_root is None or not self.config.is_included_dir(os.path.basename(dest)):
+            self._on_dir_deleted(src)
+            return
+        moved = self.index.move_folder(src, dest, dest_root)
+        self.index.commit()
+        if moved:
+            self.counters.moved += moved
+            self._log("moved", "moved folder %s -> %s", src, dest, path=dest, **{"from": src})
+        self._catch_up([Path(dest)])  # files the folder held that were never indexed
+
+    def _on_dir_deleted(self, folder: str) -> None:
+        for path in [p for p in self.pending if p.startswith(folder.rstrip("/") + "/")]:
+            del self.pending[path]
+        gone = 0
+        for f in self.index.files_under(folder):
+            if not os.path.lexists(f.path):
+                self.index.mark_missing(f)
+                gone += 1
+        self.index.commit()
+        if gone:
+            self.counters.missing += gone
+            self._log("missing", "folder gone: %s (%d files)", folder, gone, path=folder)
+
+    # -- catch-up --------------------------------------------------------------------------
+
+    def _catch_up(self, folders: list[Path]) -> None:
+        """Reconcile folders with the index: what changed while we were not looking."""
+        stats = ScanStats()
+        todo = reconcile(folders, self.config, self.index, stats)
+        self.index.commit()
+        self.counters.moved += stats.moved
+        self.counters.missing += stats.missing
+        now_wall = time.time()
+        settle = self.config.settle_seconds
+        for e in todo:
+            if e.path in self.pending:
+                continue
+            if now_wall - e.mtime_ns / 1e9 > settle:
+                self._make_ready(e.path, e.root)  # untouched for a while: complete
+            else:
+                self._touch(e.path, e.root, wait_close=False)
+        if todo or stats.moved or stats.missing:
+            log.info(
+                "catch-up: %d to read, %d unchanged, %d moved, %d missing",
+                len(todo),
+                stats.skipped,
+                stats.moved,
+                stats.missing,
+                extra={
+                    "event": "rescan",
+                    "path": ", ".join(map(str, folders)),
+                    "to_read": len(todo),
+                    "unchanged": stats.skipped,
+                },
+            )
+
+    # -- reading and deciding --------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        limit = self.config.effective_workers() * 2
+        while self.ready and len(self.inflight) < limit:
+            path, root = self.ready.popleft()
+            self.ready_paths.discard(path)
+            f = self.index.file_by_path(path)
+            if f is not None and f.status == ACTIVE and (f.size, f.mtime_ns) == _stat(path):
+                continue  # already indexed as it is now (a catch-up and an event both saw it)
+            if self.pool is None:
+                self.pool = make_pool(self.config.effective_workers())
+            work = partial(fingerprint_file, max_pixels=self.config.max_pixels)
+            try:
+                fut = self.pool.submit(work, path)
+            except BrokenProcessPool:
+                self.ready.appendleft((path, root))
+                self.ready_paths.add(path)
+                self._recover_pool()
+                continue
+            fut.add_done_callback(lambda _f: self.inbox.put(("done",)))
+            self.inflight.append((path, root, fut))
+
+    def _collect(self) -> None:
+        while self.inflight and self.inflight[0][2].done():
+            path, root, fut = self.inflight.popleft()
+            try:
+                fp = fut.result()
+            except BrokenProcessPool:
+                self.inflight.appendleft((path, root, fut))
+                self._recover_pool()
+                return
+            except Exception as exc:  # a bug in a worker must not stop the daemon
+                fp = crashed(path)
+                fp.error = f"cannot fingerprint: {type(exc).__name__}: {exc}"
+            self._decide(fp, root)
+        if not self.inflight:
+            self.pool_idle_since = time.monotonic()
+        self._dispatch()
+
+    def _recover_pool(self) -> None:
+        """A worker died: re-read each stranded file alone, so only the culprit is lost."""
+        log.warning("a decoding process died; isolating the files it was reading")
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool = None
+        stranded = list(self.inflight)
+        self.inflight.clear()
+        work = partial(fingerprint_file, max_pixels=self.config.max_pixels)
+        for path, root, _ in stranded:
+            self._decide(run_isolated(work, path, crashed), root)
+
+    def _decide(self, fp: Fingerprint, root: str) -> None:
+        path = fp.path
+        if fp.error and not os.path.lexists(path):
+            return  # deleted before we could read it: nothing to index
+        if (fp.size, fp.mtime_ns) != _stat(path):
+            # written to while we read it: wait until it holds still, then read it again
+            self._touch(path, root, wait_close=False)
+            return
+        outcome = self.pipeline.process(fp, root)
+        self.index.commit()
+        log_outcome(outcome)
+        if outcome.error:
+            self.counters.errors += 1
+            self.counters.last_event = {"event": "error", "path": path, "reason": outcome.error}
+        elif outcome.verdict is not None:
+            self.counters.duplicates += 1
+            self.counters.last_event = {
+                "event": "duplicate",
+                "path": outcome.verdict.redundant_path,
+                "original": outcome.verdict.kept_path,
+            }
+        else:
+            self.counters.indexed += 1
+            self.counters.last_event = {"event": "indexed", "path": path}
+        self.counters.last_event["ts"] = time.time()
+        self._status_dirty = True
+
+    def _maybe_release_pool(self) -> None:
+        idle = time.monotonic() - self.pool_idle_since
+        if self.pool is not None and not self.inflight and idle >= POOL_IDLE_SECONDS:
+            self.pool.shutdown(wait=False)
+            self.pool = None
+
+    # -- roots and reload ------------------------------------------------------------------
+
+    def _add_root(self, root: Root) -> None:
+        path = str(root.path)
+        if not root.path.is_dir():
+            log.error(
+                "root does not exist, not watched: %s",
+                path,
+                extra={"event": "error", "path": path, "reason": "root does not exist"},
+            )
+            return
+        try:
+            method = self.watcher.watch(path, poll=root.poll)
+        except OSError as exc:
+            log.error("cannot watch %s: %s", path, exc, extra={"event": "error", "path": path})
+            return
+        self.roots[path] = root
+        log.info("watching %s (%s)", path, method, extra={"event": "watch", "path": path})
+
+    def _reload(self) -> None:
+        if self.reload_config is None:
+            return
+        try:
+            new = self.reload_config()
+        except Exception as exc:  # a broken edit must not stop a running daemon
+            log.error(
+                "configuration not reloaded: %s",
+                exc,
+                extra={"event": "error", "reason": str(exc)},
+            )
+            return
+        self.notifier.reloading()
+        self.config = new
+        self.pipeline.config = new
+        wanted = {str(r.path): r for r in self.configured_roots(new)}
+        for path in [p for p in self.roots if p not in wanted]:
+            self.watcher.unwatch(path)
+            del self.roots[path]
+            log.info("no longer watching %s", path, extra={"event": "unwatch", "path": path})
+        added = [r for p, r in wanted.items() if p not in self.roots]
+        for root in added:
+            self._add_root(root)
+            if str(root.path) in self.roots:
+                self._catch_up([root.path])
+        self._log("reload", "configuration reloaded", roots=list(self.roots))
+        self.notifier.ready(self._status_text())
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def _log(self, event: str, msg: str, *args, **details) -> None:
+        log.info(msg, *args, extra={"event": event, **details})
+
+    def _status_text(self) -> str:
+        c = self.counters
+        return (
+            f"{c.indexed} indexed, {c.duplicates} duplicates, {c.errors} errors; "
+            f"{len(self.pending) + len(self.ready) + len(self.inflight)} waiting"
+        )
+
+    def _maybe_status(self) -> None:
+        now = time.monotonic()
+        if self._status_dirty and now - self._last_status >= STATUS_EVERY:
+            self.notifier.status(self._status_text())
+            self._write_status()
+            self._last_status = now
+            self._status_dirty = False
+
+    def _write_status(self, final: bool = False) -> None:
+        c = self.counters
+        data = {
+            "pid": os.getpid(),
+            "running": not final,
+            "roots": list(self.roots),
+            "methods": dict(getattr(self, "watcher", None).methods)
+            if getattr(self, "watcher", None)
+            else {},
+            "session": {
+                "indexed": c.indexed,
+                "duplicates": c.duplicates,
+                "errors": c.errors,
+                "moved": c.moved,
+                "missing": c.missing,
+                "rescans": c.rescans,
+            },
+            "last_event": c.last_event,
+            "updated": time.time(),
+        }
+        path = status_path(self.db_path)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.debug("cannot write status file %s: %s", path, exc)
+
+
+def _stat(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)

@@ -1,0 +1,216 @@
+"""The watcher: watchdog observers per root, turning filesystem events into FsEvents.
+
+Kept apart from the daemon in watchdog's own spirit (observer, handler, event): the
+handler only translates and enqueues; every decision is the daemon's, in its one thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.inotify import InotifyObserver
+from watchdog.observers.polling import PollingObserver
+
+log = logging.getLogger("watcherd")
+
+# Filesystems where inotify sees only this machine's changes (or nothing at all).
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre",
+        "davfs", "fuse.sshfs", "fuse.rclone", "fuse.davfs2", "fuse.s3fs", "fuse.gvfsd-fuse",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class FsEvent:
+    """What happened, reduced to what the daemon acts on.
+
+    kind: closed | created | modified | attrib | deleted | moved | arrived |
+    dir_created | dir_deleted | dir_moved | overflow
+    """
+
+    kind: str
+    path: str
+    dest: str = ""
+    polled: bool = False
+
+
+def _s(path: str | bytes) -> str:
+    return os.fsdecode(path)
+
+
+class Handler(FileSystemEventHandler):
+    def __init__(self, put: Callable[[FsEvent], None], polled: bool) -> None:
+        self.put = put
+        self.polled = polled
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        fs = translate(event, self.polled)
+        if fs is not None:
+            self.put(fs)
+
+
+def translate(event: FileSystemEvent, polled: bool = False) -> FsEvent | None:
+    src, dest = _s(event.src_path), _s(getattr(event, "dest_path", "") or "")
+    if isinstance(event, FileClosedEvent):
+        return FsEvent("closed", src, polled=polled)
+    if isinstance(event, FileCreatedEvent):
+        return FsEvent("created", src, polled=polled)
+    if isinstance(event, FileModifiedEvent):
+        return FsEvent("modified", src, polled=polled)
+    if isinstance(event, FileAttribEvent):
+        return FsEvent("attrib", src, polled=polled)
+    if isinstance(event, FileDeletedEvent):
+        return FsEvent("deleted", src, polled=polled)
+    if isinstance(event, FileMovedEvent):
+        # Full events: a move from outside the tree has no source, one out of it no dest.
+        if not src:
+            return FsEvent("arrived", dest, polled=polled)
+        if not dest:
+            return FsEvent("deleted", src, polled=polled)
+        return FsEvent("moved", src, dest, polled=polled)
+    if isinstance(event, DirCreatedEvent):
+        return FsEvent("dir_created", src, polled=polled)
+    if isinstance(event, DirDeletedEvent):
+        return FsEvent("dir_deleted", src, polled=polled)
+    if isinstance(event, DirMovedEvent):
+        if not src:
+            return FsEvent("dir_created", dest, polled=polled)
+        if not dest:
+            return FsEvent("dir_deleted", src, polled=polled)
+        return FsEvent("dir_moved", src, dest, polled=polled)
+    return None  # opened, closed without writing, directory modified: nothing to do
+
+
+def filesystem_type(path: str) -> str:
+    """The type of the filesystem holding `path`, from /proc/self/mountinfo."""
+    best, fstype = "", ""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) < 5 or not right:
+                    continue
+                mount = fields[4].replace("\\040", " ")
+                inside = path == mount or path.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) >= len(best):
+                    best, fstype = mount, right.split()[0]
+    except OSError:
+        return ""
+    return fstype
+
+
+class _OverflowHandler(logging.Handler):
+    """watchdog reports a kernel queue overflow only in its log; turn that into an event.
+
+    watchdog re-adds its watches after an overflow, but the events the kernel dropped
+    are gone: the daemon answers with a rescan of the roots.
+    """
+
+    def __init__(self, put: Callable[[FsEvent], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.put = put
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "overflow" in message.lower():
+            self.put(FsEvent("overflow", ""))
+        elif record.levelno >= logging.ERROR:
+            log.error("watchdog: %s", message, extra={"event": "error", "reason": message})
+
+
+class Watcher:
+    """One observer per root: inotify where it works, polling where it cannot."""
+
+    def __init__(self, put: Callable[[FsEvent], None], poll_interval: float = 5.0) -> None:
+        self.put = put
+        self.poll_interval = poll_interval
+        self._observers: dict[str, BaseObserver] = {}
+        self.methods: dict[str, str] = {}
+        wd_log = logging.getLogger("watchdog")
+        wd_log.handlers[:] = [_OverflowHandler(put)]
+        wd_log.propagate = False
+
+    def watch(self, root: str, poll: bool = False) -> str:
+        """Start watching `root` recursively; returns "inotify" or "polling" (and why)."""
+        if root in self._observers:
+            return self.methods[root]
+        fstype = filesystem_type(root)
+        method = "inotify"
+        if poll:
+            method = "polling (poll = true)"
+        elif fstype in NETWORK_FILESYSTEMS:
+            method = f"polling ({fstype} is a network filesystem)"
+        observer = self._start(root, polled=method != "inotify")
+        if observer is None:  # inotify refused: watch limit or instance limit reached
+            method = "polling (inotify watch limit reached)"
+            observer = self._start(root, polled=True)
+            if observer is None:
+                raise OSError(f"cannot watch {root}")
+        self._observers[root] = observer
+        self.methods[root] = method
+        return method
+
+    def _start(self, root: str, polled: bool) -> BaseObserver | None:
+        observer: BaseObserver
+        if polled:
+            observer = PollingObserver(timeout=self.poll_interval)
+        else:
+            observer = InotifyObserver(generate_full_events=True)
+        observer.daemon = True
+        try:
+            observer.schedule(Handler(self.put, polled), root, recursive=True)
+            observer.start()
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EMFILE) and not polled:
+                log.warning(
+                    "inotify refused %s (%s); polling it instead",
+                    root,
+                    exc.strerror or exc,
+                    extra={"event": "rescan", "path": root, "reason": str(exc)},
+                )
+                with contextlib.suppress(Exception):
+                    observer.stop()
+                return None
+            raise
+        return observer
+
+    def unwatch(self, root: str) -> None:
+        observer = self._observers.pop(root, None)
+        self.methods.pop(root, None)
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=2)
+
+    def roots(self) -> list[str]:
+        return list(self._observers)
+
+    def stop(self) -> None:
+        observers = list(self._observers.values())
+        self._observers.clear()
+        self.methods.clear()
+        for observer in observers:
+            observer.stop()
+        for observer in observers:
+            observer.join(timeout=2)
