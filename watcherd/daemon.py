@@ -14,6 +14,8 @@ queue) and decided in the order they became ready, through the same Pipeline as
 from __future__ import annotations
 
 import fcntl
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -118,6 +120,8 @@ class Daemon:
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.notifier = Notifier(environ)
         self.pending: dict[str, Pending] = {}
+        self._due: list[tuple[float, int, str]] = []  # heap of (due, seq, path)
+        self._seq = itertools.count()
         self.ready: deque[tuple[str, str]] = deque()  # (path, root) waiting for a worker
         self.inflight: deque[tuple[str, str, Future]] = deque()
         self.ready_paths: set[str] = set()
@@ -268,7 +272,9 @@ class Daemon:
         self._maybe_status()
 
     def _next_timeout(self, now: float, next_ping: float | None) -> float | None:
-        deadlines = [p.due for p in self.pending.values()]
+        while self._due and not self._current(self._due[0]):
+            heapq.heappop(self._due)  # superseded by a later _touch, or no longer pending
+        deadlines = [self._due[0][0]] if self._due else []
         if next_ping is not None:
             deadlines.append(next_ping)
         if self._resync_at is not None:
@@ -362,12 +368,23 @@ class Daemon:
             p.wait_close = p.wait_close or wait_close
         p.due = now + (settle * CLOSE_FALLBACK_FACTOR if p.wait_close else settle)
         p.size, p.mtime_ns = _stat(path)
+        self._schedule(path, p)
+
+    def _schedule(self, path: str, p: Pending) -> None:
+        heapq.heappush(self._due, (p.due, next(self._seq), path))
+
+    def _current(self, entry: tuple[float, int, str]) -> bool:
+        p = self.pending.get(entry[2])
+        return p is not None and p.due == entry[0]
 
     def _promote_due(self, now: float) -> None:
         """Pending files whose wait is over: ready if they held still, else wait again."""
-        for path, p in list(self.pending.items()):
-            if p.due > now:
+        while self._due and self._due[0][0] <= now:
+            entry = heapq.heappop(self._due)
+            if not self._current(entry):
                 continue
+            path = entry[2]
+            p = self.pending[path]
             size, mtime_ns = _stat(path)
             if size < 0:  # gone before it was complete
                 del self.pending[path]
@@ -378,6 +395,7 @@ class Daemon:
                 p.size, p.mtime_ns = size, mtime_ns
                 wait = self.config.settle_seconds
                 p.due = now + (wait * CLOSE_FALLBACK_FACTOR if p.wait_close else wait)
+                self._schedule(path, p)
 
     def _make_ready(self, path: str, root: str) -> None:
         if any(path == fpath for fpath, _, _ in self.inflight):
@@ -419,7 +437,9 @@ class Daemon:
             p = self.pending.pop(path)
             if dest_root is not None:
                 new = dest + path[len(src) :]
-                self.pending[new] = Pending(dest_root, p.due, p.wait_close, p.size, p.mtime_ns)
+                moved = Pending(dest_root, p.due, p.wait_close, p.size, p.mtime_ns)
+                self.pending[new] = moved
+                self._schedule(new, moved)
         if dest_root is None or not self.config.is_included_dir(os.path.basename(dest)):
             self._on_dir_deleted(src)
             return

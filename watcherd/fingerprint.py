@@ -14,7 +14,6 @@ import stat as stat_mod
 import warnings
 from dataclasses import dataclass
 
-import imagehash
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
@@ -101,6 +100,8 @@ def image_hashes(small: Image.Image) -> tuple[tuple[int, int], ...]:
     Turning the 32x32 image is the same as turning the photo and then shrinking it,
     because the shrink to a square treats both axes alike.
     """
+    import imagehash  # here, not at the top: the daemon's own process never hashes
+
     out = []
     for _, method in TRANSFORMS:
         img = small if method is None else small.transpose(method)

@@ -79,10 +79,12 @@ class Index:
         }
 
     def active_with_sha(self, sha256: str, exclude_id: int | None = None) -> list[File]:
-        stmt = select(File).where(File.sha256 == sha256, File.status == ACTIVE)
-        if exclude_id is not None:
-            stmt = stmt.where(File.id != exclude_id)
-        return list(self.session.scalars(stmt.order_by(File.id)))
+        # Filter on sha256 alone in SQL: given `status = 'active'` too, SQLite may pick the
+        # status index (nearly every row) over the sha256 one and scan the whole table.
+        stmt = select(File).where(File.sha256 == sha256).order_by(File.id)
+        return [
+            f for f in self.session.scalars(stmt) if f.status == ACTIVE and f.id != exclude_id
+        ]
 
     def hash_rows(self) -> Iterator[tuple[int, int, int]]:
         """(id, phash, dhash) of every active image, streamed for building the HashIndex."""

@@ -72,7 +72,9 @@ class File(Base):
     format: Mapped[str | None] = mapped_column(String(16))
     phash: Mapped[int | None] = mapped_column(BigInteger)
     dhash: Mapped[int | None] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16), default=ACTIVE, index=True)
+    # No index on status: nearly every row is "active", and with one SQLite may prefer it
+    # to the selective sha256 and path indexes.
+    status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
     error: Mapped[str | None] = mapped_column(Text)
     # The file this one was judged a redundant copy of (its direct partner); None when kept.
     duplicate_of_id: Mapped[int | None] = mapped_column(

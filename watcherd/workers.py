@@ -21,10 +21,12 @@ R = TypeVar("R")
 
 
 def make_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool started through a forkserver: safe beside threads (watchdog's observers),
-    and each worker starts from a process that already imported the decoders."""
+    """A pool started through a forkserver: safe beside threads (watchdog's observers).
+
+    Nothing is preloaded into the forkserver, which lives as long as the daemon: it stays
+    a few MB, and each worker imports the decoders once when it starts.
+    """
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["watcherd.fingerprint"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
 
