@@ -520,7 +520,9 @@ class Daemon:
             self.inflight.append((path, root, fut))
 
     def _collect(self) -> None:
+        collected = False
         while self.inflight and self.inflight[0][2].done():
+            collected = True
             path, root, fut = self.inflight.popleft()
             try:
                 fp = fut.result()
@@ -532,8 +534,8 @@ class Daemon:
                 fp = crashed(path)
                 fp.error = f"cannot fingerprint: {type(exc).__name__}: {exc}"
             self._decide(fp, root)
-        if not self.inflight:
-            self.pool_idle_since = time.monotonic()
+        if collected and not self.inflight:
+            self.pool_idle_since = time.monotonic()  # the pool's idle time starts now
         self._dispatch()
 
     def _recover_pool(self) -> None:
@@ -578,6 +580,7 @@ class Daemon:
     def _maybe_release_pool(self) -> None:
         idle = time.monotonic() - self.pool_idle_since
         if self.pool is not None and not self.inflight and idle >= POOL_IDLE_SECONDS:
+            log.debug("idle: letting the decoding processes go")
             self.pool.shutdown(wait=False)
             self.pool = None
 

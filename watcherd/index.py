@@ -82,9 +82,7 @@ class Index:
         # Filter on sha256 alone in SQL: given `status = 'active'` too, SQLite may pick the
         # status index (nearly every row) over the sha256 one and scan the whole table.
         stmt = select(File).where(File.sha256 == sha256).order_by(File.id)
-        return [
-            f for f in self.session.scalars(stmt) if f.status == ACTIVE and f.id != exclude_id
-        ]
+        return [f for f in self.session.scalars(stmt) if f.status == ACTIVE and f.id != exclude_id]
 
     def hash_rows(self) -> Iterator[tuple[int, int, int]]:
         """(id, phash, dhash) of every active image, streamed for building the HashIndex."""

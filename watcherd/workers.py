@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import select
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -27,7 +31,45 @@ def make_pool(workers: int) -> ProcessPoolExecutor:
     a few MB, and each worker imports the decoders once when it starts.
     """
     ctx = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_exit_with_owner,
+        initargs=(os.getpid(),),
+    )
+
+
+def _exit_with_owner(owner: int) -> None:
+    """In a worker: exit as soon as the process that owns the pool is gone.
+
+    A worker's parent is the forkserver, not the daemon, and it holds its own copies of
+    the pool's pipes, so it would wait forever for work if the daemon were killed with
+    SIGKILL. A thread blocked on a pidfd of the owner wakes exactly when it exits.
+    """
+    try:
+        pidfd = os.pidfd_open(owner)
+    except (AttributeError, OSError):  # very old kernel or Python: fall back to polling
+        pidfd = None
+
+    def watch() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while _alive(owner):
+                time.sleep(2)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="owner-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_isolated(func: Callable[[T], R], item: T, on_crash: Callable[[T], R]) -> R:
