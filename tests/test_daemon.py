@@ -31,6 +31,21 @@ def daemons():
         d.close()
 
 
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    kids = [int(c) for c in fh.read().split()]
+                    found += kids
+                    todo += kids
+        except OSError:
+            pass
+    return found
+
+
 def rows(db: Path) -> dict[str, tuple]:
     con = sqlite3.connect(db)
     try:
@@ -249,7 +264,11 @@ def test_sigkill_mid_burst_then_restart_indexes_every_file_once(tmp_path, daemon
     for p in paths:
         shutil.copy(p, root / p.name)
     d.wait_for(lambda e: e["event"] == "indexed", count=5, what="some decisions")
+    helpers_of_daemon = descendants(d.proc.pid)
+    assert helpers_of_daemon, "decoding runs in worker processes"
     d.kill()
+    # its workers, forkserver and resource tracker go with it: no orphans left behind
+    poll_until(lambda: not any(Path(f"/proc/{p}").exists() for p in helpers_of_daemon), 10)
     done_before = len(d.of("indexed"))
     assert done_before < 60, "the burst finished before the kill; the test proves nothing"
     d2 = daemons(tmp_path, [root]).start()
@@ -392,3 +411,44 @@ def test_inotify_queue_overflow_triggers_a_rescan(tmp_path, daemons):
     d.wait_for(lambda e: e["event"] == "rescan" and e.get("reason") == "overflow", what="overflow")
     for p in paths:
         d.wait_path("indexed", root / p.name)
+
+
+def _inotify_watches_in_use() -> int:
+    """Watches held by every process of this user (what max_user_watches limits)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != os.geteuid():
+                continue
+            for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+                with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
+                    total += sum(line.startswith("inotify wd:") for line in fh)
+        except OSError:
+            continue
+    return total
+
+
+def test_inotify_watch_limit_falls_back_to_polling(tmp_path, daemons):
+    knob = Path("/proc/sys/fs/inotify/max_user_watches")
+    if os.geteuid() != 0 or not os.access(knob, os.W_OK):
+        pytest.skip("needs root to lower the inotify watch limit")
+    root = tmp_path / "r"
+    root.mkdir()
+    d = daemons(tmp_path, [root], config="poll_interval = 0.2\n").start()
+    old = knob.read_text()
+    try:
+        knob.write_text(f"{_inotify_watches_in_use()}\n")  # no new watch can be added
+        deep = root / "new" / "deeper"
+        deep.mkdir(parents=True)
+        d.wait_for(
+            lambda e: e["event"] == "rescan" and e.get("reason") == "watch_limit",
+            what="watch limit noticed",
+        )
+    finally:
+        knob.write_text(old)
+    p = save(photo(1), deep / "a.jpg")
+    d.wait_path("indexed", p)
+    st = json.loads(run_cli("--db", str(d.db), "status", "--json").stdout)
+    assert st["running"]

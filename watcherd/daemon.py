@@ -354,6 +354,8 @@ class Daemon:
         elif kind == "dir_deleted":
             self._on_dir_deleted(ev.path)
         elif kind == "dir_created" and self._root_of(ev.path) and os.path.isdir(ev.path):
+            root = self._root_of(ev.path)
+            self._check_watched(root, ev.path)
             self._catch_up([Path(ev.path)])
 
     def _touch(self, path: str, root: str, wait_close: bool) -> None:
@@ -602,6 +604,24 @@ class Daemon:
             return
         self.roots[path] = root
         log.info("watching %s (%s)", path, method, extra={"event": "watch", "path": path})
+        self._check_watched(path, path)
+
+    def _check_watched(self, root: str, top: str) -> None:
+        """If inotify could not watch a folder (the watch limit), poll the root instead."""
+        missed = self.watcher.first_unwatched(root, top)
+        if missed is None:
+            return
+        reason = "inotify watch limit reached"
+        log.warning(
+            "inotify cannot watch %s (%s: fs.inotify.max_user_watches); polling %s",
+            missed,
+            reason,
+            root,
+            extra={"event": "rescan", "path": root, "reason": "watch_limit"},
+        )
+        self.counters.rescans += 1
+        self.watcher.poll_instead(root, reason)
+        self._catch_up([Path(root)])
 
     def _reload(self) -> None:
         if self.reload_config is None:

@@ -196,6 +196,39 @@ class Watcher:
             raise
         return observer
 
+    def first_unwatched(self, root: str, top: str) -> str | None:
+        """A folder at or below `top` that inotify is not watching, if any.
+
+        watchdog skips, silently, a subfolder it cannot watch once the kernel's watch
+        limit (fs.inotify.max_user_watches) is reached, and events there would be lost.
+        Only inotify roots are checked; None also when watchdog's bookkeeping cannot be
+        read (another watchdog version): then nothing is claimed either way.
+        """
+        observer = self._observers.get(root)
+        if observer is None or self.methods.get(root) != "inotify":
+            return None
+        watched: set[bytes] = set()
+        for emitter in list(observer.emitters):
+            group = getattr(emitter, "_inotify", None)
+            paths = getattr(group, "_active_callbacks_by_path", None)
+            if paths is None:
+                return None
+            watched.update(os.fsencode(p) for p in list(paths))
+        for folder, dirs, _ in os.walk(top):
+            if os.fsencode(folder) not in watched and os.access(folder, os.R_OK | os.X_OK):
+                return folder
+            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+        return None
+
+    def poll_instead(self, root: str, reason: str) -> None:
+        """Watch `root` by polling from now on (the caller rescans it)."""
+        self.unwatch(root)
+        observer = self._start(root, polled=True)
+        if observer is None:
+            raise OSError(f"cannot watch {root}")
+        self._observers[root] = observer
+        self.methods[root] = f"polling ({reason})"
+
     def unwatch(self, root: str) -> None:
         observer = self._observers.pop(root, None)
         self.methods.pop(root, None)
