@@ -174,13 +174,7 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:
-        try:
-            st = os.stat(path)
-            size, mtime_ns, inode = st.st_size, st.st_mtime_ns, st.st_ino
-        except OSError:
-            size = mtime_ns = inode = 0
-        reason = exc.strerror or str(exc)
-        return Fingerprint(path, size, mtime_ns, inode, error=f"cannot open: {reason}")
+        return _unread(path, f"cannot open: {exc.strerror or exc}")
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fh.fileno())
         fp = Fingerprint(path, st.st_size, st.st_mtime_ns, st.st_ino)
@@ -225,9 +219,14 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
 
 def crashed(path: str) -> Fingerprint:
     """The fingerprint of a file whose decoder killed its worker process."""
+    return _unread(path, "the image decoder crashed on this file")
+
+
+def _unread(path: str, error: str) -> Fingerprint:
+    """A fingerprint with only what stat() tells, for a file that could not be read."""
     try:
         st = os.stat(path)
         size, mtime_ns, inode = st.st_size, st.st_mtime_ns, st.st_ino
     except OSError:
         size = mtime_ns = inode = 0
-    return Fingerprint(path, size, mtime_ns, inode, error="the image decoder crashed on this file")
+    return Fingerprint(path, size, mtime_ns, inode, error=error)
