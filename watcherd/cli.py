@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -347,10 +346,7 @@ def config_group() -> None:
 @click.pass_obj
 def config_init(app: App, force: bool) -> None:
     """Write a commented configuration file with every default."""
-    target = Path(app.config_path).expanduser() if app.config_path else None
-    if target is None:
-        env = os.environ.get("WATCHERD_CONFIG")
-        target = Path(env).expanduser() if env else config_mod.default_config_path()
+    target, _ = config_mod.config_path(app.config_path)
     if target.exists() and not force:
         fail(f"{target} already exists (use --force to overwrite)", 1)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -225,14 +225,20 @@ def from_mapping(data: dict[str, Any], source: Path | None = None) -> Config:
     return Config(**kwargs)
 
 
+def config_path(path: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
+    """The file to use (explicit path, else $WATCHERD_CONFIG, else the default) and
+    whether the user named it."""
+    explicit = path or os.environ.get("WATCHERD_CONFIG")
+    return (Path(explicit).expanduser() if explicit else default_config_path()), bool(explicit)
+
+
 def load(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load the configuration: explicit path, else $WATCHERD_CONFIG, else the default file.
+    """Load the configuration file (see `config_path`).
 
     A missing default file means defaults; a missing file the user named is an error,
     because they clearly expected it to be read.
     """
-    explicit = path or os.environ.get("WATCHERD_CONFIG")
-    cfg_path = Path(explicit).expanduser() if explicit else default_config_path()
+    cfg_path, explicit = config_path(path)
     if not cfg_path.exists():
         if explicit:
             raise ConfigError(f"{cfg_path}: configuration file not found")
