@@ -43,16 +43,17 @@ def test_migration_runner_applies_steps_in_order(tmp_path, monkeypatch):
         applied.append(2)
         conn.exec_driver_sql("ALTER TABLE files ADD COLUMN note TEXT")
 
-    monkeypatch.setitem(db.MIGRATIONS, 2, step2)
-    monkeypatch.setattr(db, "LATEST", 2)
+    nxt = db.LATEST + 1
+    monkeypatch.setitem(db.MIGRATIONS, nxt, step2)
+    monkeypatch.setattr(db, "LATEST", nxt)
     engine = db.make_engine(path)
-    assert db.migrate(engine) == 1
+    assert db.migrate(engine) == nxt - 1
     assert applied == [2]
     with engine.connect() as conn:
         cols = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(files)")]
         assert "note" in cols
-        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 2
-    assert db.migrate(engine) == 2  # nothing left to do
+        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == nxt
+    assert db.migrate(engine) == nxt  # nothing left to do
     assert applied == [2]
     engine.dispose()
 
@@ -65,13 +66,14 @@ def test_failed_migration_keeps_old_version(tmp_path, monkeypatch):
         conn.exec_driver_sql("ALTER TABLE files ADD COLUMN half TEXT")
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(db.MIGRATIONS, 2, broken)
-    monkeypatch.setattr(db, "LATEST", 2)
+    nxt = db.LATEST + 1
+    monkeypatch.setitem(db.MIGRATIONS, nxt, broken)
+    monkeypatch.setattr(db, "LATEST", nxt)
     engine = db.make_engine(path)
     with pytest.raises(RuntimeError):
         db.migrate(engine)
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 1
+        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == nxt - 1
         cols = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(files)")]
         assert "half" not in cols
     engine.dispose()
@@ -107,3 +109,24 @@ def test_reader_sees_committed_rows_while_writer_holds_transaction(tmp_path):
     reader.close()
     writer.commit()
     writer.close()
+
+
+def test_version_1_index_is_upgraded_without_losing_rows(tmp_path):
+    """An index written by the first release (schema 1) opens, gains the quarantine
+    tables, and keeps every file and decision."""
+    path = tmp_path / "v1.sqlite3"
+    engine = db.make_engine(path)
+    with engine.begin() as conn:
+        db.MIGRATIONS[1](conn)
+        conn.exec_driver_sql("INSERT INTO schema_version (id, version) VALUES (1, 1)")
+        conn.exec_driver_sql(
+            "INSERT INTO files (id, path, root, size, mtime_ns, status, first_seen, indexed_at)"
+            " VALUES (1, '/p/a.jpg', '/p', 10, 1, 'active', '2026-01-01', '2026-01-01')"
+        )
+    engine.dispose()
+    with Index(path) as idx:
+        conn = idx.session.connection()
+        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == db.LATEST
+        tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
+        assert {"moves", "ignored_pairs"} <= tables
+        assert idx.file_by_path("/p/a.jpg").size == 10

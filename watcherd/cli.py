@@ -52,6 +52,19 @@ class App:
         return config_mod.resolve_db_path(self.db_option)
 
     def open_index(self, writer: bool = False) -> Index:
+        """Open the index, first finishing any move a crash left half done.
+
+        A running daemon owns the journal and recovers at its own start; otherwise
+        every command that opens the index does it, so no command ever sees a file in
+        two places or none.
+        """
+        from .actions import Mover
+        from .daemon import daemon_running
+
+        if not daemon_running(self.db_path):
+            with Index(self.db_path, writer=True) as index:
+                if Mover(index, self.config).recover():
+                    index.commit()
         return Index(self.db_path, writer=writer)
 
 
@@ -165,6 +178,12 @@ def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> Non
         f"{prefix} {stats.exact} exact and {stats.near} near duplicates; {stats.errors} errors.",
         highlight=False,
     )
+    if cfg.action == "quarantine":
+        verb = "would move" if dry_run else "moved"
+        out.print(
+            f"Quarantine: {verb} {stats.quarantined} files to {cfg.quarantine_dir}.",
+            highlight=False,
+        )
     for path, reason in stats.error_paths[:20]:
         out.print(f"  error: {path}: {reason}", highlight=False, soft_wrap=True)
     if len(stats.error_paths) > 20:
@@ -231,9 +250,9 @@ def report(
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Decide and log, but move nothing.")
 @click.pass_obj
-@click.pass_context
-def run(ctx: click.Context, app: App, paths: tuple[Path, ...]) -> None:
+def run(app: App, paths: tuple[Path, ...], dry_run: bool) -> None:
     """Watch PATHS (default: the configured roots) and decide each file as it arrives.
 
     Runs in the foreground: systemd (see `watcherd service install`) does the rest.
@@ -248,6 +267,7 @@ def run(ctx: click.Context, app: App, paths: tuple[Path, ...]) -> None:
         app.db_path,
         list(paths),
         reload_config=lambda: config_mod.load(app.config_path),
+        dry_run=dry_run,
     )
     try:
         code = daemon.run()
@@ -301,6 +321,107 @@ def status(app: App, as_json: bool) -> None:
         out.print(
             f"last event: {last.get('event')} {last.get('path', '')} at {when}", highlight=False
         )
+
+
+@main.group("quarantine")
+def quarantine_group() -> None:
+    """List or purge the files watcherd moved to quarantine."""
+
+
+@quarantine_group.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_obj
+def quarantine_list(app: App, fmt: str) -> None:
+    """What is in quarantine: from where, why, when, and how big."""
+    from . import quarantine as q
+
+    with app.open_index() as index:
+        entries = q.entries(index)
+    if fmt == "json":
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+        return
+    q.print_table(entries, Console())
+
+
+@quarantine_group.command("purge")
+@click.option("--older-than", "older", required=True, help="e.g. 30d: quarantined before then.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def quarantine_purge(app: App, older: str, yes: bool) -> None:
+    """Send files quarantined before --older-than to the desktop trash."""
+    from . import quarantine as q
+
+    cutoff = parse_since(older)
+    with app.open_index(writer=True) as index:
+        victims = [e for e in q.entries(index) if e.quarantined_at < cutoff]
+        if not victims:
+            click.echo("Nothing in quarantine is that old.")
+            return
+        total = sum(e.size for e in victims)
+        click.echo(f"{len(victims)} files ({report_mod.human_size(total)}) to the trash:")
+        for e in victims[:20]:
+            click.echo(f"  {e.path}")
+        if not yes and not click.confirm("Move them to the trash?", default=False):
+            click.echo("Nothing purged.")
+            return
+        done, failed = q.purge(index, victims)
+    click.echo(f"Moved {done} files to the trash.")
+    for path, reason in failed:
+        click.echo(f"  not purged: {path}: {reason}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("targets", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Restore everything in quarantine.")
+@click.option("--since", help="Restore what was quarantined since then (e.g. 2h).")
+@click.pass_obj
+def restore(app: App, targets: tuple[str, ...], everything: bool, since: str | None) -> None:
+    """Bring quarantined files back (by id, original path or quarantine path)."""
+    from . import quarantine as q
+    from .actions import ActionError, Mover
+
+    if not targets and not everything and not since:
+        fail("say what to restore: IDs or paths, --all, or --since")
+    with app.open_index(writer=True) as index:
+        try:
+            chosen = q.select(index, targets, everything, parse_since(since) if since else None)
+        except LookupError as exc:
+            fail(str(exc), 1)
+        mover = Mover(index, app.config)
+        failures = 0
+        for e in chosen:
+            f = index.get(e.file_id)
+            try:
+                out = mover.restore(f)
+            except ActionError as exc:
+                index.rollback()
+                failures += 1
+                click.echo(f"not restored: {e.path}: {exc}", err=True)
+                continue
+            click.echo(f"restored {out.path}" + (f" ({out.note})" if out.note else ""))
+    if failures:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("first", type=click.Path(path_type=Path))
+@click.argument("second", type=click.Path(path_type=Path))
+@click.pass_obj
+def ignore(app: App, first: Path, second: Path) -> None:
+    """Remember that two files are not duplicates: they are never flagged again."""
+    from .actions import Mover
+
+    with app.open_index(writer=True) as index:
+        a = index.file_by_path(str(first.expanduser().absolute()))
+        b = index.file_by_path(str(second.expanduser().absolute()))
+        for given, f in ((first, a), (second, b)):
+            if f is None:
+                fail(f"not in the index: {given}", 1)
+        Mover(index, app.config).ignore(a, b.id)
+        index.commit()
+    click.echo(f"{first} and {second} will not be called duplicates again.")
 
 
 @main.group("service")

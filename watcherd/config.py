@@ -89,6 +89,8 @@ class Config:
         itself lives in a hidden folder still works.
         """
         p = PurePath(path)
+        if self.in_quarantine(p):
+            return False
         name = p.name.lower()
         if not any(fnmatch.fnmatchcase(name, pat.lower()) for pat in self.include):
             return False
@@ -97,6 +99,12 @@ class Config:
             with contextlib.suppress(ValueError):
                 parts = list(p.relative_to(root).parts)
         return not any(self._excluded(part) for part in parts)
+
+    def in_quarantine(self, path: str | os.PathLike[str]) -> bool:
+        """Files in the quarantine are never indexed as newcomers, even inside a root."""
+        q = str(self.quarantine_dir).rstrip("/")
+        p = str(path)
+        return p == q or p.startswith(q + "/")
 
     def _excluded(self, name: str) -> bool:
         name = name.lower()

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
+from .actions import Mover
 from .config import Config, Root
 from .fingerprint import Fingerprint, crashed, fingerprint_file
 from .index import Index
@@ -112,7 +113,9 @@ class Daemon:
         paths: list[Path] | None = None,
         reload_config: Callable[[], Config] | None = None,
         environ: dict[str, str] | None = None,
+        dry_run: bool = False,
     ) -> None:
+        self.dry_run = dry_run
         self.config = config
         self.db_path = db_path
         self.explicit = [Path(p).expanduser().absolute() for p in paths or []]
@@ -137,6 +140,13 @@ class Daemon:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    def _extra_roots(self) -> list[Root]:
+        """Folders named on the command line count as roots for what may be moved."""
+        return [Root(p) for p in self.explicit if self.config.root_for(p) is None]
+
+    def _mover(self, config: Config) -> Mover:
+        return Mover(self.index, config, self._extra_roots())
+
     def configured_roots(self, config: Config) -> list[Root]:
         if self.explicit:
             return [config.root_for(p) or Root(p) for p in self.explicit]
@@ -145,7 +155,11 @@ class Daemon:
     def run(self) -> int:
         self._acquire_lock()
         self.index = Index(self.db_path, writer=True)
-        self.pipeline = Pipeline(self.index, self.config)
+        Mover(self.index, self.config, self._extra_roots()).recover()
+        self.index.commit()
+        self.pipeline = Pipeline(
+            self.index, self.config, mover=self._mover(self.config), dry_run=self.dry_run
+        )
         self.watcher = Watcher(self.inbox.put, self.config.poll_interval)
         self._install_signals()
         try:
@@ -507,7 +521,11 @@ class Daemon:
             self.ready_paths.discard(path)
             f = self.index.file_by_path(path)
             if f is not None and f.status == ACTIVE and (f.size, f.mtime_ns) == _stat(path):
-                continue  # already indexed as it is now (a catch-up and an event both saw it)
+                # already indexed as it is now (a catch-up and an event both saw it, or
+                # it came back from quarantine): only make sure it can be matched again
+                if f.phash is not None:
+                    self.pipeline.hashes.add(f.id, f.phash, f.dhash or 0)
+                continue
             if self.pool is None:
                 self.pool = make_pool(self.config.effective_workers())
             work = partial(fingerprint_file, max_pixels=self.config.max_pixels)
@@ -638,6 +656,7 @@ class Daemon:
         self.notifier.reloading()
         self.config = new
         self.pipeline.config = new
+        self.pipeline.mover = self._mover(new)
         wanted = {str(r.path): r for r in self.configured_roots(new)}
         for path in [p for p in self.roots if p not in wanted]:
             self.watcher.unwatch(path)

@@ -12,15 +12,24 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Base, SchemaVersion
+from .models import Base, Decision, File, IgnoredPair, Move, SchemaVersion
 
 BUSY_TIMEOUT_MS = 30_000
+
 
 # Migrations from version N-1 to N, in order. A fresh index is created from the models
 # and stamped with the latest version; an older one is brought forward step by step,
 # inside one transaction per step, so an interrupted upgrade leaves the old version.
+def _v2_quarantine(conn: Connection) -> None:
+    """Version 2: the move journal and ignored pairs (quarantine and restore)."""
+    Base.metadata.create_all(conn, tables=[Move.__table__, IgnoredPair.__table__])
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    1: lambda conn: Base.metadata.create_all(conn),
+    1: lambda conn: Base.metadata.create_all(
+        conn, tables=[SchemaVersion.__table__, File.__table__, Decision.__table__]
+    ),
+    2: _v2_quarantine,
 }
 LATEST = max(MIGRATIONS)
 

@@ -15,7 +15,17 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from . import db
-from .models import ACTIVE, ERROR, MISSING, QUARANTINED, Decision, File, to_signed, utcnow
+from .models import (
+    ACTIVE,
+    ERROR,
+    MISSING,
+    QUARANTINED,
+    Decision,
+    File,
+    IgnoredPair,
+    to_signed,
+    utcnow,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +201,15 @@ class Index:
         self.session.add(d)
         self.session.flush()
         return d
+
+    def ignored_partners(self, file_id: int) -> set[int]:
+        """Files the user said are not duplicates of `file_id`."""
+        rows = self.session.execute(
+            select(IgnoredPair.file_a_id, IgnoredPair.file_b_id).where(
+                or_(IgnoredPair.file_a_id == file_id, IgnoredPair.file_b_id == file_id)
+            )
+        )
+        return {b if a == file_id else a for a, b in rows}
 
     def group_root(self, f: File) -> File:
         """The kept file at the end of `f`'s duplicate_of chain."""

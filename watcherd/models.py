@@ -108,3 +108,44 @@ class Decision(Base):
 
     file: Mapped[File] = relationship(foreign_keys=[file_id])
     original: Mapped[File] = relationship(foreign_keys=[original_id])
+
+
+# Move journal states. A move is committed as an intent before the file is touched and
+# marked done (or rolled back) after, so recovery knows what to look for and where.
+INTENT, DONE, ROLLED_BACK = "intent", "done", "rolled_back"
+
+
+class Move(Base):
+    """One file move watcherd made or meant to make: into quarantine, or back out."""
+
+    __tablename__ = "moves"
+    __table_args__ = (Index("ix_moves_state", "state"), Index("ix_moves_file_id", "file_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))  # quarantine | restore
+    src: Mapped[str] = mapped_column(Text)
+    dest: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default=INTENT)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    file: Mapped[File] = relationship()
+    decision: Mapped[Decision | None] = relationship()
+
+
+class IgnoredPair(Base):
+    """Two files the user said are not duplicates (`watcherd ignore`, or a restore)."""
+
+    __tablename__ = "ignored_pairs"
+    __table_args__ = (Index("ux_ignored_pair", "file_a_id", "file_b_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_a_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    file_b_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

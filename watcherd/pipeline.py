@@ -7,8 +7,9 @@ the files arrived, so both make exactly the same decisions.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .actions import ActionError, Mover
 from .config import Config
 from .fingerprint import Fingerprint
 from .index import Index
@@ -30,6 +31,9 @@ class Verdict:
     distance: int
     transform: str | None
     size: int  # bytes the redundant copy takes
+    action: str = "flagged"  # flagged | quarantined | would quarantine
+    moved_to: str | None = None
+    note: str = ""  # why a copy was not moved, when it was not
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +45,19 @@ class Outcome:
 
 
 class Pipeline:
-    def __init__(self, index: Index, config: Config, hashes: HashIndex | None = None) -> None:
+    def __init__(
+        self,
+        index: Index,
+        config: Config,
+        hashes: HashIndex | None = None,
+        mover: Mover | None = None,
+        dry_run: bool = False,
+    ) -> None:
         self.index = index
         self.config = config
         self.hashes = hashes if hashes is not None else HashIndex.from_rows(index.hash_rows())
+        self.mover = mover or Mover(index, config)
+        self.dry_run = dry_run
 
     def process(self, fp: Fingerprint, root: str) -> Outcome:
         """Index one file and decide whether it, or the copy it matches, is redundant."""
@@ -73,15 +86,20 @@ class Pipeline:
             return Outcome(fp.path, "error", error=fp.error)
 
         verdict = self._decide(f, fp)
-        if fp.phash is not None:
+        if fp.phash is not None and f.status == ACTIVE:
             self.hashes.add(f.id, fp.phash, fp.dhash or 0)
         return Outcome(fp.path, "indexed", verdict=verdict)
 
     def _decide(self, f: File, fp: Fingerprint) -> Verdict | None:
         partner: File | None = None
         kind, distance, transform = "exact", 0, None
+        ignored = self.index.ignored_partners(f.id)
         if fp.sha256:
-            same = self.index.active_with_sha(fp.sha256, exclude_id=f.id)
+            same = [
+                x
+                for x in self.index.active_with_sha(fp.sha256, exclude_id=f.id)
+                if x.id not in ignored
+            ]
             if same:
                 partner = self._prefer_kept(same)
         if partner is None and fp.variants:
@@ -95,7 +113,8 @@ class Pipeline:
             for m in matches:
                 candidate = self.index.get(m.file_id)
                 if candidate is not None and candidate.status == ACTIVE:
-                    files.append(candidate)
+                    if candidate.id not in ignored:
+                        files.append(candidate)
                 else:  # gone or changed since it was indexed: drop it from the array
                     self.hashes.remove(m.file_id)
             matches = [m for m in matches if m.file_id in self.hashes]
@@ -111,7 +130,7 @@ class Pipeline:
                         first = by_id[matches[0].file_id]
                         distance = self.hashes.distance(partner.id, fp.variants) or first.distance
                         transform = first.transform
-        if partner is None:
+        if partner is None or partner.id in ignored:
             return None
         # `transform` is the pose that turned the newcomer into the indexed picture; the
         # decision records how the redundant copy is turned relative to the kept one.
@@ -120,8 +139,22 @@ class Pipeline:
         else:
             redundant, kept = f, partner
             transform = INVERSE.get(transform, transform)
-        self.index.record_decision(redundant, kept, kind, distance, transform)
-        return Verdict(redundant.path, kept.path, kind, distance, transform, redundant.size)
+        decision = self.index.record_decision(redundant, kept, kind, distance, transform)
+        verdict = Verdict(redundant.path, kept.path, kind, distance, transform, redundant.size)
+        if self.config.action != "quarantine":
+            return verdict
+        why_not = self.mover.movable(redundant)
+        if why_not:
+            return replace(verdict, note=f"not moved: {why_not}")
+        if self.dry_run:
+            return replace(verdict, action="would quarantine")
+        try:
+            moved = self.mover.quarantine(redundant, decision)
+        except ActionError as exc:
+            return replace(verdict, note=str(exc))
+        if not moved.moved:
+            return replace(verdict, note=moved.note)
+        return replace(verdict, action="quarantined", moved_to=moved.path)
 
     def _prefer_kept(self, files: list[File]) -> File | None:
         """Among matching files (best first), the kept file of the best match's group.
@@ -151,12 +184,15 @@ def log_outcome(outcome: Outcome) -> None:
     if v is None:
         log.info("indexed %s", outcome.path, extra={"event": "indexed", "path": outcome.path})
         return
+    done = f"; {v.action} to {v.moved_to}" if v.moved_to else f"; {v.action}"
     log.info(
-        "%s duplicate: %s of %s (distance %d)",
+        "%s duplicate: %s of %s (distance %d)%s%s",
         v.kind,
         v.redundant_path,
         v.kept_path,
         v.distance,
+        done,
+        f" ({v.note})" if v.note else "",
         extra={
             "event": "duplicate",
             "path": v.redundant_path,
@@ -164,6 +200,8 @@ def log_outcome(outcome: Outcome) -> None:
             "kind": v.kind,
             "distance": v.distance,
             "transform": v.transform,
-            "action": "flagged",
+            "action": v.action,
+            "moved_to": v.moved_to,
+            "note": v.note or None,
         },
     )

@@ -16,7 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from .config import Config
+from .actions import Mover
+from .config import Config, Root
 from .fingerprint import Fingerprint, crashed, fingerprint_file
 from .index import Index, KnownFile
 from .models import ACTIVE, ERROR, MISSING
@@ -46,6 +47,7 @@ class ScanStats:
     exact: int = 0
     near: int = 0
     errors: int = 0
+    quarantined: int = 0
     seconds: float = 0.0
     error_paths: list[tuple[str, str]] = field(default_factory=list)
 
@@ -82,7 +84,7 @@ def _walk(folder: str, config: Config, errors: list[tuple[str, str]]) -> Iterato
             if entry.is_symlink():
                 continue
             if entry.is_dir(follow_symlinks=False):
-                if not config.is_included_dir(entry.name):
+                if not config.is_included_dir(entry.name) or config.in_quarantine(entry.path):
                     continue
                 yield from _walk(entry.path, config, errors)
             elif entry.is_file(follow_symlinks=False) and config.is_included(entry.name):
@@ -193,11 +195,13 @@ def scan(
     """
     started = time.monotonic()
     stats = ScanStats()
-    todo = reconcile([Path(p).expanduser().absolute() for p in paths], config, index, stats)
+    paths = [Path(p).expanduser().absolute() for p in paths]
+    todo = reconcile(paths, config, index, stats)
 
     if progress is not None:
         progress.start(len(todo))
-    pipeline = Pipeline(index, config)
+    extra = [Root(p) for p in paths if config.root_for(p) is None]
+    pipeline = Pipeline(index, config, mover=Mover(index, config, extra), dry_run=dry_run)
     work = partial(fingerprint_file, max_pixels=config.max_pixels)
     roots = {e.path: e.root for e in todo}
     paths_todo = [e.path for e in todo]
@@ -229,3 +233,5 @@ def _count(stats: ScanStats, fp: Fingerprint, outcome: Outcome) -> None:
             stats.exact += 1
         else:
             stats.near += 1
+        if outcome.verdict.action in ("quarantined", "would quarantine"):
+            stats.quarantined += 1

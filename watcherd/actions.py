@@ -1,0 +1,447 @@
+"""Actions on duplicates: quarantine (a journalled move), restore, ignore.
+
+The only module that moves a user's file, and it never deletes one: a quarantine is a
+move into `quarantine_dir`, a restore a move back. Every move is journalled in the
+index (`moves`): the intent is committed before the file is touched and marked done
+after, so `recover` can finish or undo a move interrupted at any instant, and each
+file is always in exactly one place the index knows.
+
+Same filesystem: one atomic rename over a placeholder we created with O_EXCL (so a
+name in the quarantine is never overwritten). Across filesystems: copy to a temporary
+name beside the target, fsync, rename into place, verify the sha256 of what landed,
+and only then unlink the source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import or_, select
+
+from .config import Config, Root
+from .index import Index
+from .models import (
+    ACTIVE,
+    DONE,
+    INTENT,
+    MISSING,
+    QUARANTINED,
+    ROLLED_BACK,
+    Decision,
+    File,
+    IgnoredPair,
+    Move,
+    utcnow,
+)
+
+log = logging.getLogger("watcherd")
+
+CHUNK = 1024 * 1024
+# Fault injection for the crash tests: WATCHERD_CRASH_AT=<step> kills this process
+# with SIGKILL when a move reaches that step, exactly as a power cut or the OOM killer
+# would. Unset in normal use.
+STEPS = ("intent", "placeholder", "copied", "renamed", "verified", "unlinked")
+
+
+class ActionError(Exception):
+    """A move that could not be made; nothing was lost, the message says why."""
+
+
+def _step(name: str) -> None:
+    if os.environ.get("WATCHERD_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    hook = _fault_hook
+    if hook is not None:
+        hook(name)
+
+
+_fault_hook = None  # tests set a callable(step) that raises, to fail between steps
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: str | os.PathLike[str]) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _inside(path: str, folder: str) -> bool:
+    folder = folder.rstrip("/")
+    return path == folder or path.startswith(folder + "/")
+
+
+def _free_name(target: Path) -> Path:
+    """`target`, or `name (2).ext`, `name (3).ext`, ... : the first that does not exist."""
+    if not os.path.lexists(target):
+        return target
+    stem, suffix = target.stem, target.suffix
+    n = 2
+    while True:
+        candidate = target.with_name(f"{stem} ({n}){suffix}")
+        if not os.path.lexists(candidate):
+            return candidate
+        n += 1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    moved: bool
+    path: str  # where the file is now
+    note: str = ""
+
+
+class Mover:
+    """Quarantine and restore for one index and configuration."""
+
+    def __init__(self, index: Index, config: Config, extra_roots: list[Root] | None = None):
+        self.index = index
+        self.config = config
+        self.roots = list(config.roots) + list(extra_roots or [])
+
+    # -- where files may go --------------------------------------------------------------
+
+    def root_of(self, path: str) -> Root | None:
+        best = None
+        for root in self.roots:
+            if _inside(path, str(root.path)) and (
+                best is None or len(str(root.path)) > len(str(best.path))
+            ):
+                best = root
+        return best
+
+    def movable(self, f: File) -> str | None:
+        """Why `f` must not be moved (None when it may be)."""
+        root = self.root_of(f.path)
+        if root is None:
+            return "outside the configured roots"
+        if root.protect:
+            return f"in a protected root ({root.path})"
+        if f.status != ACTIVE:
+            return f"not active ({f.status})"
+        if _inside(f.path, str(self.config.quarantine_dir)):
+            return "already in the quarantine folder"
+        return None
+
+    def quarantine_target(self, f: File) -> Path:
+        root = self.root_of(f.path)
+        base = str(root.path) if root else str(Path(f.path).parent)
+        label = f"{Path(base).name or 'root'}-{hashlib.sha1(base.encode()).hexdigest()[:8]}"
+        rel = os.path.relpath(f.path, base)
+        return Path(self.config.quarantine_dir) / label / rel
+
+    def safe_restore_target(self, original: str) -> Path:
+        """The path a restore may write to: inside a configured root, no `..`, no
+        symlinked folder leading out of the root. Raises ActionError otherwise."""
+        p = Path(original)
+        if not p.is_absolute() or ".." in p.parts:
+            raise ActionError(f"refusing to restore to {original!r}: not a clean absolute path")
+        root = self.root_of(original)
+        if root is None:
+            raise ActionError(f"refusing to restore to {original}: not under a configured root")
+        real_root = os.path.realpath(root.path)
+        # the nearest folder that exists must resolve inside the root
+        parent = p.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not _inside(os.path.realpath(parent), real_root):
+            raise ActionError(
+                f"refusing to restore to {original}: {parent} leads outside {root.path}"
+            )
+        if p.is_symlink():
+            raise ActionError(f"refusing to restore over the symlink {original}")
+        return p
+
+    # -- quarantine ----------------------------------------------------------------------
+
+    def quarantine(self, f: File, decision: Decision) -> Outcome:
+        """Move a redundant copy into the quarantine; the decision records it."""
+        why_not = self.movable(f)
+        if why_not:
+            return Outcome(False, f.path, f"not moved: {why_not}")
+        try:
+            st = os.stat(f.path)
+        except OSError as exc:
+            return Outcome(False, f.path, f"not moved: {exc.strerror}")
+        if (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns) or not f.sha256:
+            return Outcome(False, f.path, "not moved: changed since it was read")
+        target = self.quarantine_target(f)
+        src = f.path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ActionError(f"cannot create {target.parent}: {exc.strerror}") from None
+        move = self._intent(f, decision, "quarantine", src, _free_name(target), st)
+        try:
+            self._execute(move)
+        except OSError as exc:
+            self._roll_back(move, f"{exc.strerror or exc}")
+            raise ActionError(f"cannot quarantine {src}: {exc.strerror or exc}") from None
+        f.path = move.dest
+        f.status = QUARANTINED
+        decision.action = "quarantined"
+        decision.quarantined_path = move.dest
+        self._finish(move)
+        return Outcome(True, move.dest)
+
+    def _intent(self, f: File, decision: Decision | None, kind: str, src, dest, st) -> Move:
+        move = Move(
+            file_id=f.id,
+            decision_id=decision.id if decision is not None else None,
+            kind=kind,
+            src=str(src),
+            dest=str(dest),
+            sha256=f.sha256,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            state=INTENT,
+        )
+        self.index.session.add(move)
+        self.index.commit()  # the intent is on disk before the file is touched
+        _step("intent")
+        return move
+
+    def _placeholder(self, move: Move) -> None:
+        """Claim the target name with O_EXCL: a rename can then never replace anything
+        but our own empty file. Another name is taken if this one appeared meanwhile."""
+        while True:
+            try:
+                fd = os.open(move.dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.close(fd)
+                break
+            except FileExistsError:
+                move.dest = str(_free_name(Path(move.dest)))
+                self.index.commit()
+        _step("placeholder")
+
+    def _execute(self, move: Move) -> None:
+        self._placeholder(move)
+        dest_dir = os.path.dirname(move.dest)
+        src_dir = os.path.dirname(move.src)
+        if os.stat(move.src).st_dev == os.stat(dest_dir).st_dev:
+            os.rename(move.src, move.dest)  # atomic; replaces only our placeholder
+            _step("renamed")
+            _fsync_dir(dest_dir)
+            _fsync_dir(src_dir)
+            return
+        tmp = self._tmp_name(move)
+        try:
+            digest = hashlib.sha256()
+            with open(move.src, "rb") as fin, open(tmp, "wb") as fout:
+                while chunk := fin.read(CHUNK):
+                    digest.update(chunk)
+                    fout.write(chunk)
+                fout.flush()
+                os.fsync(fout.fileno())
+            _keep_stat(move.src, tmp)
+            _step("copied")
+            if digest.hexdigest() != move.sha256:
+                raise OSError(errno.EIO, "the file changed while being copied")
+            os.replace(tmp, move.dest)
+            _step("renamed")
+            _fsync_dir(dest_dir)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        if sha256_of(move.dest) != move.sha256:
+            raise OSError(errno.EIO, "the copy does not match the original")
+        _step("verified")
+        st = os.stat(move.src)
+        if (st.st_size, st.st_mtime_ns) != (move.size, move.mtime_ns):
+            raise OSError(errno.EBUSY, "the file changed while being moved")
+        os.unlink(move.src)
+        _step("unlinked")
+        _fsync_dir(src_dir)
+
+    @staticmethod
+    def _tmp_name(move: Move) -> str:
+        d, name = os.path.split(move.dest)
+        return os.path.join(d, f".{name}.watcherd-{move.id}.tmp")
+
+    def _finish(self, move: Move) -> None:
+        move.state = DONE
+        move.finished_at = utcnow()
+        self.index.commit()
+
+    def _roll_back(self, move: Move, note: str) -> None:
+        """Undo a move that did not complete: the source is intact, so drop our copy."""
+        for leftover in (self._tmp_name(move), move.dest):
+            if leftover == move.dest and not self._ours(move):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
+        move.state = ROLLED_BACK
+        move.note = note
+        move.finished_at = utcnow()
+        self.index.commit()
+
+    def _ours(self, move: Move) -> bool:
+        """Whether move.dest holds only what we put there (placeholder or our copy)."""
+        try:
+            st = os.lstat(move.dest)
+        except OSError:
+            return False
+        if st.st_size == 0:
+            return True  # our placeholder (zero-byte files are never moved)
+        return st.st_size == move.size and sha256_of(move.dest) == move.sha256
+
+    # -- restore and ignore --------------------------------------------------------------
+
+    def restore(self, f: File) -> Outcome:
+        """Move a quarantined file back where it came from (or beside it, if taken)."""
+        if f.status != QUARANTINED:
+            raise ActionError(f"{f.path} is not in quarantine")
+        last = self.index.session.scalar(
+            select(Move)
+            .where(Move.file_id == f.id, Move.kind == "quarantine", Move.state == DONE)
+            .order_by(Move.id.desc())
+        )
+        if last is None:
+            raise ActionError(f"no record of where {f.path} came from")
+        original = self.safe_restore_target(last.src)
+        target = _free_name(original)
+        note = "" if target == original else f"{original} is taken: restored beside it"
+        try:
+            st = os.stat(f.path)
+        except OSError as exc:
+            raise ActionError(f"{f.path} is not in the quarantine: {exc.strerror}") from None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ActionError(f"cannot create {target.parent}: {exc.strerror}") from None
+        move = self._intent(f, last.decision, "restore", f.path, target, st)
+        try:
+            self._execute(move)
+        except OSError as exc:
+            self._roll_back(move, f"{exc.strerror or exc}")
+            raise ActionError(f"cannot restore {f.path}: {exc.strerror or exc}") from None
+        f.path = move.dest
+        f.status = ACTIVE
+        if last.decision is not None:
+            last.decision.current = False
+            self.ignore(f, last.decision.original_id)
+        f.duplicate_of_id = None
+        self._finish(move)
+        return Outcome(True, move.dest, note)
+
+    def ignore(self, f: File, other_id: int) -> None:
+        """Remember that two files are not duplicates; any live pairing of them ends."""
+        a, b = sorted((f.id, other_id))
+        exists = self.index.session.scalar(
+            select(IgnoredPair).where(IgnoredPair.file_a_id == a, IgnoredPair.file_b_id == b)
+        )
+        if exists is None:
+            self.index.session.add(IgnoredPair(file_a_id=a, file_b_id=b))
+        for d in self.index.session.scalars(
+            select(Decision).where(
+                Decision.current.is_(True),
+                or_(
+                    (Decision.file_id == a) & (Decision.original_id == b),
+                    (Decision.file_id == b) & (Decision.original_id == a),
+                ),
+            )
+        ):
+            d.current = False
+            redundant = self.index.get(d.file_id)
+            if redundant is not None and redundant.duplicate_of_id == d.original_id:
+                redundant.duplicate_of_id = None
+        self.index.session.flush()
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def recover(self) -> list[tuple[Move, str]]:
+        """Finish or undo every move left unfinished by a crash; returns what was done."""
+        results = []
+        pending = self.index.session.scalars(select(Move).where(Move.state == INTENT))
+        for move in list(pending):
+            results.append((move, self._recover_one(move)))
+        return results
+
+    def _recover_one(self, move: Move) -> str:
+        f = self.index.get(move.file_id)
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp_name(move))
+        src_same = _same_file(move.src, move.size, move.mtime_ns)
+        dest_done = _complete(move.dest, move.size, move.sha256)
+        if dest_done and os.path.lexists(move.src) and not src_same:
+            # the source was changed by someone after the intent: keep theirs, drop ours
+            dest_done = False
+        if dest_done:
+            if os.path.lexists(move.src):
+                os.unlink(move.src)  # identical copy verified at dest
+                _fsync_dir(os.path.dirname(move.src))
+            if f is not None:
+                f.path = move.dest
+                f.status = QUARANTINED if move.kind == "quarantine" else ACTIVE
+                if move.decision is not None:
+                    if move.kind == "quarantine":
+                        move.decision.action = "quarantined"
+                        move.decision.quarantined_path = move.dest
+                    else:
+                        move.decision.current = False
+                        self.ignore(f, move.decision.original_id)
+            self._finish(move)
+            what = "finished"
+        elif os.path.lexists(move.src):
+            self._roll_back(move, "interrupted; undone at recovery")
+            what = "undone"
+        else:  # neither place has it: gone before the move began (deleted by the user)
+            if f is not None:
+                f.status = MISSING
+            self._roll_back(move, "file gone before the move")
+            what = "file gone"
+        log.warning(
+            "recovered an interrupted %s of %s: %s",
+            move.kind,
+            move.src,
+            what,
+            extra={"event": "recovered", "path": move.src, "dest": move.dest, "outcome": what},
+        )
+        return what
+
+
+def _same_file(path: str, size: int, mtime_ns: int) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
+
+
+def _complete(path: str, size: int, sha: str) -> bool:
+    try:
+        if os.path.getsize(path) != size:
+            return False
+        return sha256_of(path) == sha
+    except OSError:
+        return False
+
+
+def _keep_stat(src: str, dest: str) -> None:
+    """Permissions and times of the original, on the copy (xattrs where possible)."""
+    st = os.stat(src)
+    os.chmod(dest, st.st_mode & 0o7777)
+    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with contextlib.suppress(OSError):
+        shutil.copystat(src, dest)

@@ -1,0 +1,139 @@
+"""What is in quarantine: listing, choosing entries to restore, purging to the trash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select as sql_select
+
+from .index import Index
+from .models import DONE, MISSING, QUARANTINED, File, Move, utcnow
+from .report import human_size
+
+
+@dataclass(frozen=True)
+class Entry:
+    file_id: int
+    path: str  # where it is now, in the quarantine
+    original: str  # where it came from
+    quarantined_at: datetime
+    size: int
+    kind: str | None  # exact | near
+    distance: int | None
+    kept: str | None  # the copy that was kept
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.file_id,
+            "path": self.path,
+            "original": self.original,
+            "quarantined_at": self.quarantined_at.isoformat(),
+            "size": self.size,
+            "kind": self.kind,
+            "distance": self.distance,
+            "kept": self.kept,
+            "restore_command": f"watcherd restore {self.file_id}",
+        }
+
+
+def entries(index: Index) -> list[Entry]:
+    """Every file now in quarantine, oldest first, with the move that put it there."""
+    out = []
+    files = index.session.scalars(sql_select(File).where(File.status == QUARANTINED))
+    for f in files:
+        move = index.session.scalar(
+            sql_select(Move)
+            .where(Move.file_id == f.id, Move.kind == "quarantine", Move.state == DONE)
+            .order_by(Move.id.desc())
+        )
+        if move is None:
+            continue
+        d = move.decision
+        kept = index.group_root(index.get(d.original_id)).path if d is not None else None
+        out.append(
+            Entry(
+                f.id,
+                f.path,
+                move.src,
+                move.finished_at or move.created_at,
+                f.size,
+                d.kind if d else None,
+                d.distance if d else None,
+                kept,
+            )
+        )
+    return sorted(out, key=lambda e: (e.quarantined_at, e.file_id))
+
+
+def select(
+    index: Index, targets: tuple[str, ...], everything: bool, since: datetime | None
+) -> list[Entry]:
+    """Entries named by id, original path or quarantine path; or all; or since a time."""
+    available = entries(index)
+    if everything:
+        return available
+    chosen: dict[int, Entry] = {}
+    if since is not None:
+        chosen.update({e.file_id: e for e in available if e.quarantined_at >= since})
+    for target in targets:
+        if target.isdigit():
+            match = [e for e in available if e.file_id == int(target)]
+        else:
+            p = str(Path(target).expanduser().absolute())
+            match = [e for e in available if p in (e.path, e.original)]
+        if not match:
+            raise LookupError(f"nothing in quarantine matches {target}")
+        chosen.update({e.file_id: e for e in match})
+    return sorted(chosen.values(), key=lambda e: (e.quarantined_at, e.file_id))
+
+
+def purge(index: Index, victims: list[Entry]) -> tuple[int, list[tuple[str, str]]]:
+    """Send quarantined files to the freedesktop trash (never a plain delete)."""
+    from send2trash import send2trash
+    from send2trash.exceptions import TrashPermissionError
+
+    done, failed = 0, []
+    for e in victims:
+        f = index.get(e.file_id)
+        try:
+            send2trash(e.path)
+        except (OSError, TrashPermissionError) as exc:
+            failed.append((e.path, str(exc)))
+            continue
+        f.status = MISSING
+        f.error = f"purged from quarantine to the trash on {utcnow():%Y-%m-%d}"
+        index.forget_decisions(f)
+        index.commit()
+        done += 1
+    return done, failed
+
+
+def print_table(items: list[Entry], console: Console) -> None:
+    if not items:
+        console.print("Quarantine is empty.")
+        return
+    table = Table(show_header=True, header_style="bold", pad_edge=False)
+    table.add_column("ID", justify="right", no_wrap=True)
+    table.add_column("From", overflow="fold", ratio=2)
+    table.add_column("Why", overflow="fold", ratio=2)
+    table.add_column("When", no_wrap=True)
+    table.add_column("Size", justify="right", no_wrap=True)
+    for e in items:
+        why = f"{e.kind} copy of {e.kept}" if e.kind else "duplicate"
+        table.add_row(
+            str(e.file_id),
+            e.original,
+            why,
+            e.quarantined_at.astimezone().strftime("%Y-%m-%d %H:%M"),
+            human_size(e.size),
+        )
+    console.print(table)
+    total = sum(e.size for e in items)
+    console.print(
+        f"{len(items)} files, {human_size(total)}. Restore with `watcherd restore ID` "
+        "or `watcherd restore --all`."
+    )
