@@ -338,12 +338,21 @@ class Mover:
             raise ActionError(f"cannot restore {f.path}: {exc.strerror or exc}") from None
         f.path = move.dest
         f.status = ACTIVE
-        if last.decision is not None:
-            last.decision.current = False
-            self.ignore(f, last.decision.original_id)
-        f.duplicate_of_id = None
+        self._not_duplicates(f, last.decision)
         self._finish(move)
         return Outcome(True, move.dest, note)
+
+    def _not_duplicates(self, f: File, decision: Decision | None) -> None:
+        """A restored file is the user saying "keep this one": it is not a duplicate of
+        its partner, nor of any other copy in that group (so restoring a whole group
+        does not have its members quarantine each other)."""
+        if decision is None:
+            return
+        decision.current = False
+        for member in self.index.group_members(decision.original_id):
+            if member != f.id:
+                self.ignore(f, member)
+        f.duplicate_of_id = None
 
     def ignore(self, f: File, other_id: int) -> None:
         """Remember that two files are not duplicates; any live pairing of them ends."""
@@ -399,8 +408,7 @@ class Mover:
                         move.decision.action = "quarantined"
                         move.decision.quarantined_path = move.dest
                     else:
-                        move.decision.current = False
-                        self.ignore(f, move.decision.original_id)
+                        self._not_duplicates(f, move.decision)
             self._finish(move)
             what = "finished"
         elif os.path.lexists(move.src):

@@ -17,12 +17,14 @@ from sqlalchemy.orm import Session, aliased
 from . import db
 from .models import (
     ACTIVE,
+    DONE,
     ERROR,
     MISSING,
     QUARANTINED,
     Decision,
     File,
     IgnoredPair,
+    Move,
     to_signed,
     utcnow,
 )
@@ -202,6 +204,15 @@ class Index:
         self.session.flush()
         return d
 
+    def original_location(self, f: File) -> str:
+        """Where a quarantined file was before it was moved (its own path otherwise)."""
+        src = self.session.scalar(
+            select(Move.src)
+            .where(Move.file_id == f.id, Move.kind == "quarantine", Move.state == DONE)
+            .order_by(Move.id.desc())
+        )
+        return src or f.path
+
     def ignored_partners(self, file_id: int) -> set[int]:
         """Files the user said are not duplicates of `file_id`."""
         rows = self.session.execute(
@@ -210,6 +221,21 @@ class Index:
             )
         )
         return {b if a == file_id else a for a, b in rows}
+
+    def group_members(self, file_id: int) -> set[int]:
+        """Every file in the duplicate group `file_id` belongs to (kept file and copies)."""
+        start = self.get(file_id)
+        if start is None:
+            return set()
+        root = self.group_root(start).id
+        members, frontier = {root}, [root]
+        while frontier:
+            children = self.session.scalars(
+                select(File.id).where(File.duplicate_of_id.in_(frontier))
+            ).all()
+            frontier = [c for c in children if c not in members]
+            members.update(frontier)
+        return members
 
     def group_root(self, f: File) -> File:
         """The kept file at the end of `f`'s duplicate_of chain."""

@@ -45,17 +45,17 @@ def build(index: Index, filters: Filters | None = None) -> dict:
     duplicates = []
     for decision, redundant, _partner in rows:
         kept = index.group_root(redundant)
+        quarantined = redundant.status == QUARANTINED
         duplicates.append(
             {
-                "path": redundant.path,
+                # where the copy belongs; `quarantined_path` says where it is now
+                "path": index.original_location(redundant) if quarantined else redundant.path,
                 "original": kept.path,
                 "kind": decision.kind,
                 "distance": decision.distance,
                 "detected_at": decision.decided_at.isoformat(),
                 "action": decision.action,
-                "quarantined_path": decision.quarantined_path
-                if redundant.status == QUARANTINED
-                else None,
+                "quarantined_path": redundant.path if quarantined else None,
                 "size": redundant.size,
             }
         )

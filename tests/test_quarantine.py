@@ -1,0 +1,342 @@
+"""Quarantine never loses a photo: journalled moves, crash recovery, restore, ignore."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import mounted_tmpfs, read_only_folder, run_cli
+from helpers import copies, photo, save
+from sqlalchemy import select
+
+from watcherd import actions
+from watcherd.actions import ActionError, Mover
+from watcherd.config import Config, Root
+from watcherd.index import Index
+from watcherd.models import DONE, QUARANTINED, ROLLED_BACK, Decision, File, Move
+from watcherd.scanner import scan
+
+
+def tree_hashes(*folders: Path) -> dict[str, str]:
+    out = {}
+    for folder in folders:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def all_contents(*folders: Path) -> list[str]:
+    return sorted(
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in folders
+        if folder.exists()
+        for p in folder.rglob("*")
+        if p.is_file()
+    )
+
+
+def check_invariant(db: Path, lib: Path, qdir: Path, expected: list[str]) -> None:
+    """Every file exactly once (in place or in quarantine) and the index agrees."""
+    assert all_contents(lib, qdir) == sorted(expected)
+    with Index(db) as index:
+        for f in index.session.scalars(select(File)):
+            if f.status == "active":
+                assert Path(f.path).is_file() and f.path.startswith(str(lib)), f.path
+            elif f.status == QUARANTINED:
+                assert Path(f.path).is_file() and f.path.startswith(str(qdir)), f.path
+            assert (
+                f.sha256 is None
+                or not Path(f.path).exists()
+                or (hashlib.sha256(Path(f.path).read_bytes()).hexdigest() == f.sha256)
+            )
+        known = {f.path for f in index.session.scalars(select(File))}
+        for p in qdir.rglob("*") if qdir.exists() else []:
+            if p.is_file():
+                assert str(p) in known, f"stray file in quarantine: {p}"
+        assert index.session.scalar(select(Move).where(Move.state == "intent")) is None
+
+
+def setup_pair(tmp_path: Path, qdir: Path | None = None, size=(640, 480), small_size=(320, 240)):
+    """lib/big.jpg and its smaller copy lib/sub/small.jpg (the one to quarantine)."""
+    lib = tmp_path / "lib"
+    img = photo(1, size)
+    big = save(img, lib / "big.jpg")
+    small = save(img.resize(small_size), lib / "sub" / "small.jpg")
+    os.chmod(small, 0o640)
+    os.utime(small, ns=(1_600_000_000 * 10**9, 1_600_000_000 * 10**9))
+    qdir = qdir or tmp_path / "Q"
+    cfg = Config(workers=1, roots=(Root(lib),), quarantine_dir=qdir, action="flag")
+    return SimpleNamespace(lib=lib, big=big, small=small, qdir=qdir, cfg=cfg)
+
+
+def flagged(index: Index, cfg: Config, lib: Path) -> tuple[File, Decision]:
+    scan([lib], cfg, index)
+    d = index.session.scalar(select(Decision).where(Decision.current.is_(True)))
+    return index.get(d.file_id), d
+
+
+def test_quarantine_moves_keeps_mtime_mode_and_journals(tmp_path):
+    t = setup_pair(tmp_path)
+    lib, small, qdir, cfg = t.lib, t.small, t.qdir, t.cfg
+    st = small.stat()
+    with Index(tmp_path / "i.sqlite3") as index:
+        f, d = flagged(index, cfg, lib)
+        assert f.path == str(small)
+        out = Mover(index, cfg).quarantine(f, d)
+        assert out.moved and not small.exists()
+        moved = Path(out.path)
+        assert moved.parent.name == "sub" and moved.name == "small.jpg"
+        assert qdir in moved.parents
+        assert moved.stat().st_mtime_ns == st.st_mtime_ns
+        assert moved.stat().st_mode & 0o777 == 0o640
+        assert (f.status, f.path, d.action, d.quarantined_path) == (
+            QUARANTINED, str(moved), "quarantined", str(moved)
+        )  # fmt: skip
+        move = index.session.scalar(select(Move))
+        assert (move.state, move.src, move.dest) == (DONE, str(small), str(moved))
+
+
+def test_never_overwrites_a_name_in_quarantine(tmp_path):
+    t = setup_pair(tmp_path)
+    lib, cfg = t.lib, t.cfg
+    with Index(tmp_path / "i.sqlite3") as index:
+        f, d = flagged(index, cfg, lib)
+        mover = Mover(index, cfg)
+        squatter = mover.quarantine_target(f)
+        squatter.parent.mkdir(parents=True)
+        squatter.write_bytes(b"already here")
+        out = mover.quarantine(f, d)
+    assert Path(out.path).name == "small (2).jpg"
+    assert squatter.read_bytes() == b"already here"
+
+
+@pytest.mark.parametrize("cross_fs", [False, True], ids=["same-fs", "cross-fs"])
+@pytest.mark.parametrize("step", actions.STEPS)
+def test_failure_between_any_two_steps_loses_nothing(tmp_path, monkeypatch, step, cross_fs):
+    if not cross_fs and step in ("copied", "verified", "unlinked"):
+        pytest.skip("a same-filesystem move has no such step")
+    qdir = tmp_path / "Q"
+    ctx = mounted_tmpfs(qdir) if cross_fs else _nullcontext(qdir)
+    with ctx:
+        t = setup_pair(tmp_path, qdir)
+        lib, qdir, cfg = t.lib, t.qdir, t.cfg
+        expected = all_contents(lib)
+        db = tmp_path / "i.sqlite3"
+        index = Index(db)
+        f, d = flagged(index, cfg, lib)
+
+        def fail(name):
+            if name == step:
+                raise RuntimeError(f"injected failure after {name}")
+
+        monkeypatch.setattr(actions, "_fault_hook", fail)
+        with pytest.raises(RuntimeError, match="injected"):
+            Mover(index, cfg).quarantine(f, d)
+        index.session.close()  # the process 'dies': nothing more of its session is written
+        monkeypatch.setattr(actions, "_fault_hook", None)
+        with Index(db) as fresh:
+            done = Mover(fresh, cfg).recover()
+            fresh.commit()
+        assert [outcome for _, outcome in done] in (["finished"], ["undone"])
+        check_invariant(db, lib, qdir, expected)
+        # and whichever way it went, a restore brings the folder back byte for byte
+        before = tree_hashes(lib) | {"sub/small.jpg": hashlib.sha256(b"").hexdigest()}
+        with Index(db) as again:
+            for q in again.session.scalars(select(File).where(File.status == QUARANTINED)):
+                Mover(again, cfg).restore(q)
+        after = tree_hashes(lib)
+        assert set(after) == {"big.jpg", "sub/small.jpg"}
+        assert after["big.jpg"] == before["big.jpg"]
+
+
+class _nullcontext:
+    def __init__(self, value):
+        self.value = value
+
+    def __enter__(self):
+        return self.value
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_cross_filesystem_move_for_real(tmp_path):
+    with mounted_tmpfs(tmp_path / "Q") as qdir:
+        t = setup_pair(tmp_path, qdir)
+        lib, small, qdir, cfg = t.lib, t.small, t.qdir, t.cfg
+        data = small.read_bytes()
+        with Index(tmp_path / "i.sqlite3") as index:
+            f, d = flagged(index, cfg, lib)
+            assert os.stat(small).st_dev != os.stat(qdir).st_dev
+            out = Mover(index, cfg).quarantine(f, d)
+            assert out.moved and not small.exists()
+            assert Path(out.path).read_bytes() == data
+            assert Path(out.path).stat().st_mtime_ns == 1_600_000_000 * 10**9
+            assert not list(qdir.rglob(".*.tmp"))
+            back = Mover(index, cfg).restore(f)
+            assert back.path == str(small) and small.read_bytes() == data
+
+
+def test_restore_all_returns_the_tree_byte_identical(tmp_path):
+    lib = tmp_path / "Pictures"
+    for s in range(3):
+        img = photo(20 + s)
+        save(img, lib / f"IMG_{s}.jpg")
+        copies(img, lib / "WhatsApp" / f"{s}", f"IMG-{s}")
+    save(photo(40), lib / "unrelated.jpg")
+    before = tree_hashes(lib)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'roots = ["{lib}"]\naction = "quarantine"\nquarantine_dir = "{tmp_path / "Q"}"\n'
+    )
+    env = {"WATCHERD_CONFIG": str(cfg), "WATCHERD_DB": str(tmp_path / "i.sqlite3")}
+    out = run_cli("scan", env=env)
+    assert "Quarantine: moved 21 files" in out.stdout
+    assert len(tree_hashes(lib)) == len(before) - 21
+    listed = json.loads(run_cli("quarantine", "list", "--format", "json", env=env).stdout)
+    assert len(listed) == 21
+    assert all(e["original"].startswith(str(lib)) and e["kind"] == "near" for e in listed)
+    assert all(e["restore_command"] == f"watcherd restore {e['id']}" for e in listed)
+    report = json.loads(run_cli("report", "--format", "json", env=env).stdout)
+    q = [d for d in report["duplicates"] if d["action"] == "quarantined"]
+    assert len(q) == 21
+    assert all(d["path"].startswith(str(lib)) and Path(d["quarantined_path"]).exists() for d in q)
+    run_cli("restore", "--all", env=env)
+    assert tree_hashes(lib) == before
+    assert json.loads(run_cli("quarantine", "list", "--format", "json", env=env).stdout) == []
+    # restored files are 'not duplicates' of their partners: a rescan leaves them alone
+    for p in lib.rglob("*.jpg"):
+        os.utime(p)  # force a re-read of every file
+    again = run_cli("scan", env=env)
+    assert "moved 0 files" in again.stdout
+    assert tree_hashes(lib) == before
+
+
+def test_restore_beside_a_taken_name_and_by_path(tmp_path):
+    t = setup_pair(tmp_path)
+    lib, small, qdir, cfg = t.lib, t.small, t.qdir, t.cfg
+    with Index(tmp_path / "i.sqlite3") as index:
+        f, d = flagged(index, cfg, lib)
+        Mover(index, cfg).quarantine(f, d)
+    small.write_bytes(b"a new file took the name")
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'roots = ["{lib}"]\nquarantine_dir = "{qdir}"\n')
+    env = {"WATCHERD_CONFIG": str(conf), "WATCHERD_DB": str(tmp_path / "i.sqlite3")}
+    out = run_cli("restore", str(small), env=env)
+    assert f"restored {lib / 'sub' / 'small (2).jpg'}" in out.stdout
+    assert "is taken: restored beside it" in out.stdout
+    assert small.read_bytes() == b"a new file took the name"
+    missing = run_cli("restore", "999", env=env, check=False)
+    assert missing.returncode == 1 and "nothing in quarantine matches 999" in missing.stderr
+
+
+def test_restore_refuses_paths_outside_roots(tmp_path):
+    t = setup_pair(tmp_path)
+    lib, cfg = t.lib, t.cfg
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (lib / "escape").symlink_to(outside)
+    with Index(tmp_path / "i.sqlite3") as index:
+        f, d = flagged(index, cfg, lib)
+        mover = Mover(index, cfg)
+        mover.quarantine(f, d)
+        move = index.session.scalar(select(Move))
+        for crafted in ("/etc/cron.d/evil.jpg", f"{lib}/../outside/x.jpg", f"{lib}/escape/x.jpg"):
+            move.src = crafted
+            index.commit()
+            with pytest.raises(ActionError, match="refusing"):
+                mover.restore(f)
+        assert not list(outside.iterdir())
+        assert Path(f.path).exists() and f.status == QUARANTINED
+
+
+def test_protected_root_and_outside_roots_are_never_moved(tmp_path):
+    camera, downloads = tmp_path / "camera", tmp_path / "downloads"
+    img = photo(5, (640, 480))
+    save(img.resize((320, 240)), camera / "small.jpg")  # redundant, but protected
+    save(img, downloads / "big.jpg")
+    other = tmp_path / "elsewhere"
+    save(img.resize((160, 120)), other / "tiny.jpg")
+    cfg = Config(
+        workers=1,
+        roots=(Root(camera, protect=True), Root(downloads)),
+        quarantine_dir=tmp_path / "Q",
+        action="quarantine",
+    )
+    with Index(tmp_path / "i.sqlite3") as index:
+        scan([other], Config(workers=1), index)  # indexed earlier, outside any root
+        stats = scan([camera, downloads], cfg, index)
+    assert stats.near == 2 and stats.quarantined == 0
+    assert (camera / "small.jpg").exists() and (other / "tiny.jpg").exists()
+    assert not (tmp_path / "Q").exists()
+
+
+def test_dry_run_moves_nothing(tmp_path):
+    t = setup_pair(tmp_path)
+    lib, small, qdir = t.lib, t.small, t.qdir
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'roots = ["{lib}"]\naction = "quarantine"\nquarantine_dir = "{qdir}"\n')
+    env = {"WATCHERD_CONFIG": str(conf), "WATCHERD_DB": str(tmp_path / "i.sqlite3")}
+    out = run_cli("-v", "scan", "--dry-run", env=env)
+    assert "Quarantine: would move 1 files" in out.stdout
+    assert "would quarantine" in out.stderr
+    assert small.exists() and not qdir.exists()
+
+
+def test_ignore_command(tmp_path):
+    t = setup_pair(tmp_path)
+    lib, big, small = t.lib, t.big, t.small
+    env = {"WATCHERD_DB": str(tmp_path / "i.sqlite3")}
+    run_cli("scan", str(lib), env=env)
+    assert json.loads(run_cli("report", "--format", "json", env=env).stdout)["duplicates"]
+    run_cli("ignore", str(big), str(small), env=env)
+    assert json.loads(run_cli("report", "--format", "json", env=env).stdout)["duplicates"] == []
+    os.utime(small)  # changed: read again, and still not called a duplicate
+    run_cli("scan", str(lib), env=env)
+    assert json.loads(run_cli("report", "--format", "json", env=env).stdout)["duplicates"] == []
+    bad = run_cli("ignore", str(big), str(tmp_path / "nope.jpg"), env=env, check=False)
+    assert bad.returncode == 1 and "not in the index" in bad.stderr
+
+
+def test_read_only_source_folder_is_a_clear_error(tmp_path):
+    t = setup_pair(tmp_path)
+    lib, qdir, cfg = t.lib, t.qdir, t.cfg
+    expected = all_contents(lib)
+    db = tmp_path / "i.sqlite3"
+    with Index(db) as index:
+        f, d = flagged(index, cfg, lib)
+        with read_only_folder(lib / "sub"), pytest.raises(ActionError, match="cannot quarantine"):
+            Mover(index, cfg).quarantine(f, d)
+        assert index.session.scalar(select(Move)).state == ROLLED_BACK
+    check_invariant(db, lib, qdir, expected)
+
+
+def test_full_quarantine_filesystem_loses_nothing(tmp_path):
+    with mounted_tmpfs(tmp_path / "Q", size="16k") as qdir:
+        t = setup_pair(tmp_path, qdir, size=(1600, 1200), small_size=(1200, 900))  # > 16k
+        lib, qdir, cfg = t.lib, t.qdir, t.cfg
+        expected = all_contents(lib)
+        db = tmp_path / "i.sqlite3"
+        with Index(db) as index:
+            f, d = flagged(index, cfg, lib)
+            with pytest.raises(ActionError, match="No space left"):
+                Mover(index, cfg).quarantine(f, d)
+        check_invariant(db, lib, qdir, expected)
+
+
+def test_read_only_quarantine_filesystem_loses_nothing(tmp_path):
+    with mounted_tmpfs(tmp_path / "Q", readonly=True) as qdir:
+        t = setup_pair(tmp_path, qdir)
+        lib, qdir, cfg = t.lib, t.qdir, t.cfg
+        expected = all_contents(lib)
+        db = tmp_path / "i.sqlite3"
+        with Index(db) as index:
+            f, d = flagged(index, cfg, lib)
+            with pytest.raises(ActionError, match="Read-only"):
+                Mover(index, cfg).quarantine(f, d)
+        check_invariant(db, lib, qdir, expected)
