@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -452,3 +453,59 @@ def test_inotify_watch_limit_falls_back_to_polling(tmp_path, daemons):
     d.wait_path("indexed", p)
     st = json.loads(run_cli("--db", str(d.db), "status", "--json").stdout)
     assert st["running"]
+
+
+def _quarantine_config(lib: Path, qdir: Path) -> str:
+    return f'roots = ["{lib}"]\naction = "quarantine"\nquarantine_dir = "{qdir}"\n'
+
+
+@pytest.mark.parametrize(
+    ("step", "cross_fs"),
+    [("intent", False), ("placeholder", False), ("renamed", False),
+     ("copied", True), ("renamed", True), ("verified", True), ("unlinked", True)],
+)  # fmt: skip
+def test_sigkill_at_each_step_of_a_quarantine(tmp_path, daemons, step, cross_fs):
+    from conftest import mounted_tmpfs
+    from test_quarantine import check_invariant
+
+    lib, qdir = tmp_path / "lib", tmp_path / "Q"
+    img = photo(5, (640, 480))
+    save(img, lib / "big.jpg")
+    save(img.resize((320, 240)), lib / "sub" / "small.jpg")
+    expected = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in lib.rglob("*.jpg"))
+    ctx = mounted_tmpfs(qdir) if cross_fs else contextlib.nullcontext(qdir)
+    with ctx:
+        d = daemons(tmp_path, config=_quarantine_config(lib, qdir), env={"WATCHERD_CRASH_AT": step})
+        d.start(wait_ready=False)
+        assert d.proc.wait(timeout=60) == -signal.SIGKILL, d.dump()
+        d2 = daemons(tmp_path, config=_quarantine_config(lib, qdir)).start()
+        d2.wait_for(lambda e: e["event"] == "recovered", what="recovery of the interrupted move")
+        # whether the move was finished or undone, the small copy ends up quarantined
+        poll_until(lambda: not (lib / "sub" / "small.jpg").exists(), 30)
+        assert d2.stop() == 0
+        check_invariant(d.db, lib, qdir, expected)
+
+
+def test_sigkill_mid_quarantine_burst(tmp_path, daemons):
+    from test_quarantine import check_invariant
+
+    lib, qdir = tmp_path / "lib", tmp_path / "Q"
+    lib.mkdir()
+    d = daemons(tmp_path, config=_quarantine_config(lib, qdir)).start()
+    src = tmp_path / "src"
+    pairs = []
+    for i in range(25):
+        img = photo(500 + i, (400, 300))
+        pairs.append((save(img, src / f"{i}.jpg"), save(img.resize((200, 150)), src / f"{i}s.jpg")))
+    expected = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for pair in pairs for p in pair)
+    for big, small in pairs:
+        shutil.copy2(big, lib / big.name)
+        shutil.copy2(small, lib / small.name)
+    d.wait_for(lambda e: e.get("action") == "quarantined", count=3, what="some moves")
+    d.kill()
+    assert len(d.of("duplicate")) < 25, "the burst finished before the kill"
+    d2 = daemons(tmp_path, config=_quarantine_config(lib, qdir)).start()
+    poll_until(lambda: sorted(p.name for p in lib.iterdir()) == sorted(b.name for b, _ in pairs))
+    d2.stop()
+    check_invariant(d.db, lib, qdir, expected)
+    assert sorted(p.name for p in qdir.rglob("*.jpg")) == sorted(s.name for _, s in pairs)

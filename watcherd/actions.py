@@ -384,8 +384,31 @@ class Mover:
         results = []
         pending = self.index.session.scalars(select(Move).where(Move.state == INTENT))
         for move in list(pending):
-            results.append((move, self._recover_one(move)))
+            outcome = self._recover_one(move)
+            if outcome == "undone" and move.kind == "quarantine":
+                outcome = self._retry(move)
+            results.append((move, outcome))
         return results
+
+    def _retry(self, move: Move) -> str:
+        """An undone quarantine whose decision still stands is carried out again."""
+        f, d = self.index.get(move.file_id), move.decision
+        if f is None or d is None or not d.current or f.status != ACTIVE:
+            return "undone"
+        try:
+            done = self.quarantine(f, d)
+        except ActionError as exc:
+            log.error("cannot quarantine %s: %s", f.path, exc, extra={"event": "error"})
+            return "undone"
+        if done.moved:
+            log.info(
+                "quarantined %s again after recovery: %s",
+                move.src,
+                done.path,
+                extra={"event": "quarantined", "path": move.src, "moved_to": done.path},
+            )
+            return "undone, then moved again"
+        return "undone"
 
     def _recover_one(self, move: Move) -> str:
         f = self.index.get(move.file_id)
