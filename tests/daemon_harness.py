@@ -30,7 +30,9 @@ class Daemon:
         config: str = "",
         env: dict[str, str] | None = None,
         db: Path | None = None,
+        run_args: list[str] | None = None,
     ) -> None:
+        self.run_args = run_args or []
         self.db = db or tmp_path / "index.sqlite3"
         self.config = tmp_path / "config.toml"
         if not self.config.exists() or config:
@@ -46,7 +48,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "watcherd", "--config", str(self.config),
-                "--db", str(self.db), "--log-format", "json", "run", *self.roots,
+                "--db", str(self.db), "--log-format", "json", "run", *self.run_args, *self.roots,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

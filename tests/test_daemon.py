@@ -509,3 +509,15 @@ def test_sigkill_mid_quarantine_burst(tmp_path, daemons):
     d2.stop()
     check_invariant(d.db, lib, qdir, expected)
     assert sorted(p.name for p in qdir.rglob("*.jpg")) == sorted(s.name for _, s in pairs)
+
+
+def test_run_dry_run_moves_nothing(tmp_path, daemons):
+    lib, qdir = tmp_path / "lib", tmp_path / "Q"
+    lib.mkdir()
+    d = daemons(tmp_path, config=_quarantine_config(lib, qdir), run_args=["--dry-run"]).start()
+    img = photo(9, (640, 480))
+    save(img, lib / "big.jpg")
+    small = save(img.resize((320, 240)), lib / "small.jpg")
+    dup = d.wait_path("duplicate", small)[0]
+    assert dup["action"] == "would quarantine"
+    assert small.exists() and not qdir.exists()
