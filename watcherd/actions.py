@@ -185,24 +185,37 @@ class Mover:
             return Outcome(False, f.path, f"not moved: {exc.strerror}")
         if (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns) or not f.sha256:
             return Outcome(False, f.path, "not moved: changed since it was read")
-        target = self.quarantine_target(f)
-        src = f.path
+        move = self._move(f, decision, "quarantine", self.quarantine_target(f), st)
+        return Outcome(True, move.dest)
+
+    def _move(self, f: File, decision: Decision | None, kind: str, target: Path, st) -> Move:
+        """Journal, move and record one file; on failure undo and raise ActionError."""
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ActionError(f"cannot create {target.parent}: {exc.strerror}") from None
-        move = self._intent(f, decision, "quarantine", src, _free_name(target), st)
+        move = self._intent(f, decision, kind, f.path, _free_name(target), st)
         try:
             self._execute(move)
         except OSError as exc:
             self._roll_back(move, f"{exc.strerror or exc}")
-            raise ActionError(f"cannot quarantine {src}: {exc.strerror or exc}") from None
-        f.path = move.dest
-        f.status = QUARANTINED
-        decision.action = "quarantined"
-        decision.quarantined_path = move.dest
+            raise ActionError(f"cannot {kind} {move.src}: {exc.strerror or exc}") from None
+        self._apply(move, f)
+        return move
+
+    def _apply(self, move: Move, f: File | None) -> None:
+        """Record in the index where a completed move put the file, and close the move."""
+        if f is not None:
+            f.path = move.dest
+            if move.kind == "quarantine":
+                f.status = QUARANTINED
+                if move.decision is not None:
+                    move.decision.action = "quarantined"
+                    move.decision.quarantined_path = move.dest
+            else:
+                f.status = ACTIVE
+                self._not_duplicates(f, move.decision)
         self._finish(move)
-        return Outcome(True, move.dest)
 
     def _intent(self, f: File, decision: Decision | None, kind: str, src, dest, st) -> Move:
         move = Move(
@@ -320,27 +333,13 @@ class Mover:
         if last is None:
             raise ActionError(f"no record of where {f.path} came from")
         original = self.safe_restore_target(last.src)
-        target = _free_name(original)
-        note = "" if target == original else f"{original} is taken: restored beside it"
         try:
             st = os.stat(f.path)
         except OSError as exc:
             raise ActionError(f"{f.path} is not in the quarantine: {exc.strerror}") from None
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ActionError(f"cannot create {target.parent}: {exc.strerror}") from None
-        move = self._intent(f, last.decision, "restore", f.path, target, st)
-        try:
-            self._execute(move)
-        except OSError as exc:
-            self._roll_back(move, f"{exc.strerror or exc}")
-            raise ActionError(f"cannot restore {f.path}: {exc.strerror or exc}") from None
-        f.path = move.dest
-        f.status = ACTIVE
-        self._not_duplicates(f, last.decision)
-        self._finish(move)
-        return Outcome(True, move.dest, note)
+        move = self._move(f, last.decision, "restore", original, st)
+        taken = move.dest != str(original)
+        return Outcome(True, move.dest, f"{original} is taken: restored beside it" if taken else "")
 
     def _not_duplicates(self, f: File, decision: Decision | None) -> None:
         """A restored file is the user saying "keep this one": it is not a duplicate of
@@ -423,16 +422,7 @@ class Mover:
             if os.path.lexists(move.src):
                 os.unlink(move.src)  # identical copy verified at dest
                 _fsync_dir(os.path.dirname(move.src))
-            if f is not None:
-                f.path = move.dest
-                f.status = QUARANTINED if move.kind == "quarantine" else ACTIVE
-                if move.decision is not None:
-                    if move.kind == "quarantine":
-                        move.decision.action = "quarantined"
-                        move.decision.quarantined_path = move.dest
-                    else:
-                        self._not_duplicates(f, move.decision)
-            self._finish(move)
+            self._apply(move, f)
             what = "finished"
         elif os.path.lexists(move.src):
             self._roll_back(move, "interrupted; undone at recovery")
