@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Base, Decision, File, IgnoredPair, Move, SchemaVersion
+from .models import Base, Decision, File, IgnoredPair, Move, RegionHash, SchemaVersion
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -25,11 +25,18 @@ def _v2_quarantine(conn: Connection) -> None:
     Base.metadata.create_all(conn, tables=[Move.__table__, IgnoredPair.__table__])
 
 
+def _v3_regions(conn: Connection) -> None:
+    """Version 3: region hashes for cropped copies. Images indexed before have none
+    until they are read again; they still match by their whole-picture hashes."""
+    Base.metadata.create_all(conn, tables=[RegionHash.__table__])
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: lambda conn: Base.metadata.create_all(
         conn, tables=[SchemaVersion.__table__, File.__table__, Decision.__table__]
     ),
     2: _v2_quarantine,
+    3: _v3_regions,
 }
 LATEST = max(MIGRATIONS)
 

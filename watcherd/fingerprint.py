@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
 
 from .config import IMAGE_EXTENSIONS
 
@@ -29,6 +29,17 @@ except Exception:  # pragma: no cover - depends on the platform's wheel
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 HASH_SIDE = 32  # pHash works on a 32x32 greyscale image
+BASE_SIDE = 256  # hashes are taken from the picture reduced to this long side
+FLAT_STDDEV = 6.0  # a region whose greyscale varies less than this is "blank"
+# Regions hashed besides the whole picture: id -> (left, top, right, bottom) fractions.
+REGIONS = {
+    1: (0.05, 0.05, 0.95, 0.95),  # centre 90%
+    2: (0.0, 0.0, 0.85, 0.85),  # 85% corners
+    3: (0.15, 0.0, 1.0, 0.85),
+    4: (0.0, 0.15, 0.85, 1.0),
+    5: (0.15, 0.15, 1.0, 1.0),
+    6: (0.0, 0.0, 1.0, 0.85),  # top 85% (a caption bar at the bottom)
+}
 DRAFT_SIZE = (128, 128)  # JPEG draft() decodes at 1/2..1/8 scale, never below this
 # An image up to this size is read into memory once, feeding both sha256 and the decoder;
 # anything else (videos, larger files) is streamed through sha256 in chunks.
@@ -79,6 +90,8 @@ class Fingerprint:
     # pHash and dHash of the picture under each of TRANSFORMS, for matching a newcomer
     # against indexed files whatever way it was turned; not stored in the index.
     variants: tuple[tuple[int, int], ...] = ()
+    # (region id, pHash, dHash) of the parts in REGIONS (see region_hashes).
+    regions: tuple[tuple[int, int, int], ...] = ()
     error: str | None = None
 
     @property
@@ -124,7 +137,8 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
 def decode_small(data: bytes | io.BufferedIOBase, max_pixels: int) -> tuple[Image.Image, dict]:
     """Decode an image just large enough for hashing, upright per its EXIF orientation.
 
-    Returns the 32x32 greyscale image and facts (format, upright width and height).
+    Returns a greyscale image at most BASE_SIDE pixels on its long side, from which the
+    whole-picture and region hashes are taken, and facts (format, upright size).
     Raises ValueError with a user-facing reason for anything that is not a usable image.
     """
     fh = io.BytesIO(data) if isinstance(data, bytes) else data
@@ -160,13 +174,39 @@ def decode_small(data: bytes | io.BufferedIOBase, max_pixels: int) -> tuple[Imag
             work = _flatten_alpha(img)
             if work.mode not in ("L", "RGB"):
                 work = work.convert("RGB")
-            small = work.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS)
+            base = work.convert("L")
+            base.thumbnail((BASE_SIDE, BASE_SIDE), Image.Resampling.LANCZOS, reducing_gap=2.0)
     method = _EXIF_ORIENTATION.get(orientation)
     if method is not None:
-        small = small.transpose(method)
+        base = base.transpose(method)
         if orientation >= 5:
             width, height = height, width
-    return small, {"format": fmt, "width": width, "height": height}
+    return base, {"format": fmt, "width": width, "height": height}
+
+
+def region_hashes(base: Image.Image) -> tuple[tuple[int, int, int], ...]:
+    """(region id, pHash, dHash) of the parts of a picture a cropped copy may keep.
+
+    A copy cropped 5% on every side is the original's centre 90%; one cropped 15% off
+    two sides is one of its 85% corners; one with a caption bar over the bottom keeps its
+    top 85% unchanged. Hashing these regions of every picture lets such copies be found
+    from either side. Nearly uniform regions (a white studio background, a frame) are
+    left out: their hashes say nothing and would match every other blank region.
+    """
+    import imagehash
+
+    out = []
+    w, h = base.size
+    for region_id, (left, top, right, bottom) in REGIONS.items():
+        part = base.crop((round(w * left), round(h * top), round(w * right), round(h * bottom)))
+        if part.width < 8 or part.height < 8:
+            continue
+        if ImageStat.Stat(part).stddev[0] < FLAT_STDDEV:
+            continue
+        part = part.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS)
+        ph, dh = imagehash.phash(part), imagehash.dhash(part)
+        out.append((region_id, _bits_to_int(ph.hash), _bits_to_int(dh.hash)))
+    return tuple(out)
 
 
 def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
@@ -204,7 +244,9 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
         fp.error = f"image file too large to decode ({st.st_size} bytes)"
         return fp
     try:
-        small, facts = decode_small(data, max_pixels)
+        base, facts = decode_small(data, max_pixels)
+        small = base.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS)
+        regions = region_hashes(base)
     except ValueError as exc:
         fp.error = str(exc)
         return fp
@@ -214,6 +256,7 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
     fp.format, fp.width, fp.height = facts["format"], facts["width"], facts["height"]
     fp.variants = image_hashes(small)
     fp.phash, fp.dhash = fp.variants[0]
+    fp.regions = regions
     return fp
 
 

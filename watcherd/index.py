@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from . import db
@@ -25,6 +25,7 @@ from .models import (
     File,
     IgnoredPair,
     Move,
+    RegionHash,
     to_signed,
     utcnow,
 )
@@ -103,6 +104,28 @@ class Index:
         )
         for row in self.session.execute(stmt.execution_options(yield_per=10_000)):
             yield row.id, row.phash, row.dhash
+
+    def set_regions(self, file_id: int, regions) -> None:
+        """Replace a file's region hashes with (region, phash, dhash) rows."""
+        self.session.execute(delete(RegionHash).where(RegionHash.file_id == file_id))
+        if regions:
+            self.session.execute(
+                insert(RegionHash),
+                [
+                    {"file_id": file_id, "region": r, "phash": to_signed(p), "dhash": to_signed(d)}
+                    for r, p, d in regions
+                ],
+            )
+
+    def region_rows(self) -> Iterator[tuple[int, int, int, int]]:
+        """(file id, region, phash, dhash) of every active image, for the region array."""
+        stmt = (
+            select(RegionHash.file_id, RegionHash.region, RegionHash.phash, RegionHash.dhash)
+            .join(File, File.id == RegionHash.file_id)
+            .where(File.status == ACTIVE)
+        )
+        for row in self.session.execute(stmt.execution_options(yield_per=10_000)):
+            yield row.file_id, row.region, row.phash, row.dhash
 
     def upsert_file(self, existing: File | None, **values) -> File:
         """Create or overwrite a file row; the caller flushes/commits."""

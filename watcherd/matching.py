@@ -15,6 +15,14 @@ import numpy as np
 
 from .fingerprint import TRANSFORM_NAMES
 
+# Matches through a region (a cropped copy) must be closer than whole-picture ones:
+# more comparisons per newcomer, so a stricter bar keeps precision.
+CROP_PHASH_DISTANCE = 8
+CROP_DHASH_DISTANCE = 12
+REGION_KEYS = 8  # region rows are keyed file_id * REGION_KEYS + region id
+REGION_NAMES = {1: "centre", 2: "top-left", 3: "top-right", 4: "bottom-left",
+                5: "bottom-right", 6: "top"}  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class Match:

@@ -149,3 +149,16 @@ class IgnoredPair(Base):
     file_a_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
     file_b_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RegionHash(Base):
+    """Hashes of parts of a picture (centre, corners, top), so cropped copies match."""
+
+    __tablename__ = "region_hashes"
+
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    region: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phash: Mapped[int] = mapped_column(BigInteger)
+    dhash: Mapped[int] = mapped_column(BigInteger)

@@ -13,7 +13,15 @@ from .actions import ActionError, Mover
 from .config import Config
 from .fingerprint import Fingerprint
 from .index import Index
-from .matching import HashIndex, newcomer_wins
+from .matching import (
+    CROP_DHASH_DISTANCE,
+    CROP_PHASH_DISTANCE,
+    REGION_KEYS,
+    REGION_NAMES,
+    HashIndex,
+    Match,
+    newcomer_wins,
+)
 from .models import ACTIVE, ERROR, File
 
 log = logging.getLogger("watcherd")
@@ -56,6 +64,10 @@ class Pipeline:
         self.index = index
         self.config = config
         self.hashes = hashes if hashes is not None else HashIndex.from_rows(index.hash_rows())
+        # region hashes, keyed file_id * REGION_KEYS + region
+        self.parts = HashIndex.from_rows(
+            (fid * REGION_KEYS + region, ph, dh) for fid, region, ph, dh in index.region_rows()
+        )
         self.mover = mover or Mover(index, config)
         self.dry_run = dry_run
 
@@ -65,7 +77,7 @@ class Pipeline:
         if existing is not None:
             # Changed in place (or re-read after an error): its old pairings no longer hold.
             self.index.forget_decisions(existing)
-            self.hashes.remove(existing.id)
+            self._forget_hashes(existing.id)
         values = dict(
             path=fp.path,
             root=root,
@@ -82,12 +94,13 @@ class Pipeline:
             error=fp.error,
         )
         f = self.index.upsert_file(existing, **values)
+        self.index.set_regions(f.id, fp.regions)
         if fp.error:
             return Outcome(fp.path, "error", error=fp.error)
 
         verdict = self._decide(f, fp)
         if fp.phash is not None and f.status == ACTIVE:
-            self.hashes.add(f.id, fp.phash, fp.dhash or 0)
+            self._add_hashes(f.id, fp)
         return Outcome(fp.path, "indexed", verdict=verdict)
 
     def _decide(self, f: File, fp: Fingerprint) -> Verdict | None:
@@ -103,20 +116,15 @@ class Pipeline:
             if same:
                 partner = self._prefer_kept(same)
         if partner is None and fp.variants:
-            matches = self.hashes.search(
-                fp.variants,
-                self.config.phash_distance,
-                self.config.dhash_distance,
-                exclude=f.id,
-            )
+            matches = self._near_matches(f, fp)
             files = []
             for m in matches:
                 candidate = self.index.get(m.file_id)
                 if candidate is not None and candidate.status == ACTIVE:
                     if candidate.id not in ignored:
                         files.append(candidate)
-                else:  # gone or changed since it was indexed: drop it from the array
-                    self.hashes.remove(m.file_id)
+                else:  # gone or changed since it was indexed: drop it from the arrays
+                    self._forget_hashes(m.file_id)
             matches = [m for m in matches if m.file_id in self.hashes]
             if files:
                 by_id = {m.file_id: m for m in matches}
@@ -155,6 +163,50 @@ class Pipeline:
         if not moved.moved:
             return replace(verdict, note=moved.note)
         return replace(verdict, action="quarantined", moved_to=moved.path)
+
+    def _near_matches(self, f: File, fp: Fingerprint) -> list[Match]:
+        """Indexed pictures that look like the newcomer: whole, turned, or cropped.
+
+        The whole picture is compared in all eight poses. Then, upright only and under
+        stricter limits: the newcomer against the regions of indexed pictures (it is a
+        crop of one), its regions against whole indexed pictures (one is a crop of it),
+        and each of its regions against the same region (a caption bar or overlay
+        changed only the rest). Each file keeps its closest match.
+        """
+        best: dict[int, Match] = {}
+
+        def offer(m: Match) -> None:
+            if m.file_id != f.id and (
+                m.file_id not in best or m.distance < best[m.file_id].distance
+            ):
+                best[m.file_id] = m
+
+        for m in self.hashes.search(
+            fp.variants, self.config.phash_distance, self.config.dhash_distance, exclude=f.id
+        ):
+            offer(m)
+        cp, cd = CROP_PHASH_DISTANCE, CROP_DHASH_DISTANCE
+        queries = [(0, fp.phash, fp.dhash), *fp.regions]
+        for region, ph, dh in queries:
+            for m in self.parts.search([(ph, dh)], cp, cd):
+                file_id, their_region = divmod(m.file_id, REGION_KEYS)
+                if region in (0, their_region):
+                    name = REGION_NAMES[their_region]
+                    offer(Match(file_id, m.distance, m.ddistance, f"crop:{name}"))
+            if region:
+                for m in self.hashes.search([(ph, dh)], cp, cd, exclude=f.id):
+                    offer(Match(m.file_id, m.distance, m.ddistance, f"crop:{REGION_NAMES[region]}"))
+        return sorted(best.values(), key=lambda m: (m.distance, m.ddistance, m.file_id))
+
+    def _add_hashes(self, file_id: int, fp: Fingerprint) -> None:
+        self.hashes.add(file_id, fp.phash, fp.dhash or 0)
+        for region, ph, dh in fp.regions:
+            self.parts.add(file_id * REGION_KEYS + region, ph, dh)
+
+    def _forget_hashes(self, file_id: int) -> None:
+        self.hashes.remove(file_id)
+        for region in REGION_NAMES:
+            self.parts.remove(file_id * REGION_KEYS + region)
 
     def _prefer_kept(self, files: list[File]) -> File | None:
         """Among matching files (best first), the kept file of the best match's group.

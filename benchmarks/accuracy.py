@@ -1,0 +1,352 @@
+"""Near-duplicate accuracy on real photos: watcherd against imagededup and difPy.
+
+    python benchmarks/accuracy.py [--bench ../shared/bench] [--sample 40] [--seed 1]
+
+Builds a scenario from a folder of real photos with its manifest.tsv and groups.tsv:
+about 60% of the distinct photos form the existing library and the rest arrive later;
+natural copy groups put one member in the library and the rest among the arrivals;
+for a sample of library photos it generates one copy of each kind (KINDS below).
+Hard negatives (different photos of one scene, landmark or burst) and unrelated images
+with close hashes are all distinct photos: linking any two of them is a false link.
+
+watcherd runs its own pipeline as the daemon would: the library first, then the
+arrivals, each file decided against everything before it. imagededup (PHash, DHash at
+their default threshold) and difPy, where installed (`pip install -e '.[bench]'`), see
+the same files at once, as batch tools do. Recall is per kind of copy: a copy counts
+as found when it ends up linked (directly or through its group) to its source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_BENCH = HERE.parent.parent / "shared" / "bench"
+
+
+def _whatsapp(img: Image.Image) -> Image.Image:
+    img = img.copy()
+    img.thumbnail((1600, 1600))
+    return img
+
+
+def _crop(img: Image.Image, left, top, right, bottom) -> Image.Image:
+    w, h = img.size
+    return img.crop((int(w * left), int(h * top), int(w * (1 - right)), int(h * (1 - bottom))))
+
+
+def _caption(img: Image.Image) -> Image.Image:
+    img = img.convert("RGB")
+    w, h = img.size
+    draw = ImageDraw.Draw(img)
+    bar = int(h * 0.12)
+    draw.rectangle((0, h - bar, w, h), fill=(20, 20, 20))
+    draw.text((w // 20, h - bar + bar // 3), "Happy birthday!! see you soon", fill="white")
+    return img
+
+
+# kind -> (transform, file extension, save options). "byte" is a plain file copy.
+KINDS = {
+    "byte": (None, None, {}),
+    "whatsapp": (_whatsapp, "jpg", {"quality": 75}),
+    "half": (
+        lambda i: i.resize((i.width // 2, i.height // 2), Image.Resampling.LANCZOS),
+        "jpg",
+        {},
+    ),
+    "q30": (lambda i: i, "jpg", {"quality": 30}),
+    "png": (lambda i: i, "png", {}),
+    "webp": (lambda i: i, "webp", {"quality": 80}),
+    "crop5": (lambda i: _crop(i, 0.05, 0.05, 0.05, 0.05), "jpg", {}),
+    "crop15": (lambda i: _crop(i, 0.15, 0.0, 0.0, 0.15), "jpg", {}),
+    "rot90": (lambda i: i.transpose(Image.Transpose.ROTATE_90), "jpg", {}),
+    "rot180": (lambda i: i.transpose(Image.Transpose.ROTATE_180), "jpg", {}),
+    "mirror": (ImageOps.mirror, "jpg", {}),
+    "exif_rot": ("exif", "jpg", {}),
+    "bright25": (lambda i: ImageEnhance.Brightness(i).enhance(1.25), "jpg", {}),
+    "grey": (lambda i: ImageOps.grayscale(i), "jpg", {}),
+    "caption": (_caption, "jpg", {}),
+    "blur": (lambda i: i.filter(ImageFilter.GaussianBlur(1.5)), "jpg", {}),
+}
+TARGETS = {
+    "byte": 1.0, "whatsapp": 0.99, "half": 0.99, "q30": 0.99, "png": 0.99, "webp": 0.99,
+    "grey": 0.99, "bright25": 0.99, "blur": 0.99, "rot90": 0.99, "rot180": 0.99,
+    "mirror": 0.99, "exif_rot": 0.99, "crop5": 0.95, "caption": 0.95, "crop15": 0.60,
+    "natural": 0.90,
+}  # fmt: skip
+
+
+def read_tsv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def make_copy(src: Path, kind: str, dest_stem: Path) -> Path:
+    transform, ext, opts = KINDS[kind]
+    if transform is None:
+        dest = dest_stem.with_suffix(src.suffix)
+        shutil.copyfile(src, dest)
+        return dest
+    with Image.open(src) as im:
+        img = ImageOps.exif_transpose(im).convert("RGB")
+    dest = dest_stem.with_suffix("." + ext)
+    if transform == "exif":
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        img.transpose(Image.Transpose.ROTATE_90).save(dest, quality=90, exif=exif)
+        return dest
+    out = transform(img)
+    if ext == "jpg":
+        opts = {"quality": 90, **opts}
+    out.save(dest, **opts)
+    return dest
+
+
+class Scenario:
+    """The files, where they went, and what is true about them."""
+
+    def __init__(self, bench: Path, work: Path, sample: int, seed: int) -> None:
+        rng = random.Random(seed)
+        photos_dir = bench / "photos"
+        manifest = {r["path"]: r for r in read_tsv(bench / "manifest.tsv")}
+        groups = read_tsv(bench / "groups.tsv")
+        natural: dict[str, list[str]] = defaultdict(list)
+        negatives: dict[str, str] = {}
+        for g in groups:
+            if g["kind"] == "copy":
+                natural[g["group_id"]].append(g["path"])
+            elif g["kind"] in ("hard-negative", "unrelated-close-hash"):
+                negatives[g["path"]] = g["group_id"]
+        in_natural = {p for members in natural.values() for p in members}
+        distinct = sorted(
+            p for p, r in manifest.items() if r["role"] == "photo" and p not in in_natural
+        )
+        rng.shuffle(distinct)
+        cut = int(len(distinct) * 0.6)
+        self.lib, self.arr = work / "library", work / "arrivals"
+        for d in (self.lib, self.arr):
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+        self.group: dict[str, str] = {}  # materialized path -> true group
+        self.kind: dict[str, str] = {}  # arrival copies -> kind of copy
+        self.source: dict[str, str] = {}  # arrival copy -> a file of its group
+        self.negative_group: dict[str, str] = {}
+        n = 0
+
+        def place(rel: str, folder: Path, group: str) -> str:
+            nonlocal n
+            n += 1
+            dest = folder / f"{n:04}_{Path(rel).name}"
+            shutil.copyfile(photos_dir / rel, dest)
+            self.group[str(dest)] = group
+            if rel in negatives:
+                self.negative_group[str(dest)] = negatives[rel]
+            return str(dest)
+
+        library_photos = []
+        for i, rel in enumerate(distinct):
+            folder = self.lib if i < cut else self.arr
+            path = place(rel, folder, f"p:{rel}")
+            if folder is self.lib:
+                library_photos.append((rel, path))
+        for gid, members in sorted(natural.items()):
+            members = sorted(members)
+            first = place(members[0], self.lib, f"n:{gid}")
+            for rel in members[1:]:
+                path = place(rel, self.arr, f"n:{gid}")
+                self.kind[path], self.source[path] = "natural", first
+        usable = [
+            (rel, path)
+            for rel, path in library_photos
+            if min(int(manifest[rel]["width"]), int(manifest[rel]["height"])) >= 200
+        ]
+        for rel, path in rng.sample(usable, min(sample, len(usable))):
+            for kind in KINDS:
+                n += 1
+                dest = make_copy(Path(path), kind, self.arr / f"{n:04}_{kind}_{Path(rel).stem}")
+                self.group[str(dest)] = f"p:{rel}"
+                self.kind[str(dest)], self.source[str(dest)] = kind, path
+
+
+def evaluate(sc: Scenario, links: list[tuple[str, str]]) -> dict:
+    """Recall per kind, precision, false links and hard negatives joined, from links."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in links:
+        parent[find(a)] = find(b)
+    found: dict[str, list[bool]] = defaultdict(list)
+    for path, kind in sc.kind.items():
+        found[kind].append(find(path) == find(sc.source[path]))
+    recall = {k: sum(v) / len(v) for k, v in found.items()}
+    known = [(a, b) for a, b in links if a in sc.group and b in sc.group]
+    wrong = [(a, b) for a, b in known if sc.group[a] != sc.group[b]]
+    negatives = [
+        (a, b)
+        for a, b in wrong
+        if a in sc.negative_group and sc.negative_group[a] == sc.negative_group.get(b)
+    ]
+    return {
+        "recall": recall,
+        "links": len(known),
+        "false": len(wrong),
+        "precision": 1 - len(wrong) / len(known) if known else 1.0,
+        "negatives": len(negatives),
+        "wrong": wrong,
+    }
+
+
+def run_watcherd(sc: Scenario, work: Path) -> tuple[list[tuple[str, str]], float, dict]:
+    from sqlalchemy import select
+
+    from watcherd.config import Config
+    from watcherd.index import Index
+    from watcherd.models import Decision, File
+    from watcherd.scanner import scan
+
+    db = work / "watcherd.sqlite3"
+    db.unlink(missing_ok=True)
+    cfg = Config()
+    t0 = time.monotonic()
+    with Index(db, writer=True) as index:
+        scan([sc.lib], cfg, index)
+        scan([sc.arr], cfg, index)
+        seconds = time.monotonic() - t0
+        paths = dict(index.session.execute(select(File.id, File.path)).all())
+        rows = index.session.execute(
+            select(Decision.file_id, Decision.original_id, Decision.kind).where(
+                Decision.current.is_(True)
+            )
+        ).all()
+    links = [(paths[a], paths[b]) for a, b, kind in rows if kind != "similar"]
+    similar = [(paths[a], paths[b]) for a, b, kind in rows if kind == "similar"]
+    return links, seconds, {"similar": similar}
+
+
+def run_imagededup(sc: Scenario, method: str) -> tuple[list[tuple[str, str]], float] | None:
+    try:
+        from imagededup import methods
+    except ImportError:
+        return None
+    both = sc.lib.parent / "both"
+    shutil.rmtree(both, ignore_errors=True)
+    both.mkdir()
+    names = {}
+    for folder in (sc.lib, sc.arr):
+        for p in folder.iterdir():
+            (both / p.name).symlink_to(p)
+            names[p.name] = str(p)
+    hasher = getattr(methods, method)(verbose=False)
+    t0 = time.monotonic()
+    dups = hasher.find_duplicates(image_dir=str(both))
+    seconds = time.monotonic() - t0
+    links = [(names[a], names[b]) for a, bs in dups.items() for b in bs if a < b]
+    return links, seconds
+
+
+def run_difpy(sc: Scenario) -> tuple[list[tuple[str, str]], float] | None:
+    try:
+        import difPy
+    except ImportError:
+        return None
+    t0 = time.monotonic()
+    dif = difPy.build([str(sc.lib), str(sc.arr)], show_progress=False)
+    search = difPy.search(dif, show_progress=False)
+    seconds = time.monotonic() - t0
+    links = []
+    for group in search.result.values() if isinstance(search.result, dict) else search.result:
+        items = group if isinstance(group, list) else group.get("matches", [])
+        paths = [str(x[0] if isinstance(x, (list, tuple)) else x) for x in items]
+        links += [(paths[0], p) for p in paths[1:]]
+    return links, seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--bench", type=Path, default=DEFAULT_BENCH)
+    ap.add_argument("--sample", type=int, default=40, help="library photos to copy")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "watcherd-acc")
+    ap.add_argument("--no-peers", action="store_true", help="measure watcherd only")
+    ap.add_argument("--show-wrong", action="store_true", help="list every false link")
+    args = ap.parse_args()
+
+    sc = Scenario(args.bench, args.workdir, args.sample, args.seed)
+    n_lib = sum(1 for _ in sc.lib.iterdir())
+    n_arr = sum(1 for _ in sc.arr.iterdir())
+    print(f"scenario: {n_lib} library files, {n_arr} arrivals, {len(sc.kind)} of them copies")
+
+    results: dict[str, dict] = {}
+    links, seconds, extra = run_watcherd(sc, args.workdir)
+    results["watcherd"] = {**evaluate(sc, links), "seconds": seconds}
+    sim = evaluate(sc, extra["similar"])
+    results["watcherd"]["similar"] = len(extra["similar"])
+    results["watcherd"]["similar_negatives"] = sim["negatives"]
+    if not args.no_peers:
+        for name, runner in (
+            ("imagededup PHash", lambda: run_imagededup(sc, "PHash")),
+            ("imagededup DHash", lambda: run_imagededup(sc, "DHash")),
+            ("difPy", lambda: run_difpy(sc)),
+        ):
+            try:
+                got = runner()
+            except Exception as exc:  # a peer's failure is reported, not fatal
+                print(f"{name}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                got = None
+            if got is None:
+                print(f"{name}: not installed (pip install -e '.[bench]')", file=sys.stderr)
+                continue
+            results[name] = {**evaluate(sc, got[0]), "seconds": got[1]}
+
+    names = list(results)
+    out = io.StringIO()
+    width = 22
+    out.write(f"{'kind (target)':<18}" + "".join(f"{n:>{width}}" for n in names) + "\n")
+    for kind in KINDS | {"natural": None}:
+        row = f"{kind + ' (' + format(TARGETS[kind], '.2f') + ')':<18}"
+        for n in names:
+            r = results[n]["recall"].get(kind)
+            row += f"{'-' if r is None else format(r, '.2f'):>{width}}"
+        out.write(row + "\n")
+    for label, key, fmt in (
+        ("precision (0.995)", "precision", ".4f"),
+        ("links", "links", "d"),
+        ("false links", "false", "d"),
+        ("hard negatives", "negatives", "d"),
+        ("seconds", "seconds", ".1f"),
+    ):
+        out.write(
+            f"{label:<18}" + "".join(f"{format(results[n][key], fmt):>{width}}" for n in names)
+        )
+        out.write("\n")
+    w = results["watcherd"]
+    out.write(
+        f"watcherd 'similar' verdicts: {w['similar']} "
+        f"({w['similar_negatives']} between hard negatives, reported only)\n"
+    )
+    print(out.getvalue())
+    if args.show_wrong:
+        for n in names:
+            for a, b in results[n]["wrong"]:
+                print(f"{n}: false link {Path(a).name} ~ {Path(b).name}")
+
+
+if __name__ == "__main__":
+    main()
