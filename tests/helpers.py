@@ -70,6 +70,13 @@ def copies(img: Image.Image, folder: Path, stem: str) -> dict[str, Path]:
     }
 
 
+def always_die(x: int) -> int:
+    """For worker-crash tests: a 'decoder' that kills its process on every input."""
+    import os
+
+    os._exit(3)
+
+
 def double_or_die(x: int) -> int:
     """For worker-crash tests: a 'decoder' that kills its process on one input."""
     if x == 13:

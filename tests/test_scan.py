@@ -191,3 +191,12 @@ def test_a_crashing_worker_costs_one_file_not_the_scan():
     items = list(range(40))
     out = list(ordered_map(double_or_die, items, workers=2, on_crash=lambda i: -i, window=6))
     assert out == [-13 if i == 13 else i * 2 for i in items]
+
+
+def test_workers_that_die_on_everything_stop_the_scan_with_a_clear_error():
+    from helpers import always_die
+
+    from watcherd.workers import WorkersFailing, ordered_map
+
+    with pytest.raises(WorkersFailing):
+        list(ordered_map(always_die, list(range(20)), workers=2, on_crash=lambda i: -i))

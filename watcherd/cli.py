@@ -28,6 +28,7 @@ from . import report as report_mod
 from .config import Config, ConfigError
 from .db import SchemaTooNew
 from .index import Index
+from .workers import WorkersFailing
 from .scanner import scan as run_scan
 
 err_console = Console(stderr=True)
@@ -83,6 +84,8 @@ class Main(click.Group):
             fail(str(exc))
         except SchemaTooNew as exc:
             fail(str(exc))
+        except WorkersFailing as exc:
+            fail(f"{exc}: check that Python can start worker processes here", 1)
 
 
 @click.group(cls=Main)

@@ -262,7 +262,8 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
 
 def crashed(path: str) -> Fingerprint:
     """The fingerprint of a file whose decoder killed its worker process."""
-    return _unread(path, "the image decoder crashed on this file")
+    # "cannot ..." errors are retried at the next scan: a crash may not be the file's fault
+    return _unread(path, "cannot decode: the image decoder crashed on this file")
 
 
 def _unread(path: str, error: str) -> Fingerprint:

@@ -72,13 +72,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class WorkersFailing(RuntimeError):
+    """Worker processes die whatever they are given: the environment, not a file."""
+
+
 def run_isolated(func: Callable[[T], R], item: T, on_crash: Callable[[T], R]) -> R:
     """Run one item alone in a fresh worker, so a crash points at that item."""
+    return _isolated(func, item, on_crash)[0]
+
+
+def _isolated(func: Callable[[T], R], item: T, on_crash: Callable[[T], R]) -> tuple[R, bool]:
     with make_pool(1) as pool:
         try:
-            return pool.submit(func, item).result()
+            return pool.submit(func, item).result(), False
         except BrokenProcessPool:
-            return on_crash(item)
+            return on_crash(item), True
 
 
 def ordered_map(
@@ -130,8 +138,14 @@ def ordered_map(
                 pool.shutdown(wait=True, cancel_futures=True)
                 stranded = [i for i, _ in pending]
                 pending.clear()
+                crashes = 0
                 for i in stranded:
-                    yield run_isolated(func, i, on_crash)
+                    result, crashed = _isolated(func, i, on_crash)
+                    crashes = crashes + 1 if crashed else 0
+                    if crashes >= 3 and len(stranded) >= 3:
+                        # every file kills its worker: the workers cannot run at all
+                        raise WorkersFailing("decoding processes die on every file") from None
+                    yield result
                 pool = make_pool(workers)
                 continue
             pending.popleft()
