@@ -28,8 +28,8 @@ from . import report as report_mod
 from .config import Config, ConfigError
 from .db import SchemaTooNew
 from .index import Index
-from .workers import WorkersFailing
 from .scanner import scan as run_scan
+from .workers import WorkersFailing
 
 err_console = Console(stderr=True)
 
