@@ -40,6 +40,10 @@ REGIONS = {
     5: (0.15, 0.15, 1.0, 1.0),
     6: (0.0, 0.0, 1.0, 0.85),  # top 85% (a caption bar at the bottom)
 }
+# Centred squares, as a fraction of the short side: square crops (profile pictures,
+# Instagram) keep the middle of a photo.
+SQUARES = {7: 1.0, 8: 0.8, 9: 0.65}
+CONTENT = 10  # the picture without black or white bars around it (trim_bars)
 DRAFT_SIZE = (128, 128)  # JPEG draft() decodes at 1/2..1/8 scale, never below this
 # An image up to this size is read into memory once, feeding both sha256 and the decoder;
 # anything else (videos, larger files) is streamed through sha256 in chunks.
@@ -92,6 +96,9 @@ class Fingerprint:
     variants: tuple[tuple[int, int], ...] = ()
     # (region id, pHash, dHash) of the parts in REGIONS (see region_hashes).
     regions: tuple[tuple[int, int, int], ...] = ()
+    # pHash and dHash of the picture without its bars or blank background, in the eight
+    # poses; empty when there was nothing to trim. Not stored (the CONTENT region is).
+    content_variants: tuple[tuple[int, int], ...] = ()
     error: str | None = None
 
     @property
@@ -184,6 +191,39 @@ def decode_small(data: bytes | io.BufferedIOBase, max_pixels: int) -> tuple[Imag
     return base, {"format": fmt, "width": width, "height": height}
 
 
+def trim_bars(img: Image.Image) -> Image.Image:
+    """Remove black or white bars and frames around a picture (letterboxing, borders).
+
+    A copy shown with bars added, and the original, then hash the same content. Only
+    near-black or near-white uniform borders of at least 2% are removed, so a photo's
+    own sky or wall is left alone.
+    """
+    w, h = img.size
+    if w < 16 or h < 16:
+        return img
+    corners = [img.getpixel(xy) for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1))]
+    corner = corners[0]
+    # all four corners the same near-black or near-white: the same in every pose, and
+    # unchanged by a brightness edit, so a picture and its copies are trimmed alike
+    if max(corners) - min(corners) > 8 or 12 < corner < 243:
+        return img
+    mask = img.point(lambda v: 255 if abs(v - corner) > 24 else 0)
+    box = mask.getbbox()
+    if box is None:
+        return img  # uniform all over: nothing to trim to
+    left, top, right, bottom = box
+    if (right - left) * (bottom - top) < 0.3 * w * h:
+        return img  # mostly bar: more likely a dark or bright photo than a frame
+    min_bar = 0.02
+    left = left if left >= w * min_bar else 0
+    top = top if top >= h * min_bar else 0
+    right = right if w - right >= w * min_bar else w
+    bottom = bottom if h - bottom >= h * min_bar else h
+    if (left, top, right, bottom) == (0, 0, w, h):
+        return img
+    return img.crop((left, top, right, bottom))
+
+
 def region_hashes(base: Image.Image) -> tuple[tuple[int, int, int], ...]:
     """(region id, pHash, dHash) of the parts of a picture a cropped copy may keep.
 
@@ -197,8 +237,21 @@ def region_hashes(base: Image.Image) -> tuple[tuple[int, int, int], ...]:
 
     out = []
     w, h = base.size
-    for region_id, (left, top, right, bottom) in REGIONS.items():
-        part = base.crop((round(w * left), round(h * top), round(w * right), round(h * bottom)))
+    boxes = {
+        rid: (round(w * left), round(h * top), round(w * right), round(h * bottom))
+        for rid, (left, top, right, bottom) in REGIONS.items()
+    }
+    for rid, fraction in SQUARES.items():
+        side = min(w, h) * fraction
+        if rid == 7 and abs(w - h) < 0.1 * min(w, h):
+            continue  # the picture is already square: its centre square is itself
+        boxes[rid] = (round((w - side) / 2), round((h - side) / 2),
+                      round((w + side) / 2), round((h + side) / 2))  # fmt: skip
+    trimmed = trim_bars(base)
+    if trimmed.size != base.size:
+        boxes[CONTENT] = (0, 0, 0, 0)  # not a box of base: the trimmed picture itself
+    for region_id, box in boxes.items():
+        part = trimmed if region_id == CONTENT else base.crop(box)
         if part.width < 8 or part.height < 8:
             continue
         if ImageStat.Stat(part).stddev[0] < FLAT_STDDEV:
@@ -247,6 +300,12 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
         base, facts = decode_small(data, max_pixels)
         small = base.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS)
         regions = region_hashes(base)
+        trimmed = trim_bars(base)
+        content = (
+            image_hashes(trimmed.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS))
+            if trimmed.size != base.size and any(r == CONTENT for r, _, _ in regions)
+            else ()
+        )
     except ValueError as exc:
         fp.error = str(exc)
         return fp
@@ -257,6 +316,7 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
     fp.variants = image_hashes(small)
     fp.phash, fp.dhash = fp.variants[0]
     fp.regions = regions
+    fp.content_variants = content
     return fp
 
 

@@ -18,10 +18,17 @@ from .fingerprint import TRANSFORM_NAMES
 # Matches through a region (a cropped copy) must be closer than whole-picture ones:
 # more comparisons per newcomer, so a stricter bar keeps precision.
 CROP_PHASH_DISTANCE = 8
+# A turned or mirrored copy is the same pixels re-encoded, so it lands close; the seven
+# extra poses searched would otherwise multiply chance matches between unrelated
+# pictures (a pair of tools on white, one lying sideways, matched at distance 10).
+TURNED_PHASH_DISTANCE = 6
 CROP_DHASH_DISTANCE = 12
-REGION_KEYS = 8  # region rows are keyed file_id * REGION_KEYS + region id
-REGION_NAMES = {1: "centre", 2: "top-left", 3: "top-right", 4: "bottom-left",
-                5: "bottom-right", 6: "top"}  # fmt: skip
+CONTENT_REGION = 10  # fingerprint.CONTENT: the picture without bars or blank background
+REGION_KEYS = 16  # region rows are keyed file_id * REGION_KEYS + region id
+REGION_NAMES = {
+    1: "centre", 2: "top-left", 3: "top-right", 4: "bottom-left", 5: "bottom-right",
+    6: "top", 7: "square", 8: "square-80", 9: "square-65", 10: "content",
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

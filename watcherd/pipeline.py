@@ -14,10 +14,12 @@ from .config import Config
 from .fingerprint import Fingerprint
 from .index import Index
 from .matching import (
+    CONTENT_REGION,
     CROP_DHASH_DISTANCE,
     CROP_PHASH_DISTANCE,
     REGION_KEYS,
     REGION_NAMES,
+    TURNED_PHASH_DISTANCE,
     HashIndex,
     Match,
     newcomer_wins,
@@ -184,7 +186,9 @@ class Pipeline:
         for m in self.hashes.search(
             fp.variants, self.config.phash_distance, self.config.dhash_distance, exclude=f.id
         ):
-            offer(m)
+            turned_too_far = m.transform != "identity" and m.distance > TURNED_PHASH_DISTANCE
+            if not turned_too_far and self._content_agrees(m.file_id, fp):
+                offer(m)
         cp, cd = CROP_PHASH_DISTANCE, CROP_DHASH_DISTANCE
         queries = [(0, fp.phash, fp.dhash), *fp.regions]
         for region, ph, dh in queries:
@@ -197,6 +201,15 @@ class Pipeline:
                 for m in self.hashes.search([(ph, dh)], cp, cd, exclude=f.id):
                     offer(Match(m.file_id, m.distance, m.ddistance, f"crop:{REGION_NAMES[region]}"))
         return sorted(best.values(), key=lambda m: (m.distance, m.ddistance, m.file_id))
+
+    def _content_agrees(self, file_id: int, fp: Fingerprint) -> bool:
+        """Two pictures on the same white (or black) background or frame look alike as
+        a whole; when both have one, what stands on it must look alike too."""
+        key = file_id * REGION_KEYS + CONTENT_REGION
+        if not fp.content_variants or key not in self.parts:
+            return True
+        distance = self.parts.distance(key, fp.content_variants)
+        return distance is not None and distance <= self.config.phash_distance
 
     def _add_hashes(self, file_id: int, fp: Fingerprint) -> None:
         self.hashes.add(file_id, fp.phash, fp.dhash or 0)
