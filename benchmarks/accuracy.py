@@ -267,14 +267,11 @@ def run_difpy(sc: Scenario) -> tuple[list[tuple[str, str]], float] | None:
     except ImportError:
         return None
     t0 = time.monotonic()
-    dif = difPy.build([str(sc.lib), str(sc.arr)], show_progress=False)
-    search = difPy.search(dif, show_progress=False)
+    dif = difPy.build(str(sc.lib), str(sc.arr), show_progress=False)
+    search = difPy.search(dif, show_progress=False)  # default: "duplicates", rotations on
     seconds = time.monotonic() - t0
-    links = []
-    for group in search.result.values() if isinstance(search.result, dict) else search.result:
-        items = group if isinstance(group, list) else group.get("matches", [])
-        paths = [str(x[0] if isinstance(x, (list, tuple)) else x) for x in items]
-        links += [(paths[0], p) for p in paths[1:]]
+    # {path: [[matching path, mse], ...]}
+    links = [(str(k), str(m[0])) for k, matches in search.result.items() for m in matches]
     return links, seconds
 
 

@@ -84,3 +84,21 @@ def double_or_die(x: int) -> int:
 
         os._exit(3)
     return x * 2
+
+
+def busy_photo(seed: int, size: tuple[int, int] = (800, 600)) -> Image.Image:
+    """A detailed 'photo' (many small shapes): cropping it changes its whole-picture hash
+    as much as cropping a real photo does, which the smooth `photo` does not."""
+    rng = random.Random(seed * 7919)
+    img = photo(seed, size)
+    draw = ImageDraw.Draw(img)
+    w, h = size
+    for _ in range(60):
+        x, y = rng.randrange(w), rng.randrange(h)
+        r = rng.randrange(w // 40, w // 10)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        if rng.random() < 0.5:
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+        else:
+            draw.rectangle((x - r, y - r // 2, x + r, y + r // 2), fill=colour)
+    return img

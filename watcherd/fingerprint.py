@@ -42,7 +42,7 @@ REGIONS = {
 }
 # Centred squares, as a fraction of the short side: square crops (profile pictures,
 # Instagram) keep the middle of a photo.
-SQUARES = {7: 1.0, 8: 0.8, 9: 0.65}
+SQUARES = {7: 1.0, 8: 0.85, 9: 0.7}
 CONTENT = 10  # the picture without black or white bars around it (trim_bars)
 DRAFT_SIZE = (128, 128)  # JPEG draft() decodes at 1/2..1/8 scale, never below this
 # An image up to this size is read into memory once, feeding both sha256 and the decoder;

@@ -27,7 +27,7 @@ CONTENT_REGION = 10  # fingerprint.CONTENT: the picture without bars or blank ba
 REGION_KEYS = 16  # region rows are keyed file_id * REGION_KEYS + region id
 REGION_NAMES = {
     1: "centre", 2: "top-left", 3: "top-right", 4: "bottom-left", 5: "bottom-right",
-    6: "top", 7: "square", 8: "square-80", 9: "square-65", 10: "content",
+    6: "top", 7: "square", 8: "square-85", 9: "square-70", 10: "content",
 }  # fmt: skip
 
 

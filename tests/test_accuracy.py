@@ -1,0 +1,116 @@
+"""Each kind of copy the accuracy issue names, on generated pictures, and the hard
+negatives: pictures on the same blank background or frame that differ inside it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from helpers import busy_photo, photo, save
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+from sqlalchemy import select
+
+from watcherd.config import Config
+from watcherd.index import Index
+from watcherd.models import Decision
+from watcherd.scanner import scan
+
+
+def crop(img, left, top, right, bottom):
+    w, h = img.size
+    return img.crop((int(w * left), int(h * top), int(w * (1 - right)), int(h * (1 - bottom))))
+
+
+def caption(img):
+    img = img.copy()
+    w, h = img.size
+    ImageDraw.Draw(img).rectangle((0, int(h * 0.88), w, h), fill=(15, 15, 15))
+    return img
+
+
+def letterbox(img):
+    w, h = img.size
+    out = Image.new("RGB", (w, int(h * 1.35)), (0, 0, 0))
+    out.paste(img, (0, int(h * 0.175)))
+    return out
+
+
+def square_crop(img):
+    w, h = img.size
+    side = int(min(w, h) * 0.7)
+    return img.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2))
+
+
+EDITS = {
+    "whatsapp": lambda i: i.resize((i.width * 3 // 5, i.height * 3 // 5)),
+    "grey": ImageOps.grayscale,
+    "bright25": lambda i: ImageEnhance.Brightness(i).enhance(1.25),
+    "blur": lambda i: i.filter(ImageFilter.GaussianBlur(1.5)),
+    "rot180": lambda i: i.transpose(Image.Transpose.ROTATE_180),
+    "crop5": lambda i: crop(i, 0.05, 0.05, 0.05, 0.05),
+    "crop15": lambda i: crop(i, 0.15, 0.0, 0.0, 0.15),
+    "crop15-other-corner": lambda i: crop(i, 0.0, 0.15, 0.15, 0.0),
+    "caption": caption,
+    "letterbox": letterbox,
+    "square": square_crop,
+}
+
+
+def linked(tmp_path, first: Image.Image, second: Image.Image) -> list[tuple[str, str, str]]:
+    folder = tmp_path / "lib"
+    save(first, folder / "a.jpg", quality=92)
+    os.utime(folder / "a.jpg", ns=(10**18, 10**18))
+    save(second.convert("RGB"), folder / "b.jpg", quality=88)
+    with Index(tmp_path / "i.sqlite3") as index:
+        scan([folder], Config(workers=1), index)
+        rows = index.session.scalars(select(Decision).where(Decision.current.is_(True))).all()
+        return [(d.file.path, d.original.path, d.kind) for d in rows]
+
+
+@pytest.mark.parametrize("edit", EDITS)
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_each_kind_of_copy_is_found(tmp_path, edit, seed):
+    original = busy_photo(seed)
+    links = linked(tmp_path, original, EDITS[edit](original))
+    assert len(links) == 1, f"{edit} copy of photo {seed} not linked"
+    assert links[0][2] == "near"
+
+
+def _object_on_white(seed: int, shape: str) -> Image.Image:
+    """A product shot: one dark object on a white studio background."""
+    img = Image.new("RGB", (800, 600), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    if shape == "bar":
+        draw.rectangle((150, 270, 650, 330), fill=(40, 40, 50))
+        draw.ellipse((560, 230, 700, 370), fill=(60, 60, 70))
+    else:
+        draw.ellipse((300, 180, 500, 420), fill=(40, 40, 50))
+        draw.rectangle((380, 60, 420, 560), fill=(60, 60, 70))
+    return img
+
+
+def _framed(seed: int) -> Image.Image:
+    """A photo in a wide white frame (a scanned print, a framed screenshot)."""
+    out = Image.new("RGB", (800, 600), (255, 255, 255))
+    out.paste(photo(seed, (480, 340)), (160, 130))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (lambda: _object_on_white(1, "bar"), lambda: _object_on_white(2, "round")),
+        (lambda: _framed(31), lambda: _framed(32)),
+        (lambda: photo(41), lambda: photo(42)),
+    ],
+    ids=["objects-on-white", "different-photos-in-same-frame", "unrelated"],
+)
+def test_same_background_or_frame_different_inside_is_not_linked(tmp_path, a, b):
+    assert linked(tmp_path, a(), b()) == []
+
+
+def test_framed_photo_matches_itself_unframed(tmp_path):
+    inner = photo(33, (480, 340))
+    framed = Image.new("RGB", (800, 600), (255, 255, 255))
+    framed.paste(inner, (160, 130))
+    assert len(linked(tmp_path, inner, framed)) == 1
