@@ -10,7 +10,8 @@ from helpers import busy_photo, photo, save
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from sqlalchemy import select
 
-from watcherd.config import Config
+from watcherd import report
+from watcherd.config import Config, Root
 from watcherd.index import Index
 from watcherd.models import Decision
 from watcherd.scanner import scan
@@ -114,3 +115,40 @@ def test_framed_photo_matches_itself_unframed(tmp_path):
     framed = Image.new("RGB", (800, 600), (255, 255, 255))
     framed.paste(inner, (160, 130))
     assert len(linked(tmp_path, inner, framed)) == 1
+
+
+def _burst(seed: int) -> tuple[Image.Image, Image.Image]:
+    """Two shots a moment apart: same scene, the subject has moved."""
+    base = busy_photo(seed)
+    a, b = base.copy(), base.copy()
+    ImageDraw.Draw(a).ellipse((100, 150, 300, 450), fill=(200, 40, 40))
+    ImageDraw.Draw(b).ellipse((420, 150, 620, 450), fill=(200, 40, 40))
+    return a, b
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13, 14, 15])
+def test_burst_shots_are_similar_never_near(tmp_path, seed):
+    a, b = _burst(seed)
+    links = linked(tmp_path, a, b)
+    assert [kind for _, _, kind in links] in ([], ["similar"])
+    assert all(kind != "near" for _, _, kind in links)
+
+
+def test_similar_is_reported_not_moved(tmp_path):
+    a, b = _burst(11)
+    lib = tmp_path / "lib"
+    save(a, lib / "a.jpg")
+    save(b, lib / "b.jpg")
+    cfg = Config(workers=1, roots=(Root(lib),), action="quarantine", quarantine_dir=tmp_path / "Q")
+    with Index(tmp_path / "i.sqlite3") as index:
+        stats = scan([lib], cfg, index)
+        data = report.build(index)
+    assert (stats.similar, stats.near, stats.quarantined) == (1, 0, 0)
+    assert (lib / "a.jpg").exists() and (lib / "b.jpg").exists()
+    [entry] = data["duplicates"]
+    assert entry["kind"] == "similar" and {entry["path"], entry["original"]} == {
+        str(lib / "a.jpg"),
+        str(lib / "b.jpg"),
+    }
+    assert data["summary"]["duplicates"] == 0 and data["summary"]["similar"] == 1
+    assert data["summary"]["reclaimable_bytes"] == 0

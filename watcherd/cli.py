@@ -178,7 +178,8 @@ def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> Non
         highlight=False,
     )
     out.print(
-        f"{prefix} {stats.exact} exact and {stats.near} near duplicates; {stats.errors} errors.",
+        f"{prefix} {stats.exact} exact and {stats.near} near duplicates, "
+        f"{stats.similar} similar shots; {stats.errors} errors.",
         highlight=False,
     )
     if cfg.action == "quarantine":
@@ -216,7 +217,7 @@ def parse_since(value: str) -> datetime:
 )  # fmt: skip
 @click.option("--since", help="Only decisions newer than this (7d, 12h, or a date).")
 @click.option("--root", type=click.Path(path_type=Path), help="Only files under this folder.")
-@click.option("--kind", type=click.Choice(["exact", "near"]))
+@click.option("--kind", type=click.Choice(["exact", "near", "similar"]))
 @click.option("--action", type=click.Choice(["flagged", "quarantined"]))
 @click.option("--limit", type=click.IntRange(min=1))
 @click.option("--fail-on-duplicates", is_flag=True, help="Exit 1 when any duplicate is listed.")
@@ -247,7 +248,7 @@ def report(
         click.echo(report_mod.to_csv(data), nl=False)
     else:
         report_mod.print_table(data, Console())
-    if fail_on_duplicates and data["duplicates"]:
+    if fail_on_duplicates and data["summary"]["duplicates"]:
         sys.exit(1)
 
 

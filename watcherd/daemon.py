@@ -584,6 +584,9 @@ class Daemon:
         if outcome.error:
             self.counters.errors += 1
             self.counters.last_event = {"event": "error", "path": path, "reason": outcome.error}
+        elif outcome.verdict is not None and outcome.verdict.kind == "similar":
+            self.counters.indexed += 1
+            self.counters.last_event = {"event": "similar", "path": path}
         elif outcome.verdict is not None:
             self.counters.duplicates += 1
             self.counters.last_event = {

@@ -198,6 +198,20 @@ class Index:
         f.status = MISSING
         self.session.flush()
 
+    def record_similar(self, f: File, other: File, distance: int) -> Decision:
+        """A 'similar' verdict: reported only, so neither file becomes redundant."""
+        d = Decision(
+            file_id=f.id,
+            original_id=other.id,
+            kind="similar",
+            distance=distance,
+            action="flagged",
+            decided_at=utcnow(),
+        )
+        self.session.add(d)
+        self.session.flush()
+        return d
+
     def record_decision(
         self,
         redundant: File,

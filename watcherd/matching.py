@@ -22,6 +22,10 @@ CROP_PHASH_DISTANCE = 8
 # extra poses searched would otherwise multiply chance matches between unrelated
 # pictures (a pair of tools on white, one lying sideways, matched at distance 10).
 TURNED_PHASH_DISTANCE = 6
+# "similar": a different shot of the same scene, closer than unrelated pictures ever
+# are but not the same picture. Reported, never moved.
+SIMILAR_PHASH_DISTANCE = 16
+SIMILAR_DHASH_DISTANCE = 22
 CROP_DHASH_DISTANCE = 12
 CONTENT_REGION = 10  # fingerprint.CONTENT: the picture without bars or blank background
 REGION_KEYS = 16  # region rows are keyed file_id * REGION_KEYS + region id

@@ -97,7 +97,7 @@ class Decision(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
     original_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))  # exact | near
+    kind: Mapped[str] = mapped_column(String(16))  # exact | near | similar
     distance: Mapped[int] = mapped_column(Integer)
     transform: Mapped[str | None] = mapped_column(String(16))
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -19,6 +19,8 @@ from .matching import (
     CROP_PHASH_DISTANCE,
     REGION_KEYS,
     REGION_NAMES,
+    SIMILAR_DHASH_DISTANCE,
+    SIMILAR_PHASH_DISTANCE,
     TURNED_PHASH_DISTANCE,
     HashIndex,
     Match,
@@ -141,7 +143,7 @@ class Pipeline:
                         distance = self.hashes.distance(partner.id, fp.variants) or first.distance
                         transform = first.transform
         if partner is None or partner.id in ignored:
-            return None
+            return self._similar(f, fp, ignored) if fp.variants else None
         # `transform` is the pose that turned the newcomer into the indexed picture; the
         # decision records how the redundant copy is turned relative to the kept one.
         if newcomer_wins(f, partner, self.config.keep):
@@ -202,6 +204,24 @@ class Pipeline:
                     offer(Match(m.file_id, m.distance, m.ddistance, f"crop:{REGION_NAMES[region]}"))
         return sorted(best.values(), key=lambda m: (m.distance, m.ddistance, m.file_id))
 
+    def _similar(self, f: File, fp: Fingerprint, ignored: set[int]) -> Verdict | None:
+        """A different shot of the same scene (a burst, a re-take): reported, never moved.
+
+        Upright whole pictures only, within looser limits than a near duplicate; neither
+        file becomes redundant.
+        """
+        for m in self.hashes.search(
+            fp.variants[:1], SIMILAR_PHASH_DISTANCE, SIMILAR_DHASH_DISTANCE, exclude=f.id
+        ):
+            other = self.index.get(m.file_id)
+            if other is None or other.status != ACTIVE or other.id in ignored:
+                continue
+            if not self._content_agrees(other.id, fp):
+                continue
+            self.index.record_similar(f, other, m.distance)
+            return Verdict(f.path, other.path, "similar", m.distance, None, f.size)
+        return None
+
     def _content_agrees(self, file_id: int, fp: Fingerprint) -> bool:
         """Two pictures on the same white (or black) background or frame look alike as
         a whole; when both have one, what stands on it must look alike too."""
@@ -248,6 +268,21 @@ def log_outcome(outcome: Outcome) -> None:
     v = outcome.verdict
     if v is None:
         log.info("indexed %s", outcome.path, extra={"event": "indexed", "path": outcome.path})
+        return
+    if v.kind == "similar":
+        log.info(
+            "indexed %s: similar to %s (distance %d), reported only",
+            v.redundant_path,
+            v.kept_path,
+            v.distance,
+            extra={
+                "event": "similar",
+                "path": v.redundant_path,
+                "original": v.kept_path,
+                "kind": "similar",
+                "distance": v.distance,
+            },
+        )
         return
     done = f"; {v.action} to {v.moved_to}" if v.moved_to else f"; {v.action}"
     log.info(

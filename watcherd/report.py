@@ -43,8 +43,9 @@ def build(index: Index, filters: Filters | None = None) -> dict:
         limit=filters.limit,
     )
     duplicates = []
-    for decision, redundant, _partner in rows:
-        kept = index.group_root(redundant)
+    for decision, redundant, partner in rows:
+        # a 'similar' pair has no kept copy: its original is simply the other picture
+        kept = partner if decision.kind == "similar" else index.group_root(redundant)
         quarantined = redundant.status == QUARANTINED
         duplicates.append(
             {
@@ -60,15 +61,17 @@ def build(index: Index, filters: Filters | None = None) -> dict:
             }
         )
     counts = index.counts()
+    copies = [d for d in duplicates if d["kind"] != "similar"]
     summary = {
-        "duplicates": len(duplicates),
-        "groups": len({d["original"] for d in duplicates}),
-        "exact": sum(d["kind"] == "exact" for d in duplicates),
-        "near": sum(d["kind"] == "near" for d in duplicates),
-        "flagged": sum(d["action"] == "flagged" for d in duplicates),
-        "quarantined": sum(d["action"] == "quarantined" for d in duplicates),
-        "reclaimable_bytes": sum(d["size"] for d in duplicates if d["action"] == "flagged"),
-        "reclaimed_bytes": sum(d["size"] for d in duplicates if d["action"] == "quarantined"),
+        "duplicates": len(copies),
+        "groups": len({d["original"] for d in copies}),
+        "exact": sum(d["kind"] == "exact" for d in copies),
+        "near": sum(d["kind"] == "near" for d in copies),
+        "similar": len(duplicates) - len(copies),
+        "flagged": sum(d["action"] == "flagged" for d in copies),
+        "quarantined": sum(d["action"] == "quarantined" for d in copies),
+        "reclaimable_bytes": sum(d["size"] for d in copies if d["action"] == "flagged"),
+        "reclaimed_bytes": sum(d["size"] for d in copies if d["action"] == "quarantined"),
         "files": counts["files"],
         "errors": counts["errors"],
     }
@@ -127,7 +130,8 @@ def print_table(report: dict, console: Console) -> None:
     console.print(table)
     console.print(
         f"{summary['duplicates']} duplicates in {summary['groups']} groups "
-        f"({summary['exact']} exact, {summary['near']} near); "
+        f"({summary['exact']} exact, {summary['near']} near), "
+        f"{summary['similar']} similar shots (reported only); "
         f"{human_size(summary['reclaimable_bytes'])} reclaimable, "
         f"{human_size(summary['reclaimed_bytes'])} in quarantine."
     )

@@ -46,6 +46,7 @@ class ScanStats:
     missing: int = 0
     exact: int = 0
     near: int = 0
+    similar: int = 0
     errors: int = 0
     quarantined: int = 0
     seconds: float = 0.0
@@ -229,9 +230,12 @@ def _count(stats: ScanStats, fp: Fingerprint, outcome: Outcome) -> None:
         stats.errors += 1
         stats.error_paths.append((fp.path, outcome.error))
     elif outcome.verdict is not None:
-        if outcome.verdict.kind == "exact":
+        kind = outcome.verdict.kind
+        if kind == "exact":
             stats.exact += 1
-        else:
+        elif kind == "near":
             stats.near += 1
+        else:
+            stats.similar += 1
         if outcome.verdict.action in ("quarantined", "would quarantine"):
             stats.quarantined += 1
