@@ -275,6 +275,49 @@ def run_difpy(sc: Scenario) -> tuple[list[tuple[str, str]], float] | None:
     return links, seconds
 
 
+def signal_costs(sc: Scenario, n: int = 300) -> dict[str, float]:
+    """Milliseconds per image, one core: fingerprinting with and without the region
+    hashes, and the search of one newcomer against the scenario's index."""
+    import statistics
+
+    from watcherd import fingerprint as fpmod
+
+    files = sorted(str(p) for p in sc.arr.iterdir())[:n]
+
+    def per_image() -> float:
+        t0 = time.perf_counter()
+        for p in files:
+            fpmod.fingerprint_file(p)
+        return (time.perf_counter() - t0) / len(files) * 1000
+
+    full = per_image()
+    saved = fpmod.REGIONS, fpmod.SQUARES, fpmod.trim_bars
+    fpmod.REGIONS, fpmod.SQUARES, fpmod.trim_bars = {}, {}, lambda img: img
+    try:
+        whole_only = per_image()
+    finally:
+        fpmod.REGIONS, fpmod.SQUARES, fpmod.trim_bars = saved
+
+    from watcherd.config import Config
+    from watcherd.index import Index
+    from watcherd.pipeline import Pipeline
+
+    with Index(sc.lib.parent / "watcherd.sqlite3") as index:
+        pipe = Pipeline(index, Config())
+        fps = [fpmod.fingerprint_file(p) for p in files[:100]]
+        times = []
+        for fp in fps:
+            t0 = time.perf_counter()
+            pipe._near_matches(index.get(1), fp)
+            times.append((time.perf_counter() - t0) * 1000)
+    return {
+        "fingerprint_ms": full,
+        "fingerprint_whole_only_ms": whole_only,
+        "search_ms": statistics.median(times),
+        "indexed": len(pipe.hashes),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--bench", type=Path, default=DEFAULT_BENCH)
@@ -283,6 +326,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "watcherd-acc")
     ap.add_argument("--no-peers", action="store_true", help="measure watcherd only")
     ap.add_argument("--show-wrong", action="store_true", help="list every false link")
+    ap.add_argument("--costs", action="store_true", help="also time each signal per image")
     args = ap.parse_args()
 
     sc = Scenario(args.bench, args.workdir, args.sample, args.seed)
@@ -339,6 +383,14 @@ def main() -> None:
         f"({w['similar_negatives']} between hard negatives, reported only)\n"
     )
     print(out.getvalue())
+    if args.costs:
+        c = signal_costs(sc)
+        print(
+            f"per image, one core: fingerprint {c['fingerprint_ms']:.1f} ms "
+            f"(whole-picture hashes only: {c['fingerprint_whole_only_ms']:.1f} ms; the "
+            f"region hashes and trimming cost the rest); search of one newcomer against "
+            f"{c['indexed']} indexed pictures and their regions: {c['search_ms']:.2f} ms median"
+        )
     if args.show_wrong:
         for n in names:
             for a, b in results[n]["wrong"]:

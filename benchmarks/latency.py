@@ -4,8 +4,8 @@
 
 1. Prepares WhatsApp-style JPEGs (long side 1600 px, quality 75) from a folder of
    photos, several distinct variants per photo, so every file is new to the index.
-2. Fills an index with --indexed synthetic file rows (random fingerprints), so every
-   decision searches an array of that size.
+2. Fills an index with --indexed synthetic file rows (random fingerprints, with the
+   region hashes a real photo has), so every decision searches arrays of that size.
 3. Starts `watcherd run` as a real subprocess and copies files into its folder at
    --rate per second: latency is the time from the copy's close to the daemon's log
    line for that file (both wall-clock on this machine).
@@ -74,15 +74,28 @@ def prepare(photos: Path, out: Path, n: int) -> list[Path]:
 def fill_index(db: Path, n: int) -> None:
     from sqlalchemy import insert
 
+    from watcherd.fingerprint import REGIONS, SQUARES
     from watcherd.index import Index
-    from watcherd.models import File
+    from watcherd.models import File, RegionHash
 
     rng = random.Random(1)
+    region_ids = [*REGIONS, *SQUARES]
     with Index(db, writer=True) as index:
-        batch = []
+        batch: list[dict] = []
+        regions: list[dict] = []
         for i in range(n):
+            regions += [
+                {
+                    "file_id": i + 1,
+                    "region": r,
+                    "phash": rng.getrandbits(64) - 2**63,
+                    "dhash": rng.getrandbits(64) - 2**63,
+                }
+                for r in region_ids
+            ]
             batch.append(
                 {
+                    "id": i + 1,
                     "path": f"/archive/{i // 1000:03}/IMG_{i:07}.jpg",
                     "root": "/archive",
                     "size": rng.randrange(200_000, 5_000_000),
@@ -99,9 +112,12 @@ def fill_index(db: Path, n: int) -> None:
             )
             if len(batch) == 10_000:
                 index.session.execute(insert(File), batch)
+                index.session.execute(insert(RegionHash), regions)
                 batch.clear()
+                regions.clear()
         if batch:
             index.session.execute(insert(File), batch)
+            index.session.execute(insert(RegionHash), regions)
         index.commit()
 
 
@@ -123,7 +139,7 @@ class Log:
             with self.cond:
                 if e["event"] == "ready":
                     self.ready_at = e["ts"]
-                elif e["event"] in ("indexed", "duplicate", "error"):
+                elif e["event"] in ("indexed", "duplicate", "similar", "error"):
                     for key in ("path", "original"):
                         if e.get(key):
                             self.decided.setdefault(e[key], e["ts"])

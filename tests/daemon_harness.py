@@ -102,7 +102,7 @@ class Daemon:
         p = str(path)
         return self.wait_for(
             lambda e: (
-                e["event"] in ("indexed", "duplicate", "error")
+                e["event"] in ("indexed", "duplicate", "similar", "error")
                 and p in (e.get("path"), e.get("original"))
             ),
             timeout=timeout,

@@ -105,7 +105,9 @@ def test_same_decisions_as_scan(tmp_path, daemons):
     run_cli("--db", str(tmp_path / "scan.sqlite3"), "scan", str(lib))
     d = daemons(tmp_path, [lib], db=tmp_path / "daemon.sqlite3").start()  # catch-up
     total = 3 * 8 + 4
-    d.wait_for(lambda e: e["event"] in ("indexed", "duplicate"), count=total, what="all files")
+    d.wait_for(
+        lambda e: e["event"] in ("indexed", "duplicate", "similar"), count=total, what="all files"
+    )
     d.stop()
     assert live_pairs(tmp_path / "daemon.sqlite3") == live_pairs(tmp_path / "scan.sqlite3")
     assert len(live_pairs(tmp_path / "scan.sqlite3")) == 3 * 7
@@ -346,7 +348,7 @@ def test_report_reads_while_daemon_writes(tmp_path, daemons):
     for _ in range(10):  # reports during the burst: never "database is locked"
         out = run_cli("--db", str(d.db), "report", "--format", "json")
         json.loads(out.stdout)
-    d.wait_for(lambda e: e["event"] in ("indexed", "duplicate"), count=80, what="burst")
+    d.wait_for(lambda e: e["event"] in ("indexed", "duplicate", "similar"), count=80, what="burst")
     assert len(d.of("duplicate")) == 40
 
 

@@ -95,3 +95,22 @@ def test_keep_best(new, old, expected):
 
 def test_keep_first_always_keeps_indexed():
     assert newcomer_wins(F(9999, 9999, 99, 0), F(1, 1, 1, 9), "first") is False
+
+
+def test_region_index_add_remove_compact_and_search():
+    from watcherd.matching import RegionIndex
+
+    rows = [(fid, region, fid * 100 + region, 0) for fid in range(1, 2001) for region in (1, 2, 3)]
+    idx = RegionIndex.from_rows(rows)
+    assert len(idx) == 6000 and 5 in idx
+    assert idx.search(502, 0, 0, 0) == [(5, 2, 0, 0)]
+    assert idx.distance(5, 3, [(503, 0)]) == 0 and idx.distance(5, 9, [(1, 0)]) is None
+    for fid in range(1, 1500):  # enough holes to force a compaction
+        idx.remove(fid)
+    assert len(idx) == 501 * 3 and 5 not in idx
+    assert idx.search(502, 0, 0, 0) == []
+    assert idx.search(1801 * 100 + 1, 0, 0, 0) == [(1801, 1, 0, 0)]
+    idx.add(1801, [(4, 7, 7)])  # re-added with other regions: the old rows are gone
+    assert idx.search(1801 * 100 + 1, 0, 0, 0) == []
+    assert idx.search(7, 7, 0, 0) == [(1801, 4, 0, 0)]
+    assert idx.distance(1801, 4, [(7, 0)]) == 0

@@ -123,6 +123,7 @@ class Index:
             select(RegionHash.file_id, RegionHash.region, RegionHash.phash, RegionHash.dhash)
             .join(File, File.id == RegionHash.file_id)
             .where(File.status == ACTIVE)
+            .order_by(RegionHash.file_id, RegionHash.region)
         )
         for row in self.session.execute(stmt.execution_options(yield_per=10_000)):
             yield row.file_id, row.region, row.phash, row.dhash

@@ -28,7 +28,6 @@ SIMILAR_PHASH_DISTANCE = 16
 SIMILAR_DHASH_DISTANCE = 22
 CROP_DHASH_DISTANCE = 12
 CONTENT_REGION = 10  # fingerprint.CONTENT: the picture without bars or blank background
-REGION_KEYS = 16  # region rows are keyed file_id * REGION_KEYS + region id
 REGION_NAMES = {
     1: "centre", 2: "top-left", 3: "top-right", 4: "bottom-left", 5: "bottom-right",
     6: "top", 7: "square", 8: "square-85", 9: "square-70", 10: "content",
@@ -171,3 +170,131 @@ def newcomer_wins(newcomer: Candidate, indexed: Candidate, keep: str) -> bool:
     new_key = (_pixels(newcomer), newcomer.size, -newcomer.mtime_ns)
     old_key = (_pixels(indexed), indexed.size, -indexed.mtime_ns)
     return new_key > old_key
+
+
+class RegionIndex:
+    """Region hashes: several rows per file, kept in flat numpy arrays.
+
+    A file's rows are appended together and found again through one (start, count) span
+    per file, so the only Python objects are one dict entry per file (a dict entry per
+    row would cost more memory than the hashes themselves). Removed rows are left as
+    holes (file id -1) and squeezed out once they are a quarter of the array.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        capacity = max(capacity, 16)
+        self._fid = np.full(capacity, -1, dtype=np.int64)
+        self._reg = np.zeros(capacity, dtype=np.int8)
+        self._ph = np.zeros(capacity, dtype=np.uint64)
+        self._dh = np.zeros(capacity, dtype=np.uint64)
+        self._n = 0
+        self._dead = 0
+        self._span: dict[int, tuple[int, int]] = {}
+
+    def __len__(self) -> int:
+        return self._n - self._dead
+
+    def __contains__(self, file_id: int) -> bool:
+        return file_id in self._span
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[int, int, int, int]]) -> RegionIndex:
+        """Build from (file_id, region, phash, dhash) rows grouped by file id."""
+        dtype = np.dtype([("f", np.int64), ("r", np.int8), ("p", np.int64), ("d", np.int64)])
+        data = np.fromiter(rows, dtype=dtype)
+        index = cls(len(data))
+        n = len(data)
+        index._fid[:n] = data["f"]
+        index._reg[:n] = data["r"]
+        index._ph[:n] = data["p"].view(np.uint64)
+        index._dh[:n] = data["d"].view(np.uint64)
+        index._n = n
+        index._span = _spans(index._fid[:n])
+        return index
+
+    def _reserve(self, extra: int) -> None:
+        if self._n + extra <= len(self._fid):
+            return
+        capacity = max(len(self._fid) * 2, self._n + extra)
+        for name, fill in (("_fid", -1), ("_reg", 0), ("_ph", 0), ("_dh", 0)):
+            old = getattr(self, name)
+            new = np.full(capacity, fill, dtype=old.dtype)
+            new[: self._n] = old[: self._n]
+            setattr(self, name, new)
+
+    def add(self, file_id: int, regions: Sequence[tuple[int, int, int]]) -> None:
+        self.remove(file_id)
+        if not regions:
+            return
+        self._reserve(len(regions))
+        start = self._n
+        for i, (region, ph, dh) in enumerate(regions):
+            self._fid[start + i] = file_id
+            self._reg[start + i] = region
+            self._ph[start + i] = ph & 0xFFFFFFFFFFFFFFFF
+            self._dh[start + i] = dh & 0xFFFFFFFFFFFFFFFF
+        self._n += len(regions)
+        self._span[file_id] = (start, len(regions))
+
+    def remove(self, file_id: int) -> None:
+        span = self._span.pop(file_id, None)
+        if span is None:
+            return
+        start, count = span
+        self._fid[start : start + count] = -1
+        self._dead += count
+        if self._dead > 1024 and self._dead * 4 > self._n:
+            self._compact()
+
+    def _compact(self) -> None:
+        keep = np.flatnonzero(self._fid[: self._n] >= 0)
+        for name in ("_fid", "_reg", "_ph", "_dh"):
+            arr = getattr(self, name)
+            arr[: len(keep)] = arr[keep]
+        self._fid[len(keep) : self._n] = -1
+        self._n, self._dead = len(keep), 0
+        self._span = _spans(self._fid[: self._n])
+
+    def search(
+        self, phash: int, dhash: int, max_phash: int, max_dhash: int
+    ) -> list[tuple[int, int, int, int]]:
+        """(file_id, region, pHash distance, dHash distance) of every region within both."""
+        n = self._n
+        if n == 0:
+            return []
+        pdist = np.bitwise_count(self._ph[:n] ^ np.uint64(phash & 0xFFFFFFFFFFFFFFFF))
+        rows = np.flatnonzero(pdist <= max_phash)
+        if rows.size == 0:
+            return []
+        ddist = np.bitwise_count(self._dh[rows] ^ np.uint64(dhash & 0xFFFFFFFFFFFFFFFF))
+        rows, ddist = rows[ddist <= max_dhash], ddist[ddist <= max_dhash]
+        return [
+            (int(self._fid[r]), int(self._reg[r]), int(pdist[r]), int(d))
+            for r, d in zip(rows, ddist, strict=True)
+            if self._fid[r] >= 0
+        ]
+
+    def distance(
+        self, file_id: int, region: int, variants: Sequence[tuple[int, int]]
+    ) -> int | None:
+        """pHash distance from any of `variants` to one region of one file."""
+        span = self._span.get(file_id)
+        if span is None:
+            return None
+        start, count = span
+        for row in range(start, start + count):
+            if int(self._reg[row]) == region:
+                stored = int(self._ph[row])
+                return min((stored ^ (vp & 0xFFFFFFFFFFFFFFFF)).bit_count() for vp, _ in variants)
+        return None
+
+
+def _spans(fids: np.ndarray) -> dict[int, tuple[int, int]]:
+    """{file id: (first row, row count)} for an array where each file's rows are adjacent."""
+    n = len(fids)
+    if n == 0:
+        return {}
+    starts = np.flatnonzero(np.r_[True, fids[1:] != fids[:-1]])
+    counts = np.diff(np.r_[starts, n])
+    pairs = zip(starts.tolist(), counts.tolist(), strict=True)
+    return dict(zip(fids[starts].tolist(), pairs, strict=True))

@@ -17,13 +17,13 @@ from .matching import (
     CONTENT_REGION,
     CROP_DHASH_DISTANCE,
     CROP_PHASH_DISTANCE,
-    REGION_KEYS,
     REGION_NAMES,
     SIMILAR_DHASH_DISTANCE,
     SIMILAR_PHASH_DISTANCE,
     TURNED_PHASH_DISTANCE,
     HashIndex,
     Match,
+    RegionIndex,
     newcomer_wins,
 )
 from .models import ACTIVE, ERROR, File
@@ -68,10 +68,7 @@ class Pipeline:
         self.index = index
         self.config = config
         self.hashes = hashes if hashes is not None else HashIndex.from_rows(index.hash_rows())
-        # region hashes, keyed file_id * REGION_KEYS + region
-        self.parts = HashIndex.from_rows(
-            (fid * REGION_KEYS + region, ph, dh) for fid, region, ph, dh in index.region_rows()
-        )
+        self.parts = RegionIndex.from_rows(index.region_rows())
         self.mover = mover or Mover(index, config)
         self.dry_run = dry_run
 
@@ -194,11 +191,10 @@ class Pipeline:
         cp, cd = CROP_PHASH_DISTANCE, CROP_DHASH_DISTANCE
         queries = [(0, fp.phash, fp.dhash), *fp.regions]
         for region, ph, dh in queries:
-            for m in self.parts.search([(ph, dh)], cp, cd):
-                file_id, their_region = divmod(m.file_id, REGION_KEYS)
+            for file_id, their_region, pdist, ddist in self.parts.search(ph, dh, cp, cd):
                 if region in (0, their_region):
                     name = REGION_NAMES[their_region]
-                    offer(Match(file_id, m.distance, m.ddistance, f"crop:{name}"))
+                    offer(Match(file_id, pdist, ddist, f"crop:{name}"))
             if region:
                 for m in self.hashes.search([(ph, dh)], cp, cd, exclude=f.id):
                     offer(Match(m.file_id, m.distance, m.ddistance, f"crop:{REGION_NAMES[region]}"))
@@ -225,21 +221,18 @@ class Pipeline:
     def _content_agrees(self, file_id: int, fp: Fingerprint) -> bool:
         """Two pictures on the same white (or black) background or frame look alike as
         a whole; when both have one, what stands on it must look alike too."""
-        key = file_id * REGION_KEYS + CONTENT_REGION
-        if not fp.content_variants or key not in self.parts:
+        if not fp.content_variants:
             return True
-        distance = self.parts.distance(key, fp.content_variants)
-        return distance is not None and distance <= self.config.phash_distance
+        distance = self.parts.distance(file_id, CONTENT_REGION, fp.content_variants)
+        return distance is None or distance <= self.config.phash_distance
 
     def _add_hashes(self, file_id: int, fp: Fingerprint) -> None:
         self.hashes.add(file_id, fp.phash, fp.dhash or 0)
-        for region, ph, dh in fp.regions:
-            self.parts.add(file_id * REGION_KEYS + region, ph, dh)
+        self.parts.add(file_id, fp.regions)
 
     def _forget_hashes(self, file_id: int) -> None:
         self.hashes.remove(file_id)
-        for region in REGION_NAMES:
-            self.parts.remove(file_id * REGION_KEYS + region)
+        self.parts.remove(file_id)
 
     def _prefer_kept(self, files: list[File]) -> File | None:
         """Among matching files (best first), the kept file of the best match's group.
