@@ -102,8 +102,24 @@ class Index:
         stmt = select(File.id, File.phash, File.dhash).where(
             File.status == ACTIVE, File.phash.is_not(None)
         )
-        for row in self.session.execute(stmt.execution_options(yield_per=10_000)):
-            yield row.id, row.phash, row.dhash
+        yield from self._plain_rows(stmt)
+
+    def _plain_rows(self, stmt) -> Iterator[tuple]:
+        """Rows as plain tuples straight from the database driver.
+
+        Loading a million fingerprints through SQLAlchemy's Row objects takes seconds;
+        the driver's own cursor takes a fraction of that. Still backend-neutral: the
+        statement is compiled for whatever dialect the engine speaks.
+        """
+        conn = self.session.connection()
+        sql = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.execute(str(sql))
+            while batch := cursor.fetchmany(10_000):
+                yield from batch
+        finally:
+            cursor.close()
 
     def set_regions(self, file_id: int, regions) -> None:
         """Replace a file's region hashes with (region, phash, dhash) rows."""
@@ -125,8 +141,7 @@ class Index:
             .where(File.status == ACTIVE)
             .order_by(RegionHash.file_id, RegionHash.region)
         )
-        for row in self.session.execute(stmt.execution_options(yield_per=10_000)):
-            yield row.file_id, row.region, row.phash, row.dhash
+        yield from self._plain_rows(stmt)
 
     def upsert_file(self, existing: File | None, **values) -> File:
         """Create or overwrite a file row; the caller flushes/commits."""

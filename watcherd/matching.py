@@ -42,6 +42,49 @@ class Match:
     transform: str  # how the newcomer was turned to match (identity, mirror, rotate90, ...)
 
 
+class IdMap:
+    """Non-negative int id -> int, in a numpy array indexed by id (-1 means absent).
+
+    File ids are small and dense (SQLite row ids), so this costs 8 bytes per id where a
+    dict costs about a hundred: it is what keeps a large index's memory small.
+    """
+
+    def __init__(self) -> None:
+        self._a = np.full(1024, -1, dtype=np.int64)
+
+    def _fit(self, top: int) -> None:
+        if top >= len(self._a):
+            if top >= 2**34:
+                raise ValueError(f"id {top} is too large for an IdMap")
+            new = np.full(max(top + 1, len(self._a) * 2), -1, dtype=np.int64)
+            new[: len(self._a)] = self._a
+            self._a = new
+
+    def get(self, key: int) -> int | None:
+        if 0 <= key < len(self._a):
+            value = int(self._a[key])
+            return value if value >= 0 else None
+        return None
+
+    def __contains__(self, key: int) -> bool:
+        return self.get(key) is not None
+
+    def set(self, key: int, value: int) -> None:
+        self._fit(key)
+        self._a[key] = value
+
+    def set_many(self, keys: np.ndarray, values: np.ndarray) -> None:
+        if len(keys):
+            self._fit(int(keys.max()))
+            self._a[keys] = values
+
+    def pop(self, key: int) -> int | None:
+        value = self.get(key)
+        if value is not None:
+            self._a[key] = -1
+        return value
+
+
 class HashIndex:
     """Fingerprints of indexed images in flat numpy arrays, grown in place.
 
@@ -55,7 +98,7 @@ class HashIndex:
         self._ph = np.zeros(capacity, dtype=np.uint64)
         self._dh = np.zeros(capacity, dtype=np.uint64)
         self._n = 0
-        self._row: dict[int, int] = {}
+        self._row = IdMap()
 
     def __len__(self) -> int:
         return self._n
@@ -65,10 +108,17 @@ class HashIndex:
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[int, int, int]]) -> HashIndex:
-        """Build from (file_id, phash, dhash) rows; hashes unsigned or signed 64-bit."""
-        index = cls()
-        for file_id, ph, dh in rows:
-            index.add(file_id, ph, dh)
+        """Build from (file_id, phash, dhash) rows of distinct ids; hashes unsigned or
+        signed 64-bit."""
+        dtype = np.dtype([("f", np.int64), ("p", np.uint64), ("d", np.uint64)])
+        data = np.fromiter(
+            ((f, p & 0xFFFFFFFFFFFFFFFF, d & 0xFFFFFFFFFFFFFFFF) for f, p, d in rows), dtype=dtype
+        )
+        n = len(data)
+        index = cls(n)
+        index._ids[:n], index._ph[:n], index._dh[:n] = data["f"], data["p"], data["d"]
+        index._n = n
+        index._row.set_many(data["f"], np.arange(n, dtype=np.int64))
         return index
 
     def _grow(self) -> None:
@@ -86,13 +136,13 @@ class HashIndex:
                 self._grow()
             row = self._n
             self._n += 1
-            self._row[file_id] = row
+            self._row.set(file_id, row)
             self._ids[row] = file_id
         self._ph[row] = phash & 0xFFFFFFFFFFFFFFFF
         self._dh[row] = dhash & 0xFFFFFFFFFFFFFFFF
 
     def remove(self, file_id: int) -> None:
-        row = self._row.pop(file_id, None)
+        row = self._row.pop(file_id)
         if row is None:
             return
         last = self._n - 1
@@ -101,7 +151,7 @@ class HashIndex:
             self._ids[row] = moved
             self._ph[row] = self._ph[last]
             self._dh[row] = self._dh[last]
-            self._row[moved] = row
+            self._row.set(moved, row)
         self._n = last
 
     def search(
@@ -189,13 +239,13 @@ class RegionIndex:
         self._dh = np.zeros(capacity, dtype=np.uint64)
         self._n = 0
         self._dead = 0
-        self._span: dict[int, tuple[int, int]] = {}
+        self._start, self._count = IdMap(), IdMap()  # each file's rows
 
     def __len__(self) -> int:
         return self._n - self._dead
 
     def __contains__(self, file_id: int) -> bool:
-        return file_id in self._span
+        return file_id in self._start
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[int, int, int, int]]) -> RegionIndex:
@@ -209,8 +259,22 @@ class RegionIndex:
         index._ph[:n] = data["p"].view(np.uint64)
         index._dh[:n] = data["d"].view(np.uint64)
         index._n = n
-        index._span = _spans(index._fid[:n])
+        index._index_spans()
         return index
+
+    def _index_spans(self) -> None:
+        """Record where each file's (adjacent) rows start and how many there are."""
+        fids = self._fid[: self._n]
+        live = fids >= 0
+        if not live.any():
+            return
+        rows = np.flatnonzero(live)
+        f = fids[rows]
+        first = np.r_[True, f[1:] != f[:-1]]
+        starts = rows[first]
+        counts = np.diff(np.r_[np.flatnonzero(first), len(rows)])
+        self._start.set_many(f[first], starts)
+        self._count.set_many(f[first], counts)
 
     def _reserve(self, extra: int) -> None:
         if self._n + extra <= len(self._fid):
@@ -234,13 +298,13 @@ class RegionIndex:
             self._ph[start + i] = ph & 0xFFFFFFFFFFFFFFFF
             self._dh[start + i] = dh & 0xFFFFFFFFFFFFFFFF
         self._n += len(regions)
-        self._span[file_id] = (start, len(regions))
+        self._start.set(file_id, start)
+        self._count.set(file_id, len(regions))
 
     def remove(self, file_id: int) -> None:
-        span = self._span.pop(file_id, None)
-        if span is None:
+        start, count = self._start.pop(file_id), self._count.pop(file_id)
+        if start is None or count is None:
             return
-        start, count = span
         self._fid[start : start + count] = -1
         self._dead += count
         if self._dead > 1024 and self._dead * 4 > self._n:
@@ -253,7 +317,8 @@ class RegionIndex:
             arr[: len(keep)] = arr[keep]
         self._fid[len(keep) : self._n] = -1
         self._n, self._dead = len(keep), 0
-        self._span = _spans(self._fid[: self._n])
+        self._start, self._count = IdMap(), IdMap()
+        self._index_spans()
 
     def search(
         self, phash: int, dhash: int, max_phash: int, max_dhash: int
@@ -278,23 +343,11 @@ class RegionIndex:
         self, file_id: int, region: int, variants: Sequence[tuple[int, int]]
     ) -> int | None:
         """pHash distance from any of `variants` to one region of one file."""
-        span = self._span.get(file_id)
-        if span is None:
+        start, count = self._start.get(file_id), self._count.get(file_id)
+        if start is None or count is None:
             return None
-        start, count = span
         for row in range(start, start + count):
             if int(self._reg[row]) == region:
                 stored = int(self._ph[row])
                 return min((stored ^ (vp & 0xFFFFFFFFFFFFFFFF)).bit_count() for vp, _ in variants)
         return None
-
-
-def _spans(fids: np.ndarray) -> dict[int, tuple[int, int]]:
-    """{file id: (first row, row count)} for an array where each file's rows are adjacent."""
-    n = len(fids)
-    if n == 0:
-        return {}
-    starts = np.flatnonzero(np.r_[True, fids[1:] != fids[:-1]])
-    counts = np.diff(np.r_[starts, n])
-    pairs = zip(starts.tolist(), counts.tolist(), strict=True)
-    return dict(zip(fids[starts].tolist(), pairs, strict=True))
