@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import mounted_tmpfs, read_only_folder, run_cli
-from helpers import copies, photo, save
+from helpers import busy_photo, copies, photo, save
 from sqlalchemy import select
 
 from watcherd import actions
@@ -386,3 +386,31 @@ def test_restore_since(tmp_path):
     assert not t.small.exists()
     out = run_cli("restore", "--since", "1h", env=env)
     assert f"restored {t.small}" in out.stdout and t.small.exists()
+
+
+def test_restored_file_is_matched_again_by_the_running_daemon(tmp_path):
+    """After a restore the daemon must match new copies against the restored file,
+    through its whole-picture and its region hashes, without reading it again."""
+    from daemon_harness import Daemon
+
+    lib, qdir = tmp_path / "lib", tmp_path / "Q"
+    img = busy_photo(12)
+    save(img, lib / "big.jpg")
+    save(img.resize((400, 300)), lib / "small.jpg")
+    d = Daemon(
+        tmp_path, config=f'roots = ["{lib}"]\naction = "quarantine"\nquarantine_dir = "{qdir}"\n'
+    )
+    try:
+        d.start()
+        d.wait_for(lambda e: e.get("action") == "quarantined", what="quarantined")
+        env = {"WATCHERD_CONFIG": str(d.config), "WATCHERD_DB": str(d.db)}
+        run_cli("restore", "--all", env=env)
+        assert (lib / "small.jpg").exists()
+        (lib / "big.jpg").rename(tmp_path / "big-away.jpg")  # the kept copy leaves
+        d.wait_path("missing", lib / "big.jpg")
+        crop = img.resize((400, 300)).crop((20, 15, 380, 285))  # a 5% crop of small.jpg
+        new = save(crop, lib / "new-crop.jpg")
+        dup = d.wait_path("duplicate", new)[0]
+        assert dup["original"] == str(lib / "small.jpg")
+    finally:
+        d.close()

@@ -523,8 +523,7 @@ class Daemon:
             if f is not None and f.status == ACTIVE and (f.size, f.mtime_ns) == _stat(path):
                 # already indexed as it is now (a catch-up and an event both saw it, or
                 # it came back from quarantine): only make sure it can be matched again
-                if f.phash is not None:
-                    self.pipeline.hashes.add(f.id, f.phash, f.dhash or 0)
+                self.pipeline.rematch(f)
                 continue
             if self.pool is None:
                 self.pool = make_pool(self.config.effective_workers())

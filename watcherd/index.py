@@ -133,6 +133,12 @@ class Index:
                 ],
             )
 
+    def regions_of(self, file_id: int) -> list[tuple[int, int, int]]:
+        stmt = select(RegionHash.region, RegionHash.phash, RegionHash.dhash).where(
+            RegionHash.file_id == file_id
+        )
+        return [tuple(r) for r in self.session.execute(stmt.order_by(RegionHash.region))]
+
     def region_rows(self) -> Iterator[tuple[int, int, int, int]]:
         """(file id, region, phash, dhash) of every active image, for the region array."""
         stmt = (

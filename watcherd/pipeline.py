@@ -226,6 +226,13 @@ class Pipeline:
         distance = self.parts.distance(file_id, CONTENT_REGION, fp.content_variants)
         return distance is None or distance <= self.config.phash_distance
 
+    def rematch(self, f: File) -> None:
+        """Make an indexed file matchable again (back from quarantine) without reading it."""
+        if f.phash is None or f.status != ACTIVE:
+            return
+        self.hashes.add(f.id, f.phash, f.dhash or 0)
+        self.parts.add(f.id, self.index.regions_of(f.id))
+
     def _add_hashes(self, file_id: int, fp: Fingerprint) -> None:
         self.hashes.add(file_id, fp.phash, fp.dhash or 0)
         self.parts.add(file_id, fp.regions)
