@@ -44,6 +44,7 @@ REGIONS = {
 # Instagram) keep the middle of a photo.
 SQUARES = {7: 1.0, 8: 0.85, 9: 0.7}
 CONTENT = 10  # the picture without black or white bars around it (trim_bars)
+WIDE = 11  # the largest centred 16:9 crop: the picture fitted to a screen or a video frame
 DRAFT_SIZE = (128, 128)  # JPEG draft() decodes at 1/2..1/8 scale, never below this
 # An image up to this size is read into memory once, feeding both sha256 and the decoder;
 # anything else (videos, larger files) is streamed through sha256 in chunks.
@@ -247,6 +248,12 @@ def region_hashes(base: Image.Image) -> tuple[tuple[int, int, int], ...]:
             continue  # the picture is already square: its centre square is itself
         boxes[rid] = (round((w - side) / 2), round((h - side) / 2),
                       round((w + side) / 2), round((h + side) / 2))  # fmt: skip
+    if w * 9 < h * 16 * 0.95:  # narrower than 16:9: keep the full width, a centred band
+        band = w * 9 / 16
+        boxes[WIDE] = (0, round((h - band) / 2), w, round((h + band) / 2))
+    elif w * 9 > h * 16 * 1.05:
+        band = h * 16 / 9
+        boxes[WIDE] = (round((w - band) / 2), 0, round((w + band) / 2), h)
     trimmed = trim_bars(base)
     if trimmed.size != base.size:
         boxes[CONTENT] = (0, 0, 0, 0)  # not a box of base: the trimmed picture itself

@@ -30,7 +30,7 @@ CROP_DHASH_DISTANCE = 12
 CONTENT_REGION = 10  # fingerprint.CONTENT: the picture without bars or blank background
 REGION_NAMES = {
     1: "centre", 2: "top-left", 3: "top-right", 4: "bottom-left", 5: "bottom-right",
-    6: "top", 7: "square", 8: "square-85", 9: "square-70", 10: "content",
+    6: "top", 7: "square", 8: "square-85", 9: "square-70", 10: "content", 11: "16:9",
 }  # fmt: skip
 
 
