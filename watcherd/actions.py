@@ -325,11 +325,7 @@ class Mover:
         """Move a quarantined file back where it came from (or beside it, if taken)."""
         if f.status != QUARANTINED:
             raise ActionError(f"{f.path} is not in quarantine")
-        last = self.index.session.scalar(
-            select(Move)
-            .where(Move.file_id == f.id, Move.kind == "quarantine", Move.state == DONE)
-            .order_by(Move.id.desc())
-        )
+        last = self.index.last_quarantine(f.id)
         if last is None:
             raise ActionError(f"no record of where {f.path} came from")
         original = self.safe_restore_target(last.src)

@@ -166,10 +166,7 @@ class Index:
 
     def move_file(self, f: File, new_path: str, root: str) -> None:
         """The same file under a new name: keep its fingerprints and its decisions."""
-        clash = self.file_by_path(new_path)
-        if clash is not None and clash.id != f.id:
-            self.drop_file(clash)
-        f.path = new_path
+        self._take_path(f, new_path)
         f.root = root
         f.status = ACTIVE
         self.session.flush()
@@ -199,15 +196,18 @@ class Index:
         """A folder renamed: every file row below it follows, keeping its history."""
         moved = 0
         for f in self.session.scalars(select(File).where(_under(File.path, src))):
-            new_path = dest + f.path[len(src) :]
-            clash = self.file_by_path(new_path)
-            if clash is not None and clash.id != f.id:
-                self.drop_file(clash)
-            f.path = new_path
+            self._take_path(f, dest + f.path[len(src) :])
             f.root = root
             moved += 1
         self.session.flush()
         return moved
+
+    def _take_path(self, f: File, new_path: str) -> None:
+        """Give `f` a new path; a row already there was renamed over, and is dropped."""
+        clash = self.file_by_path(new_path)
+        if clash is not None and clash.id != f.id:
+            self.drop_file(clash)
+        f.path = new_path
 
     def drop_file(self, f: File) -> None:
         """Forget a row whose file was replaced on disk (a rename over it)."""
@@ -263,14 +263,18 @@ class Index:
         self.session.flush()
         return d
 
-    def original_location(self, f: File) -> str:
-        """Where a quarantined file was before it was moved (its own path otherwise)."""
-        src = self.session.scalar(
-            select(Move.src)
-            .where(Move.file_id == f.id, Move.kind == "quarantine", Move.state == DONE)
+    def last_quarantine(self, file_id: int) -> Move | None:
+        """The completed move that put a file where it is in the quarantine."""
+        return self.session.scalar(
+            select(Move)
+            .where(Move.file_id == file_id, Move.kind == "quarantine", Move.state == DONE)
             .order_by(Move.id.desc())
         )
-        return src or f.path
+
+    def original_location(self, f: File) -> str:
+        """Where a quarantined file was before it was moved (its own path otherwise)."""
+        move = self.last_quarantine(f.id)
+        return move.src if move is not None else f.path
 
     def ignored_partners(self, file_id: int) -> set[int]:
         """Files the user said are not duplicates of `file_id`."""

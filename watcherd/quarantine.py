@@ -11,7 +11,7 @@ from rich.table import Table
 from sqlalchemy import select as sql_select
 
 from .index import Index
-from .models import DONE, MISSING, QUARANTINED, File, Move, utcnow
+from .models import MISSING, QUARANTINED, File, utcnow
 from .report import human_size
 
 
@@ -45,11 +45,7 @@ def entries(index: Index) -> list[Entry]:
     out = []
     files = index.session.scalars(sql_select(File).where(File.status == QUARANTINED))
     for f in files:
-        move = index.session.scalar(
-            sql_select(Move)
-            .where(Move.file_id == f.id, Move.kind == "quarantine", Move.state == DONE)
-            .order_by(Move.id.desc())
-        )
+        move = index.last_quarantine(f.id)
         if move is None:
             continue
         d = move.decision
