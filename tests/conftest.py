@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from daemon_harness import Daemon
+from notify_server import NotificationServer, SessionBus
 
 from watcherd.config import Config
 from watcherd.index import Index
@@ -21,6 +23,10 @@ def isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local/share"))
     monkeypatch.delenv("WATCHERD_CONFIG", raising=False)
     monkeypatch.delenv("WATCHERD_DB", raising=False)
+    # No test reaches the real desktop: no session bus unless a test starts its own.
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     return home
 
 
@@ -110,3 +116,34 @@ def read_only_folder(path):
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.fixture
+def daemons():
+    """Start real `watcherd run` subprocesses; each is killed at the end of the test."""
+    started: list[Daemon] = []
+
+    def make(*args, **kwargs) -> Daemon:
+        d = Daemon(*args, **kwargs)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        d.close()
+
+
+@pytest.fixture
+def session_bus(tmp_path):
+    """A real `dbus-daemon --session` of the test's own."""
+    bus = SessionBus(tmp_path / "bus")
+    yield bus
+    bus.close()
+
+
+@pytest.fixture
+def notification_server(session_bus):
+    """A notification server on that bus that records what it is asked to show."""
+    server = NotificationServer(session_bus.address)
+    yield server
+    server.close()

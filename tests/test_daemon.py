@@ -14,22 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from daemon_harness import Daemon, poll_until
+from daemon_harness import poll_until
 from helpers import copies, photo, save
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-
-    def make(*args, **kwargs) -> Daemon:
-        d = Daemon(*args, **kwargs)
-        started.append(d)
-        return d
-
-    yield make
-    for d in started:
-        d.close()
 
 
 def descendants(pid: int) -> list[int]:

@@ -327,6 +327,21 @@ def status(app: App, as_json: bool) -> None:
         )
 
 
+@main.command("notify-test")
+@click.pass_obj
+def notify_test(app: App) -> None:
+    """Send one desktop notification, to check that they reach this session."""
+    from .notifications import NotifyError, send_test
+
+    try:
+        shown = send_test()
+    except NotifyError as exc:
+        fail(f"no notification sent: {exc}", 1)
+    click.echo(shown)
+    if not app.config.notifications:
+        click.echo("note: `notifications = false` in the configuration: the daemon sends none")
+
+
 @main.group("quarantine")
 def quarantine_group() -> None:
     """List or purge the files watcherd moved to quarantine."""

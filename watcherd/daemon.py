@@ -32,11 +32,12 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from .actions import Mover
+from .actions import ActionError, Mover
 from .config import Config, Root
 from .fingerprint import Fingerprint, crashed, fingerprint_file
 from .index import Index
 from .models import ACTIVE, ERROR
+from .notifications import DesktopNotifier
 from .pipeline import Pipeline, log_outcome
 from .scanner import ScanStats, reconcile
 from .sdnotify import Notifier
@@ -137,6 +138,7 @@ class Daemon:
         self._last_status = 0.0
         self._lock_fh = None
         self._resync_at: float | None = None
+        self.desktop: DesktopNotifier | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -162,6 +164,7 @@ class Daemon:
         )
         self.watcher = Watcher(self.inbox.put, self.config.poll_interval)
         self._install_signals()
+        self._desktop_notifications(self.config.notifications)
         try:
             roots = self.configured_roots(self.config)
             if not roots:
@@ -220,6 +223,7 @@ class Daemon:
     def _shutdown(self) -> None:
         self._log("stopping", "stopping", pending=len(self.pending) + len(self.ready))
         self.notifier.stopping()
+        self._desktop_notifications(False)
         watcher = getattr(self, "watcher", None)
         if watcher is not None:
             watcher.stop()
@@ -308,6 +312,8 @@ class Daemon:
             self._stop = True
         elif msg[0] == "reload":
             self._reload()
+        elif msg[0] == "undo":
+            self._undo(msg[1], msg[2])
         # ("done",) from a finished worker future needs no action: _collect runs next
 
     # -- filesystem events -----------------------------------------------------------------
@@ -596,8 +602,40 @@ class Daemon:
         else:
             self.counters.indexed += 1
             self.counters.last_event = {"event": "indexed", "path": path}
+        v = outcome.verdict
+        if self.desktop is not None and v is not None and v.kind != "similar":
+            self.desktop.add(v)  # `similar` is reported only: not worth a pop-up
         self.counters.last_event["ts"] = time.time()
         self._status_dirty = True
+
+    def _undo(self, burst: int, paths: list[str]) -> None:
+        """Undo pressed on a notification: bring back what that burst quarantined."""
+        restored, failed = [], []
+        for path in paths:
+            f = self.index.file_by_path(path)
+            try:
+                if f is None:
+                    raise ActionError(f"{path} is no longer in the quarantine")
+                out = self.pipeline.mover.restore(f)
+                self.index.commit()
+            except ActionError as exc:
+                self.index.rollback()
+                failed.append(path)
+                log.warning("not restored: %s: %s", path, exc,
+                            extra={"event": "error", "path": path, "reason": str(exc)})  # fmt: skip
+                continue
+            restored.append(out.path)
+            self._log("restored", "restored %s", out.path, path=out.path, quarantined=path)
+        if self.desktop is not None:
+            self.desktop.restored(burst, restored, failed)
+
+    def _desktop_notifications(self, wanted: bool) -> None:
+        if wanted and self.desktop is None:
+            self.desktop = DesktopNotifier(lambda key, paths: self.inbox.put(("undo", key, paths)))
+            self.desktop.start()
+        elif not wanted and self.desktop is not None:
+            self.desktop.stop()
+            self.desktop = None
 
     def _maybe_release_pool(self) -> None:
         idle = time.monotonic() - self.pool_idle_since
@@ -657,6 +695,7 @@ class Daemon:
             return
         self.notifier.reloading()
         self.config = new
+        self._desktop_notifications(new.notifications)
         self.pipeline.config = new
         self.pipeline.mover = self._mover(new)
         wanted = {str(r.path): r for r in self.configured_roots(new)}
