@@ -1,4 +1,5 @@
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -207,3 +208,28 @@ def test_streamed_sha256_of_a_video_matches(tmp_path, monkeypatch):
     p.write_bytes(data)
     fp = fpmod.fingerprint_file(str(p))
     assert fp.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_thumbnail_is_small_upright_and_in_colour(tmp_path):
+    img = photo(3, (640, 480))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[0x9003] = "2024:07:14 18:03:22"
+    path = save(img.transpose(Image.Transpose.ROTATE_90), tmp_path / "sideways.jpg", exif=exif)
+    fp = fingerprint_file(str(path))
+    assert fp.taken_at == "2024-07-14 18:03:22"
+    thumb = Image.open(io.BytesIO(fp.thumbnail))
+    assert thumb.format == "JPEG" and thumb.size == (128, 96), "upright, like the photo"
+    assert len(fp.thumbnail) < 8000
+    upright = img.resize((128, 96)).convert("RGB")
+    diff = sum(abs(a - b) for a, b in zip(thumb.convert("RGB").tobytes(), upright.tobytes(),
+                                          strict=True)) / (128 * 96 * 3)  # fmt: skip
+    assert diff < 20, "the same picture, in colour and the right way up"
+
+
+def test_placeholder_exif_date_is_no_date(tmp_path):
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "0000:00:00 00:00:00"
+    path = save(photo(4), tmp_path / "a.jpg", exif=exif)
+    assert fingerprint_file(str(path)).taken_at is None
+    assert fingerprint_file(str(save(photo(4), tmp_path / "b.png"))).taken_at is None

@@ -130,3 +130,24 @@ def test_version_1_index_is_upgraded_without_losing_rows(tmp_path):
         tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
         assert {"moves", "ignored_pairs"} <= tables
         assert idx.file_by_path("/p/a.jpg").size == 10
+
+
+def test_version_3_index_gains_thumbnails_and_dates(tmp_path):
+    path = tmp_path / "v3.sqlite3"
+    engine = db.make_engine(path)
+    with engine.begin() as conn:
+        for step in (1, 2, 3):
+            db.MIGRATIONS[step](conn)
+        conn.exec_driver_sql("ALTER TABLE files DROP COLUMN taken_at")  # as version 3 had it
+        conn.exec_driver_sql("INSERT INTO schema_version (id, version) VALUES (1, 3)")
+        conn.exec_driver_sql(
+            "INSERT INTO files (id, path, root, size, mtime_ns, status, first_seen, indexed_at)"
+            " VALUES (1, '/p/a.jpg', '/p', 10, 1, 'active', '2026-01-01', '2026-01-01')"
+        )
+    engine.dispose()
+    with Index(path, writer=True) as idx:
+        f = idx.file_by_path("/p/a.jpg")
+        assert f.taken_at is None
+        idx.set_thumbnail(f.id, b"jpeg")
+        idx.commit()
+        assert idx.thumbnails([f.id, 99]) == {f.id: b"jpeg"}

@@ -275,8 +275,11 @@ def test_daemon_notifies_a_burst_and_undo_restores_it(
     assert not any(p.exists() for p in dups)
 
     notification_server.invoke(shown["id"], "show")
-    poll_until(lambda: (tmp_path / "opened").exists(), timeout=20)
-    assert (tmp_path / "opened").read_text().strip().startswith(str(tmp_path / "q"))
+    poll_until(lambda: (tmp_path / "opened").exists(), timeout=30)
+    opened = Path((tmp_path / "opened").read_text().strip())
+    page = opened.read_text()
+    assert opened.suffix == ".html" and all(f"{p.name}</div>" in page for p in dups)
+    assert page.count('<code class="restore">') == 3, "a restore command for each copy"
 
     notification_server.invoke(shown["id"], "undo")
     done = notification_server.wait_for(lambda c: c["summary"].startswith("Restored"), 30)

@@ -212,9 +212,14 @@ def parse_since(value: str) -> datetime:
 
 @main.command()
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+    "--format", "fmt", type=click.Choice(["table", "json", "csv", "html"]), default="table",
     show_default=True,
 )  # fmt: skip
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report to this file instead of the terminal.",
+)  # fmt: skip
+@click.option("--open", "open_it", is_flag=True, help="Open the HTML report (xdg-open).")
 @click.option("--since", help="Only decisions newer than this (7d, 12h, or a date).")
 @click.option("--root", type=click.Path(path_type=Path), help="Only files under this folder.")
 @click.option("--kind", type=click.Choice(["exact", "near", "similar"]))
@@ -225,6 +230,8 @@ def parse_since(value: str) -> datetime:
 def report(
     app: App,
     fmt: str,
+    output: Path | None,
+    open_it: bool,
     since: str | None,
     root: Path | None,
     kind: str | None,
@@ -240,14 +247,45 @@ def report(
         action=action,
         limit=limit,
     )
+    if open_it and fmt != "html":
+        fail("--open is for the HTML report: add --format html")
     with app.open_index() as index:
         data = report_mod.build(index, filters)
+        if fmt == "html":
+            from .report_html import render
+
+            command = ["watcherd"]
+            if app.config_path:
+                command += ["--config", str(Path(app.config_path).expanduser().absolute())]
+            if app.db_option:
+                command += ["--db", str(app.db_path.absolute())]
+            text = render(data, index, command)
     if fmt == "json":
-        click.echo(json.dumps(report_mod.to_json_data(data), indent=2))
+        text = json.dumps(report_mod.to_json_data(data), indent=2) + "\n"
     elif fmt == "csv":
-        click.echo(report_mod.to_csv(data), nl=False)
-    else:
-        report_mod.print_table(data, Console())
+        text = report_mod.to_csv(data)
+    elif fmt == "table":
+        if output is None:
+            report_mod.print_table(data, Console())
+        else:
+            with open(output, "w") as fh:
+                report_mod.print_table(data, Console(file=fh))
+    if fmt == "html" and output is None and open_it:
+        from platformdirs import user_cache_path
+
+        output = user_cache_path("watcherd") / "report.html"
+        output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt != "table":
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            output.write_text(text)
+    if output is not None:
+        click.echo(f"report written to {output}", err=True)
+    if open_it:
+        from .notifications import open_with_desktop
+
+        open_with_desktop(str(output))
     if fail_on_duplicates and data["summary"]["duplicates"]:
         sys.exit(1)
 
@@ -266,12 +304,17 @@ def run(app: App, paths: tuple[Path, ...], dry_run: bool) -> None:
 
     if logging.getLogger("watcherd").level > logging.INFO:
         logging.getLogger("watcherd").setLevel(logging.INFO)  # the daemon logs every decision
+    # "Show" on a notification opens the HTML report of this very index and config.
+    show = [sys.executable, "-m", "watcherd", "--db", str(app.db_path.absolute())]
+    if app.config_path:
+        show += ["--config", str(Path(app.config_path).expanduser().absolute())]
     daemon = Daemon(
         app.config,
         app.db_path,
         list(paths),
         reload_config=lambda: config_mod.load(app.config_path),
         dry_run=dry_run,
+        show_command=[*show, "report", "--format", "html", "--open"],
     )
     try:
         code = daemon.run()

@@ -115,8 +115,10 @@ class Daemon:
         reload_config: Callable[[], Config] | None = None,
         environ: dict[str, str] | None = None,
         dry_run: bool = False,
+        show_command: list[str] | None = None,
     ) -> None:
         self.dry_run = dry_run
+        self.show_command = show_command
         self.config = config
         self.db_path = db_path
         self.explicit = [Path(p).expanduser().absolute() for p in paths or []]
@@ -631,7 +633,10 @@ class Daemon:
 
     def _desktop_notifications(self, wanted: bool) -> None:
         if wanted and self.desktop is None:
-            self.desktop = DesktopNotifier(lambda key, paths: self.inbox.put(("undo", key, paths)))
+            self.desktop = DesktopNotifier(
+                lambda key, paths: self.inbox.put(("undo", key, paths)),
+                show_command=self.show_command,
+            )
             self.desktop.start()
         elif not wanted and self.desktop is not None:
             self.desktop.stop()

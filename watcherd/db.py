@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Base, Decision, File, IgnoredPair, Move, RegionHash, SchemaVersion
+from .models import Base, Decision, File, IgnoredPair, Move, RegionHash, SchemaVersion, Thumbnail
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -31,12 +31,23 @@ def _v3_regions(conn: Connection) -> None:
     Base.metadata.create_all(conn, tables=[RegionHash.__table__])
 
 
+def _v4_thumbnails(conn: Connection) -> None:
+    """Version 4: thumbnails and the date a photo was taken, for the HTML report.
+    Files indexed before have neither until they are read again; the report makes
+    their thumbnails from the files themselves."""
+    # Version 1 creates `files` from today's model, which has the column already.
+    if "taken_at" not in {c["name"] for c in inspect(conn).get_columns("files")}:
+        conn.exec_driver_sql("ALTER TABLE files ADD COLUMN taken_at VARCHAR(19)")
+    Base.metadata.create_all(conn, tables=[Thumbnail.__table__])
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: lambda conn: Base.metadata.create_all(
         conn, tables=[SchemaVersion.__table__, File.__table__, Decision.__table__]
     ),
     2: _v2_quarantine,
     3: _v3_regions,
+    4: _v4_thumbnails,
 }
 LATEST = max(MIGRATIONS)
 

@@ -13,6 +13,7 @@ import os
 import stat as stat_mod
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
@@ -45,6 +46,8 @@ REGIONS = {
 SQUARES = {7: 1.0, 8: 0.85, 9: 0.7}
 CONTENT = 10  # the picture without black or white bars around it (trim_bars)
 WIDE = 11  # the largest centred 16:9 crop: the picture fitted to a screen or a video frame
+THUMB_SIDE = 128  # long side of the stored thumbnail (about 3 KB as JPEG)
+THUMB_QUALITY = 70
 DRAFT_SIZE = (128, 128)  # JPEG draft() decodes at 1/2..1/8 scale, never below this
 # An image up to this size is read into memory once, feeding both sha256 and the decoder;
 # anything else (videos, larger files) is streamed through sha256 in chunks.
@@ -100,6 +103,8 @@ class Fingerprint:
     # pHash and dHash of the picture without its bars or blank background, in the eight
     # poses; empty when there was nothing to trim. Not stored (the CONTENT region is).
     content_variants: tuple[tuple[int, int], ...] = ()
+    thumbnail: bytes | None = None  # a small upright JPEG (THUMB_SIDE) for the report
+    taken_at: str | None = None  # EXIF DateTimeOriginal as "YYYY-MM-DD HH:MM:SS"
     error: str | None = None
 
     @property
@@ -165,11 +170,13 @@ def decode_small(data: bytes | io.BufferedIOBase, max_pixels: int) -> tuple[Imag
                     f"image too large: {width}x{height} pixels exceeds max_pixels={max_pixels}"
                 )
             fmt = img.format
-            orientation = 1
+            orientation, taken = 1, None
             try:
-                orientation = int(img.getexif().get(0x0112, 1) or 1)
+                exif = img.getexif()
+                orientation = int(exif.get(0x0112, 1) or 1)
+                taken = _exif_date(exif)
             except Exception:  # a broken EXIF block must not cost us the picture
-                orientation = 1
+                pass
             if fmt == "JPEG":
                 img.draft("RGB", DRAFT_SIZE)
             try:
@@ -184,12 +191,54 @@ def decode_small(data: bytes | io.BufferedIOBase, max_pixels: int) -> tuple[Imag
                 work = work.convert("RGB")
             base = work.convert("L")
             base.thumbnail((BASE_SIDE, BASE_SIDE), Image.Resampling.LANCZOS, reducing_gap=2.0)
+            thumb = work.copy()
+            thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
     method = _EXIF_ORIENTATION.get(orientation)
     if method is not None:
         base = base.transpose(method)
+        thumb = thumb.transpose(method)
         if orientation >= 5:
             width, height = height, width
-    return base, {"format": fmt, "width": width, "height": height}
+    out = io.BytesIO()
+    thumb.save(out, "JPEG", quality=THUMB_QUALITY)
+    facts = {"format": fmt, "width": width, "height": height, "taken_at": taken}
+    return base, {**facts, "thumbnail": out.getvalue()}
+
+
+def thumbnail_of(path: str, side: int = THUMB_SIDE) -> bytes | None:
+    """An upright JPEG thumbnail made from the file itself, or None if it cannot be read.
+
+    For files fingerprinted before thumbnails were stored, and for bigger previews.
+    """
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > 250_000_000:
+                return None
+            im.draft("RGB", (side, side))
+            orientation = int(im.getexif().get(0x0112, 1) or 1)
+            small = _flatten_alpha(im)
+            small = small.convert("RGB") if small.mode != "RGB" else small.copy()
+        small.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        method = _EXIF_ORIENTATION.get(orientation)
+        if method is not None:
+            small = small.transpose(method)
+        out = io.BytesIO()
+        small.save(out, "JPEG", quality=THUMB_QUALITY)
+        return out.getvalue()
+    except Exception:  # unreadable, not an image, a decoder error: no preview
+        return None
+
+
+def _exif_date(exif: Image.Exif) -> str | None:
+    """DateTimeOriginal (else DateTime) as "YYYY-MM-DD HH:MM:SS", if it is a real date."""
+    raw = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)
+    if not isinstance(raw, str):
+        return None
+    raw = raw.strip("\x00 ")
+    try:
+        return datetime.strptime(raw[:19], "%Y:%m:%d %H:%M:%S").strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None  # "0000:00:00 00:00:00" and other placeholders
 
 
 def trim_bars(img: Image.Image) -> Image.Image:
@@ -320,6 +369,7 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
         fp.error = f"cannot decode image: {type(exc).__name__}: {exc}"
         return fp
     fp.format, fp.width, fp.height = facts["format"], facts["width"], facts["height"]
+    fp.thumbnail, fp.taken_at = facts["thumbnail"], facts["taken_at"]
     fp.variants = image_hashes(small)
     fp.phash, fp.dhash = fp.variants[0]
     fp.regions = regions

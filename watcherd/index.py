@@ -6,7 +6,7 @@ writer and commits in batches. Readers (report, status) open their own Index.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from .models import (
     IgnoredPair,
     Move,
     RegionHash,
+    Thumbnail,
     to_signed,
     utcnow,
 )
@@ -132,6 +133,22 @@ class Index:
                     for r, p, d in regions
                 ],
             )
+
+    def set_thumbnail(self, file_id: int, jpeg: bytes | None) -> None:
+        self.session.execute(delete(Thumbnail).where(Thumbnail.file_id == file_id))
+        if jpeg:
+            self.session.execute(insert(Thumbnail), [{"file_id": file_id, "jpeg": jpeg}])
+
+    def thumbnails(self, file_ids: Iterable[int]) -> dict[int, bytes]:
+        """Stored thumbnails of these files (those that have one)."""
+        ids = list(file_ids)
+        out: dict[int, bytes] = {}
+        for i in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+            stmt = select(Thumbnail.file_id, Thumbnail.jpeg).where(
+                Thumbnail.file_id.in_(ids[i : i + 500])
+            )
+            out.update({fid: jpeg for fid, jpeg in self.session.execute(stmt)})
+        return out
 
     def regions_of(self, file_id: int) -> list[tuple[int, int, int]]:
         stmt = select(RegionHash.region, RegionHash.phash, RegionHash.dhash).where(
@@ -271,6 +288,46 @@ class Index:
             .order_by(Move.id.desc())
         )
 
+    def quarantine_sources(self, file_ids: Iterable[int]) -> dict[int, str]:
+        """Where each of these quarantined files was before its last move (one query per
+        500 files, for reports over thousands)."""
+        ids = list(file_ids)
+        out: dict[int, str] = {}
+        for i in range(0, len(ids), 500):
+            stmt = (
+                select(Move.file_id, Move.src)
+                .where(
+                    Move.file_id.in_(ids[i : i + 500]),
+                    Move.kind == "quarantine",
+                    Move.state == DONE,
+                )
+                .order_by(Move.id)
+            )
+            out.update({fid: src for fid, src in self.session.execute(stmt)})  # last wins
+        return out
+
+    def group_roots(self, file_ids: Iterable[int]) -> dict[int, int]:
+        """The kept file at the end of each file's duplicate_of chain, for many files at
+        once: one query over the (few) rows that have a partner."""
+        stmt = select(File.id, File.duplicate_of_id).where(File.duplicate_of_id.is_not(None))
+        parent = {fid: of for fid, of in self.session.execute(stmt)}
+        out = {}
+        for fid in file_ids:
+            seen, cur = {fid}, fid
+            while cur in parent and parent[cur] not in seen:
+                cur = parent[cur]
+                seen.add(cur)
+            out[fid] = cur
+        return out
+
+    def files_by_id(self, file_ids: Iterable[int]) -> dict[int, File]:
+        ids = list(file_ids)
+        out: dict[int, File] = {}
+        for i in range(0, len(ids), 500):
+            stmt = select(File).where(File.id.in_(ids[i : i + 500]))
+            out.update({f.id: f for f in self.session.scalars(stmt)})
+        return out
+
     def original_location(self, f: File) -> str:
         """Where a quarantined file was before it was moved (its own path otherwise)."""
         move = self.last_quarantine(f.id)
@@ -332,7 +389,19 @@ class Index:
         if since is not None:
             stmt = stmt.where(Decision.decided_at >= since)
         if root is not None:
-            stmt = stmt.where(or_(_under(redundant.path, root), _under(original.path, root)))
+            came_from = (
+                select(Move.id)
+                .where(
+                    Move.file_id == redundant.id,
+                    Move.kind == "quarantine",
+                    Move.state == DONE,
+                    _under(Move.src, root),
+                )
+                .exists()
+            )  # a quarantined copy counts where it was found
+            stmt = stmt.where(
+                or_(_under(redundant.path, root), _under(original.path, root), came_from)
+            )
         if kind is not None:
             stmt = stmt.where(Decision.kind == kind)
         if action is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -80,6 +80,9 @@ class File(Base):
     duplicate_of_id: Mapped[int | None] = mapped_column(
         ForeignKey("files.id", ondelete="SET NULL"), index=True
     )
+    # When the photo was taken, from EXIF DateTimeOriginal, as "YYYY-MM-DD HH:MM:SS"
+    # in the camera's local time (EXIF rarely says which zone).
+    taken_at: Mapped[str | None] = mapped_column(String(19))
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     indexed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -162,3 +165,15 @@ class RegionHash(Base):
     region: Mapped[int] = mapped_column(Integer, primary_key=True)
     phash: Mapped[int] = mapped_column(BigInteger)
     dhash: Mapped[int] = mapped_column(BigInteger)
+
+
+class Thumbnail(Base):
+    """A small JPEG of each picture, made while it was decoded for hashing anyway, so
+    the HTML report shows duplicates side by side without reading a photo again."""
+
+    __tablename__ = "thumbnails"
+
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)

@@ -5,7 +5,7 @@ blocks: a thread of its own talks to the bus, so a slow, missing or broken
 notification server can never hold up a decision. Verdicts arriving within a few
 seconds of each other form one burst and share one notification, replaced in place as
 the burst grows. "Undo" asks the daemon (through a callback) to restore the files the
-burst quarantined; "Show" opens the folder holding them.
+burst quarantined; "Show" opens the HTML report.
 
 jeepney speaks D-Bus in pure Python (no C library, no event loop of its own), which is
 why it was chosen: see README, Dependencies.
@@ -132,16 +132,15 @@ def make_thumbnail(source: str, dest: Path) -> str | None:
     The server is given a thumbnail rather than the photo itself: it may be a 40 MB
     original, and Undo moves the file away while the notification still shows it.
     """
-    try:
-        from PIL import Image, ImageOps
+    from .fingerprint import thumbnail_of
 
-        with Image.open(source) as im:
-            im.draft("RGB", (THUMB_SIDE, THUMB_SIDE))
-            small = ImageOps.exif_transpose(im).convert("RGB")
-            small.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    jpeg = thumbnail_of(source, THUMB_SIDE)
+    if jpeg is None:
+        return None
+    try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        small.save(dest, "JPEG", quality=80)
-    except Exception as exc:  # any undecodable file: the notification goes without it
+        dest.write_bytes(jpeg)
+    except OSError as exc:
         log.debug("no thumbnail for %s: %s", source, exc)
         return None
     return "file://" + quote(str(dest))
@@ -282,8 +281,10 @@ class DesktopNotifier:
         on_undo: Callable[[int, list[str]], None],
         environ: Mapping[str, str] | None = None,
         cache_dir: Path | None = None,
+        show_command: list[str] | None = None,
     ) -> None:
         self.on_undo = on_undo
+        self.show_command = show_command
         self.environ = dict(os.environ if environ is None else environ)
         if cache_dir is None:
             from platformdirs import user_cache_path
@@ -449,7 +450,7 @@ class DesktopNotifier:
                          extra={"event": "undo", "count": len(paths)})  # fmt: skip
                 self.on_undo(b.key, paths)
             elif action in ("show", "default"):
-                open_with_desktop(self._show_target(b))
+                self._show(b)
         elif member == "NotificationClosed":
             # Closed by the user or expired: a later verdict gets a fresh notification.
             b.sealed = True
@@ -458,8 +459,23 @@ class DesktopNotifier:
             if b.thumbnail:
                 (self.cache_dir / f"{b.key}.jpg").unlink(missing_ok=True)
 
-    def _show_target(self, b: Burst) -> str:
-        return str(Path(b.items[-1].path).parent)
+    def _show(self, b: Burst) -> None:
+        """The HTML report (side by side, with restore commands), made by a separate
+        `watcherd report` process that reads the index while the daemon writes it; the
+        folder holding the duplicates when there is no such command."""
+        if not self.show_command:
+            open_with_desktop(str(Path(b.items[-1].path).parent))
+            return
+        try:
+            subprocess.Popen(
+                self.show_command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            log.warning("cannot show the report: %s", exc,
+                        extra={"event": "notify", "reason": str(exc)})  # fmt: skip
 
     def _on_restored(self, key: int, restored: list[str], failed: list[str]) -> None:
         b = self.bursts.get(key)

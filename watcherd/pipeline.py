@@ -89,6 +89,7 @@ class Pipeline:
             width=fp.width,
             height=fp.height,
             format=fp.format,
+            taken_at=fp.taken_at,
             phash=fp.phash,
             dhash=fp.dhash,
             status=ERROR if fp.error else ACTIVE,
@@ -96,6 +97,7 @@ class Pipeline:
         )
         f = self.index.upsert_file(existing, **values)
         self.index.set_regions(f.id, fp.regions)
+        self.index.set_thumbnail(f.id, fp.thumbnail)
         if fp.error:
             return Outcome(fp.path, "error", error=fp.error)
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from .index import Index
 from .models import QUARANTINED
@@ -33,7 +34,12 @@ class Filters:
 
 
 def build(index: Index, filters: Filters | None = None) -> dict:
-    """The report as plain data: {"duplicates": [...], "summary": {...}}."""
+    """The report as plain data: {"duplicates": [...], "summary": {...}}.
+
+    Besides the public fields, `_rows` keeps each entry's size and file ids and `_files`
+    the files involved (for the table and the HTML report). Everything comes from a
+    handful of bulk queries, so a report over 10,000 duplicates takes a second or two.
+    """
     filters = filters or Filters()
     rows = index.live_duplicates(
         since=filters.since,
@@ -42,15 +48,21 @@ def build(index: Index, filters: Filters | None = None) -> dict:
         action=filters.action,
         limit=filters.limit,
     )
+    roots = index.group_roots([r.id for _, r, _ in rows])
+    files = {f.id: f for _, r, p in rows for f in (r, p)}
+    files.update(index.files_by_id(set(roots.values()) - set(files)))
+    sources = index.quarantine_sources(r.id for _, r, _ in rows if r.status == QUARANTINED)
     duplicates = []
     for decision, redundant, partner in rows:
         # a 'similar' pair has no kept copy: its original is simply the other picture
-        kept = partner if decision.kind == "similar" else index.group_root(redundant)
+        kept = partner if decision.kind == "similar" else files[roots[redundant.id]]
         quarantined = redundant.status == QUARANTINED
         duplicates.append(
             {
                 # where the copy belongs; `quarantined_path` says where it is now
-                "path": index.original_location(redundant) if quarantined else redundant.path,
+                "path": sources.get(redundant.id, redundant.path)
+                if quarantined
+                else redundant.path,
                 "original": kept.path,
                 "kind": decision.kind,
                 "distance": decision.distance,
@@ -58,6 +70,8 @@ def build(index: Index, filters: Filters | None = None) -> dict:
                 "action": decision.action,
                 "quarantined_path": redundant.path if quarantined else None,
                 "size": redundant.size,
+                "file_id": redundant.id,
+                "kept_id": kept.id,
             }
         )
     counts = index.counts()
@@ -75,11 +89,27 @@ def build(index: Index, filters: Filters | None = None) -> dict:
         "files": counts["files"],
         "errors": counts["errors"],
     }
-    return {"duplicates": [_public(d) for d in duplicates], "summary": summary, "_rows": duplicates}
+    return {
+        "duplicates": [_public(d) for d in duplicates],
+        "summary": summary,
+        "_rows": duplicates,
+        "_files": files,
+    }
+
+
+def groups_of(report: dict) -> list[tuple[int, list[dict]]]:
+    """(kept file id, its duplicates) per group, the group reclaiming most space first."""
+    groups: dict[int, list[dict]] = defaultdict(list)
+    for d in report["_rows"]:
+        groups[d["kept_id"]].append(d)
+    return sorted(groups.items(), key=lambda g: (-sum(d["size"] for d in g[1]), g[0]))
+
+
+_PRIVATE = ("size", "file_id", "kept_id")
 
 
 def _public(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k != "size"}
+    return {k: v for k, v in d.items() if k not in _PRIVATE}
 
 
 def human_size(n: float) -> str:
@@ -103,35 +133,87 @@ def to_csv(report: dict) -> str:
     return out.getvalue()
 
 
+def _fit(path: str, width: int) -> str:
+    """A path shortened in the middle to `width` characters, keeping the file name."""
+    if len(path) <= width:
+        return path
+    name = path.rsplit("/", 1)[-1]
+    if len(name) + 2 >= width:
+        return "…" + name[-(width - 1) :]
+    head = width - len(name) - 2
+    return path[:head] + "…/" + name
+
+
+def _home(path: str) -> str:
+    home = os.path.expanduser("~")
+    return "~" + path[len(home) :] if home != "/" and path.startswith(home + "/") else path
+
+
+_COLUMNS = (("kind", 7), ("dist", 4), ("action", 11), ("size", 8))
+
+
+def table_lines(report: dict, width: int | None) -> list[tuple[str, str]]:
+    """The table as (style, line) pairs: each kept file, its copies indented under it.
+
+    With a width, paths are shortened (home as ~, the middle elided) so that no line is
+    longer; without one (a pipe) they are printed whole.
+    """
+    fixed = sum(w + 1 for _, w in _COLUMNS) + 2
+    room = None if width is None else max(20, width - fixed)
+    show = (lambda p: _fit(_home(p), room)) if room is not None else (lambda p: p)
+    path_w = room or 0
+    cols = " ".join(
+        f"{name:>{w}}" if name in ("dist", "size") else f"{name:<{w}}" for name, w in _COLUMNS
+    )
+    if room is not None:
+        out = [("bold", f"{'kept file / duplicate':<{path_w + 2}} {cols}")]
+    else:
+        out = [("", f"  {cols}  path")]
+    files = report["_files"]
+    for kept_id, dups in groups_of(report):
+        kept = files[kept_id]
+        total = human_size(sum(d["size"] for d in dups))
+        if room is not None:
+            out.append(("bold", f"{show(kept.path):<{path_w + 2}} {total:>{fixed - 3}}"))
+        else:
+            out.append(("", f"{kept.path}  [{total}]"))
+        for d in sorted(dups, key=lambda d: d["path"]):
+            cells = (f"{d['kind']:<7} {d['distance']:>4} {d['action']:<11} "
+                     f"{human_size(d['size']):>8}")  # fmt: skip
+            if room is not None:  # a quarantined copy is shown where it came from
+                out.append(("", f"  {show(d['path']):<{path_w}} {cells}"))
+            else:
+                out.append(("", f"  {cells}  {d['path']}"))
+    return out
+
+
 def print_table(report: dict, console: Console) -> None:
-    """Duplicate groups under their kept file, sizes in human units, and a total."""
-    rows = report["_rows"]
+    """Duplicate groups under their kept file, sizes in human units, and a total.
+
+    On a terminal the lines fit its width and the kept files stand out; into a pipe or
+    a file it is plain text with whole paths.
+    """
     summary = report["summary"]
-    if not rows:
+    if not report["_rows"]:
         console.print("No duplicates found.")
         return
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for d in rows:
-        groups[d["original"]].append(d)
-    table = Table(show_header=True, header_style="bold", expand=False, pad_edge=False)
-    table.add_column("File", overflow="fold", ratio=1)
-    table.add_column("Kind", no_wrap=True)
-    table.add_column("Dist", justify="right", no_wrap=True)
-    table.add_column("Action", no_wrap=True)
-    table.add_column("Size", justify="right", no_wrap=True)
-    for kept, dups in sorted(groups.items(), key=lambda g: -sum(d["size"] for d in g[1])):
-        table.add_row(f"[bold]keep[/] {kept}", "", "", "", "", end_section=False)
-        for d in sorted(dups, key=lambda d: d["path"]):
-            where = d["quarantined_path"] or d["path"]
-            table.add_row(
-                f"  └ {where}", d["kind"], str(d["distance"]), d["action"], human_size(d["size"])
-            )
-        table.add_section()
-    console.print(table)
-    console.print(
+    terminal = console.is_terminal
+    lines = table_lines(report, console.width if terminal else None)
+    if terminal:
+        text = Text()
+        for style, line in lines:
+            text.append(line + "\n", style=style or None)
+        console.print(text, end="", soft_wrap=True, highlight=False)
+    else:
+        console.file.write("\n".join(line for _, line in lines) + "\n")
+    total = (
         f"{summary['duplicates']} duplicates in {summary['groups']} groups "
-        f"({summary['exact']} exact, {summary['near']} near), "
-        f"{summary['similar']} similar shots (reported only); "
+        f"({summary['exact']} exact, {summary['near']} near); "
+        f"{summary['similar']} similar shots (reported only)\n"
         f"{human_size(summary['reclaimable_bytes'])} reclaimable, "
-        f"{human_size(summary['reclaimed_bytes'])} in quarantine."
+        f"{human_size(summary['reclaimed_bytes'])} in quarantine"
     )
+    if terminal:
+        console.print(total, highlight=False)
+    else:
+        console.file.write(total + "\n")
