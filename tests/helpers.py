@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 
@@ -31,7 +32,10 @@ def photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
         else:
             pts = [(rng.randrange(w), rng.randrange(h)) for _ in range(rng.randrange(3, 6))]
             draw.polygon(pts, fill=colour)
-    noise = Image.effect_noise(size, 12).convert("RGB")
+    # seeded noise: Image.effect_noise draws from C's rand(), whose state depends on
+    # every earlier call in the process, so the same seed would give other pictures
+    grain = np.random.default_rng(seed).normal(128, 12, (h, w)).clip(0, 255).astype(np.uint8)
+    noise = Image.fromarray(grain, "L").convert("RGB")
     return Image.blend(img, noise, 0.06).filter(ImageFilter.SMOOTH)
 
 

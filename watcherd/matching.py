@@ -27,6 +27,11 @@ TURNED_PHASH_DISTANCE = 6
 SIMILAR_PHASH_DISTANCE = 16
 SIMILAR_DHASH_DISTANCE = 22
 CROP_DHASH_DISTANCE = 12
+# At the edge of the whole-picture limit two shots of one scene a moment apart (the
+# subject moved) can look alike as a whole; a copy looks alike everywhere. From this
+# distance on, every region the two pictures share must be within REGIONS_AGREE too.
+WHOLE_EDGE_PHASH = 9
+REGIONS_AGREE = 16
 CONTENT_REGION = 10  # fingerprint.CONTENT: the picture without bars or blank background
 REGION_NAMES = {
     1: "centre", 2: "top-left", 3: "top-right", 4: "bottom-left", 5: "bottom-right",

@@ -18,9 +18,11 @@ from .matching import (
     CROP_DHASH_DISTANCE,
     CROP_PHASH_DISTANCE,
     REGION_NAMES,
+    REGIONS_AGREE,
     SIMILAR_DHASH_DISTANCE,
     SIMILAR_PHASH_DISTANCE,
     TURNED_PHASH_DISTANCE,
+    WHOLE_EDGE_PHASH,
     HashIndex,
     Match,
     RegionIndex,
@@ -187,8 +189,12 @@ class Pipeline:
         for m in self.hashes.search(
             fp.variants, self.config.phash_distance, self.config.dhash_distance, exclude=f.id
         ):
-            turned_too_far = m.transform != "identity" and m.distance > TURNED_PHASH_DISTANCE
-            if not turned_too_far and self._content_agrees(m.file_id, fp):
+            if m.transform != "identity" and m.distance > TURNED_PHASH_DISTANCE:
+                continue
+            edge = m.transform == "identity" and m.distance >= WHOLE_EDGE_PHASH
+            if edge and not self._regions_agree(m.file_id, fp):
+                continue
+            if self._content_agrees(m.file_id, fp):
                 offer(m)
         cp, cd = CROP_PHASH_DISTANCE, CROP_DHASH_DISTANCE
         queries = [(0, fp.phash, fp.dhash), *fp.regions]
@@ -219,6 +225,15 @@ class Pipeline:
             self.index.record_similar(f, other, m.distance)
             return Verdict(f.path, other.path, "similar", m.distance, None, f.size)
         return None
+
+    def _regions_agree(self, file_id: int, fp: Fingerprint) -> bool:
+        """Every region both pictures have hashed is close: a burst shot differs where
+        its subject moved, a copy nowhere."""
+        for region, ph, dh in fp.regions:
+            distance = self.parts.distance(file_id, region, [(ph, dh)])
+            if distance is not None and distance > REGIONS_AGREE:
+                return False
+        return True
 
     def _content_agrees(self, file_id: int, fp: Fingerprint) -> bool:
         """Two pictures on the same white (or black) background or frame look alike as
