@@ -122,9 +122,11 @@ class Index:
         finally:
             cursor.close()
 
-    def set_regions(self, file_id: int, regions) -> None:
-        """Replace a file's region hashes with (region, phash, dhash) rows."""
-        self.session.execute(delete(RegionHash).where(RegionHash.file_id == file_id))
+    def set_regions(self, file_id: int, regions, fresh: bool = False) -> None:
+        """Replace a file's region hashes with (region, phash, dhash) rows (`fresh`: a
+        row created just now, with nothing to replace)."""
+        if not fresh:
+            self.session.execute(delete(RegionHash).where(RegionHash.file_id == file_id))
         if regions:
             self.session.execute(
                 insert(RegionHash),
@@ -134,8 +136,9 @@ class Index:
                 ],
             )
 
-    def set_thumbnail(self, file_id: int, jpeg: bytes | None) -> None:
-        self.session.execute(delete(Thumbnail).where(Thumbnail.file_id == file_id))
+    def set_thumbnail(self, file_id: int, jpeg: bytes | None, fresh: bool = False) -> None:
+        if not fresh:
+            self.session.execute(delete(Thumbnail).where(Thumbnail.file_id == file_id))
         if jpeg:
             self.session.execute(insert(Thumbnail), [{"file_id": file_id, "jpeg": jpeg}])
 

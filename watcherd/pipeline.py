@@ -74,9 +74,13 @@ class Pipeline:
         self.mover = mover or Mover(index, config)
         self.dry_run = dry_run
 
-    def process(self, fp: Fingerprint, root: str) -> Outcome:
-        """Index one file and decide whether it, or the copy it matches, is redundant."""
-        existing = self.index.file_by_path(fp.path)
+    def process(self, fp: Fingerprint, root: str, new: bool = False) -> Outcome:
+        """Index one file and decide whether it, or the copy it matches, is redundant.
+
+        `new`: the caller knows the index has no row for this path (a scan's new files),
+        which saves the queries that look for one and for what it was paired with.
+        """
+        existing = None if new else self.index.file_by_path(fp.path)
         if existing is not None:
             # Changed in place (or re-read after an error): its old pairings no longer hold.
             self.index.forget_decisions(existing)
@@ -98,20 +102,21 @@ class Pipeline:
             error=fp.error,
         )
         f = self.index.upsert_file(existing, **values)
-        self.index.set_regions(f.id, fp.regions)
-        self.index.set_thumbnail(f.id, fp.thumbnail)
+        fresh = existing is None
+        self.index.set_regions(f.id, fp.regions, fresh)
+        self.index.set_thumbnail(f.id, fp.thumbnail, fresh)
         if fp.error:
             return Outcome(fp.path, "error", error=fp.error)
 
-        verdict = self._decide(f, fp)
+        verdict = self._decide(f, fp, fresh)
         if fp.phash is not None and f.status == ACTIVE:
             self._add_hashes(f.id, fp)
         return Outcome(fp.path, "indexed", verdict=verdict)
 
-    def _decide(self, f: File, fp: Fingerprint) -> Verdict | None:
+    def _decide(self, f: File, fp: Fingerprint, fresh: bool = False) -> Verdict | None:
         partner: File | None = None
         kind, distance, transform = "exact", 0, None
-        ignored = self.index.ignored_partners(f.id)
+        ignored = set() if fresh else self.index.ignored_partners(f.id)  # a new row has none
         if fp.sha256:
             same = [
                 x

@@ -126,7 +126,13 @@ def _unchanged(entry: Entry, known: KnownFile | None) -> bool:
     return not (known.status == ERROR and (known.error or "").startswith("cannot "))
 
 
-def reconcile(paths: list[Path], config: Config, index: Index, stats: ScanStats) -> list[Entry]:
+def reconcile(
+    paths: list[Path],
+    config: Config,
+    index: Index,
+    stats: ScanStats,
+    new_paths: set[str] | None = None,
+) -> list[Entry]:
     """Compare folders on disk with the index; returns the files that need reading.
 
     Unchanged files are skipped on size and mtime alone; a new path whose inode, size
@@ -168,6 +174,8 @@ def reconcile(paths: list[Path], config: Config, index: Index, stats: ScanStats)
                 continue
         if k is None or k.status == MISSING:
             stats.new += 1
+            if k is None and new_paths is not None:
+                new_paths.add(e.path)  # no row in the index yet
         else:
             stats.changed += 1
         todo.append(e)
@@ -197,7 +205,8 @@ def scan(
     started = time.monotonic()
     stats = ScanStats()
     paths = [Path(p).expanduser().absolute() for p in paths]
-    todo = reconcile(paths, config, index, stats)
+    new_paths: set[str] = set()
+    todo = reconcile(paths, config, index, stats, new_paths)
 
     if progress is not None:
         progress.start(len(todo))
@@ -208,7 +217,7 @@ def scan(
     paths_todo = [e.path for e in todo]
     results = ordered_map(work, paths_todo, config.effective_workers(), on_crash=crashed)
     for done, fp in enumerate(results, 1):
-        outcome = pipeline.process(fp, roots[fp.path])
+        outcome = pipeline.process(fp, roots[fp.path], new=fp.path in new_paths)
         log_outcome(outcome)
         _count(stats, fp, outcome)
         if on_outcome is not None:
