@@ -114,3 +114,69 @@ def test_region_index_add_remove_compact_and_search():
     assert idx.search(1801 * 100 + 1, 0, 0, 0) == []
     assert idx.search(7, 7, 0, 0) == [(1801, 4, 0, 0)]
     assert idx.distance(1801, 4, [(7, 0)]) == 0
+
+
+@pytest.mark.parametrize("radius", [0, 6, 8, 10, 16])
+def test_multi_index_search_finds_exactly_what_a_full_scan_finds(monkeypatch, radius):
+    """With the multi-index tables on (a few hundred rows here instead of 65,536), the
+    results equal a brute-force pass: after the build, in the tail, after removals and
+    after a rebuild."""
+    import watcherd.matching as m
+
+    monkeypatch.setattr(m, "MIH_MIN_ROWS", 256)
+    rng = np.random.default_rng(radius)
+    base = [int(v) for v in rng.integers(0, 2**64, size=40, dtype=np.uint64)]
+
+    def near(v: int, bits: int) -> int:
+        for b in rng.choice(64, size=bits, replace=False):
+            v ^= 1 << int(b)
+        return v
+
+    values = {}
+    fid = 0
+    for v in base:  # each base value with neighbours at every distance up to 14
+        for bits in range(15):
+            fid += 1
+            values[fid] = near(v, bits)
+    idx = m.HashIndex.from_rows((f, v, 0) for f, v in values.items())
+    assert idx._mih is not None
+
+    def brute(q: int) -> list[int]:
+        return sorted(f for f, v in values.items() if (q ^ v).bit_count() <= radius)
+
+    def found(q: int) -> list[int]:
+        return sorted(x.file_id for x in idx.search([(q, 0)], radius, 64))
+
+    for q in base[:10]:
+        assert found(q) == brute(q)
+    for i in range(200):  # a tail of new rows, then some removed
+        fid += 1
+        values[fid] = near(base[i % 40], i % 12)
+        idx.add(fid, values[fid], 0)
+    for f in list(values)[::7]:
+        idx.remove(f)
+        del values[f]
+    for q in base[10:30]:
+        assert found(q) == brute(q)
+    for i in range(400):  # enough to trigger a rebuild of the tables
+        fid += 1
+        values[fid] = near(base[i % 40], i % 13)
+        idx.add(fid, values[fid], 0)
+    assert idx._mih.n > 700
+    for q in base:
+        assert found(q) == brute(q)
+
+
+def test_region_index_multi_index(monkeypatch):
+    import watcherd.matching as m
+
+    monkeypatch.setattr(m, "MIH_MIN_ROWS", 128)
+    rng = np.random.default_rng(5)
+    rows = [(f, r, int(rng.integers(0, 2**63)), 0) for f in range(1, 200) for r in (1, 2)]
+    idx = m.RegionIndex.from_rows(rows)
+    assert idx._mih is not None
+    f, r, v, _ = rows[77]
+    assert (f, r, 0, 0) in idx.search(v, 0, 8, 64)
+    assert (f, r, 3, 0) in idx.search(v ^ 0b10101, 0, 8, 64)
+    idx.remove(f)
+    assert idx.search(v, 0, 8, 64) == []

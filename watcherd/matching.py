@@ -1,12 +1,15 @@
 """Matching: the in-memory fingerprint array and the rule that picks which copy is kept.
 
-The array holds the pHash and dHash of every indexed image; a newcomer is compared
-against all of them at once (XOR + popcount in numpy) in each of its eight poses, so a
-rotated or mirrored copy is found as easily as a re-encoded one.
+The arrays hold the pHash and dHash of every indexed image (and of its regions); a
+newcomer is compared in each of its eight poses, so a rotated or mirrored copy is found
+as easily as a re-encoded one. Comparisons are XOR + popcount in numpy, over the rows
+that multi-index hashing says can be close (all rows, while there are few).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -90,23 +93,149 @@ class IdMap:
         return value
 
 
-class HashIndex:
-    """Fingerprints of indexed images in flat numpy arrays, grown in place.
+# Multi-index hashing: a 64-bit hash is cut into three chunks; two hashes within
+# distance d agree to within d // 3 bits on at least one chunk (pigeonhole), so only
+# rows whose chunk lies within that radius need comparing. Each chunk has a table of
+# rows by chunk value (counts as offsets, then row numbers), built once over the rows
+# present at the time; rows added since form a tail searched linearly until the next
+# rebuild. Below MIH_MIN_ROWS a linear pass is quicker than building anything.
+MIH_MIN_ROWS = 65_536
+_CHUNKS = ((0, 21), (21, 21), (42, 22))  # (shift, bits)
+_FULL = 0xFFFFFFFFFFFFFFFF
 
-    Rows are addressed by file id; removal moves the last row into the hole, so the
-    arrays stay dense and a search is one vectorised pass per pose.
-    """
+
+@functools.cache
+def _masks(bits: int, radius: int, tbits: int) -> np.ndarray:
+    """Every `bits`-bit value with at most `radius` bits set, cut to its low `tbits`
+    bits, without repeats: the XOR offsets that reach every table slot to probe."""
+    out = [0]
+    for r in range(1, radius + 1):
+        out += [sum(1 << b for b in combo) for combo in itertools.combinations(range(bits), r)]
+    return np.unique(np.array(out, dtype=np.int64) & ((1 << tbits) - 1))
+
+
+class ChunkTables:
+    """The multi-index tables over rows [0, n) of one uint64 column."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.n = len(values)
+        self.tables = []
+        # A table keyed on a chunk's low `tb` bits, about one slot per row: the slots
+        # (4 bytes each) cost no more than the rows, and a slot holds few rows.
+        tb = max(12, int(self.n).bit_length())
+        for shift, bits in _CHUNKS:
+            tbits = min(bits, tb)
+            keys = ((values >> np.uint64(shift)) & np.uint64((1 << tbits) - 1)).astype(np.int32)
+            order = np.argsort(keys, kind="stable").astype(np.int32)
+            offsets = np.zeros((1 << tbits) + 1, dtype=np.int32)
+            np.cumsum(np.bincount(keys, minlength=1 << tbits), out=offsets[1:])
+            self.tables.append((shift, bits, tbits, offsets, order))
+
+    def candidates(self, value: int, radius: int) -> np.ndarray:
+        """Rows that may be within `radius` of `value` (a superset, possibly with
+        repeats: callers verify each row and keep each file once)."""
+        r = radius // len(self.tables)
+        found = []
+        for shift, bits, tbits, offsets, order in self.tables:
+            key = (value >> shift) & ((1 << tbits) - 1)
+            probes = _masks(bits, r, tbits) ^ key
+            lo, hi = offsets[probes].astype(np.int64), offsets[probes + 1]
+            lens = hi - lo
+            nz = lens > 0
+            if not nz.any():
+                continue
+            lo, lens = lo[nz], lens[nz]
+            total = int(lens.sum())
+            first = np.repeat(lo - (np.cumsum(lens) - lens), lens)
+            found.append(order[first + np.arange(total)])
+        if not found:
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate(found).astype(np.int64)
+
+
+class _Rows:
+    """Append-only rows of (file id, pHash, dHash, ...) in numpy arrays: removed rows are
+    holes (file id -1), squeezed out when they are many; searched through ChunkTables
+    on pHash once there are enough rows."""
+
+    _columns: tuple[tuple[str, np.dtype, int], ...] = (
+        ("_fid", np.dtype(np.int64), -1),
+        ("_ph", np.dtype(np.uint64), 0),
+        ("_dh", np.dtype(np.uint64), 0),
+    )
 
     def __init__(self, capacity: int = 1024) -> None:
         capacity = max(capacity, 16)
-        self._ids = np.zeros(capacity, dtype=np.int64)
-        self._ph = np.zeros(capacity, dtype=np.uint64)
-        self._dh = np.zeros(capacity, dtype=np.uint64)
+        for name, dtype, fill in self._columns:
+            setattr(self, name, np.full(capacity, fill, dtype=dtype))
         self._n = 0
+        self._dead = 0
+        self._mih: ChunkTables | None = None
+
+    def _reserve(self, extra: int) -> None:
+        if self._n + extra <= len(self._fid):
+            return
+        capacity = max(len(self._fid) * 2, self._n + extra)
+        for name, dtype, fill in self._columns:
+            old = getattr(self, name)
+            new = np.full(capacity, fill, dtype=dtype)
+            new[: self._n] = old[: self._n]
+            setattr(self, name, new)
+
+    def _after_change(self) -> None:
+        """Squeeze out holes and rebuild the tables when the tail or the holes grew."""
+        built = self._mih.n if self._mih is not None else 0
+        tail = self._n - built
+        if self._dead > 1024 and self._dead * 4 > self._n:
+            self._compact()
+        elif self._n >= MIH_MIN_ROWS and tail > max(MIH_MIN_ROWS, built // 4):
+            self._build()
+
+    def _compact(self) -> None:
+        keep = np.flatnonzero(self._fid[: self._n] >= 0)
+        for name, _, fill in self._columns:
+            arr = getattr(self, name)
+            arr[: len(keep)] = arr[keep]
+            arr[len(keep) : self._n] = fill
+        self._n, self._dead = len(keep), 0
+        self._reindex()
+        self._mih = None
+        if self._n >= MIH_MIN_ROWS:
+            self._build()
+
+    def _build(self) -> None:
+        self._mih = ChunkTables(self._ph[: self._n])
+
+    def _reindex(self) -> None:  # pragma: no cover - each subclass maps ids to rows
+        raise NotImplementedError
+
+    def _candidates(self, phash: int, max_phash: int) -> np.ndarray:
+        """Live rows within `max_phash` of `phash`, with their distances."""
+        if self._mih is None:
+            rows = np.arange(self._n)
+        else:
+            rows = np.concatenate(
+                (self._mih.candidates(phash, max_phash), np.arange(self._mih.n, self._n))
+            )
+        pdist = np.bitwise_count(self._ph[rows] ^ np.uint64(phash & _FULL))
+        keep = (pdist <= max_phash) & (self._fid[rows] >= 0)
+        return rows[keep], pdist[keep]
+
+
+class HashIndex(_Rows):
+    """Whole-picture fingerprints of indexed images, one row per file.
+
+    A search looks at the newcomer in each of its eight poses; with many files the
+    multi-index tables keep that to the few rows that can be close.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        super().__init__(capacity)
         self._row = IdMap()
+        self._live = 0
 
     def __len__(self) -> int:
-        return self._n
+        return self._live
 
     def __contains__(self, file_id: int) -> bool:
         return file_id in self._row
@@ -116,48 +245,40 @@ class HashIndex:
         """Build from (file_id, phash, dhash) rows of distinct ids; hashes unsigned or
         signed 64-bit."""
         dtype = np.dtype([("f", np.int64), ("p", np.uint64), ("d", np.uint64)])
-        data = np.fromiter(
-            ((f, p & 0xFFFFFFFFFFFFFFFF, d & 0xFFFFFFFFFFFFFFFF) for f, p, d in rows), dtype=dtype
-        )
+        data = np.fromiter(((f, p & _FULL, d & _FULL) for f, p, d in rows), dtype=dtype)
         n = len(data)
         index = cls(n)
-        index._ids[:n], index._ph[:n], index._dh[:n] = data["f"], data["p"], data["d"]
-        index._n = n
+        index._fid[:n], index._ph[:n], index._dh[:n] = data["f"], data["p"], data["d"]
+        index._n = index._live = n
         index._row.set_many(data["f"], np.arange(n, dtype=np.int64))
+        if n >= MIH_MIN_ROWS:
+            index._build()
         return index
 
-    def _grow(self) -> None:
-        capacity = len(self._ids) * 2
-        for name in ("_ids", "_ph", "_dh"):
-            old = getattr(self, name)
-            new = np.zeros(capacity, dtype=old.dtype)
-            new[: self._n] = old[: self._n]
-            setattr(self, name, new)
+    def _reindex(self) -> None:
+        self._row = IdMap()
+        self._row.set_many(self._fid[: self._n], np.arange(self._n, dtype=np.int64))
 
     def add(self, file_id: int, phash: int, dhash: int) -> None:
-        row = self._row.get(file_id)
-        if row is None:
-            if self._n == len(self._ids):
-                self._grow()
-            row = self._n
-            self._n += 1
-            self._row.set(file_id, row)
-            self._ids[row] = file_id
-        self._ph[row] = phash & 0xFFFFFFFFFFFFFFFF
-        self._dh[row] = dhash & 0xFFFFFFFFFFFFFFFF
+        self.remove(file_id)  # a changed file: its old row becomes a hole
+        self._reserve(1)
+        row = self._n
+        self._fid[row] = file_id
+        self._ph[row] = phash & _FULL
+        self._dh[row] = dhash & _FULL
+        self._n += 1
+        self._live += 1
+        self._row.set(file_id, row)
+        self._after_change()
 
     def remove(self, file_id: int) -> None:
         row = self._row.pop(file_id)
         if row is None:
             return
-        last = self._n - 1
-        if row != last:
-            moved = int(self._ids[last])
-            self._ids[row] = moved
-            self._ph[row] = self._ph[last]
-            self._dh[row] = self._dh[last]
-            self._row.set(moved, row)
-        self._n = last
+        self._fid[row] = -1
+        self._dead += 1
+        self._live -= 1
+        self._after_change()
 
     def search(
         self,
@@ -171,20 +292,17 @@ class HashIndex:
         `variants` are the newcomer's (phash, dhash) in the order of TRANSFORM_NAMES.
         Each file appears once, in its closest pose; best matches first.
         """
-        n = self._n
-        if n == 0 or not variants:
+        if self._live == 0 or not variants:
             return []
-        ph, dh, ids = self._ph[:n], self._dh[:n], self._ids[:n]
         best: dict[int, tuple[int, int, int]] = {}
         for pose, (vp, vd) in enumerate(variants):
-            pdist = np.bitwise_count(ph ^ np.uint64(vp & 0xFFFFFFFFFFFFFFFF))
-            rows = np.flatnonzero(pdist <= max_phash)
+            rows, pdist = self._candidates(vp, max_phash)
             if rows.size == 0:
                 continue
-            ddist = np.bitwise_count(dh[rows] ^ np.uint64(vd & 0xFFFFFFFFFFFFFFFF))
+            ddist = np.bitwise_count(self._dh[rows] ^ np.uint64(vd & _FULL))
             keep = ddist <= max_dhash
-            for row, p, d in zip(rows[keep], pdist[rows[keep]], ddist[keep], strict=True):
-                file_id = int(ids[row])
+            for row, p, d in zip(rows[keep], pdist[keep], ddist[keep], strict=True):
+                file_id = int(self._fid[row])
                 key = (int(p), int(d), pose)
                 if file_id != exclude and (file_id not in best or key < best[file_id]):
                     best[file_id] = key
@@ -197,7 +315,7 @@ class HashIndex:
         if row is None or not variants:
             return None
         stored = int(self._ph[row])
-        return min((stored ^ (vp & 0xFFFFFFFFFFFFFFFF)).bit_count() for vp, _ in variants)
+        return min((stored ^ (vp & _FULL)).bit_count() for vp, _ in variants)
 
 
 class Candidate(Protocol):
@@ -227,23 +345,18 @@ def newcomer_wins(newcomer: Candidate, indexed: Candidate, keep: str) -> bool:
     return new_key > old_key
 
 
-class RegionIndex:
+class RegionIndex(_Rows):
     """Region hashes: several rows per file, kept in flat numpy arrays.
 
     A file's rows are appended together and found again through one (start, count) span
     per file, so the only Python objects are one dict entry per file (a dict entry per
-    row would cost more memory than the hashes themselves). Removed rows are left as
-    holes (file id -1) and squeezed out once they are a quarter of the array.
+    row would cost more memory than the hashes themselves).
     """
 
+    _columns = (*_Rows._columns, ("_reg", np.dtype(np.int8), 0))
+
     def __init__(self, capacity: int = 1024) -> None:
-        capacity = max(capacity, 16)
-        self._fid = np.full(capacity, -1, dtype=np.int64)
-        self._reg = np.zeros(capacity, dtype=np.int8)
-        self._ph = np.zeros(capacity, dtype=np.uint64)
-        self._dh = np.zeros(capacity, dtype=np.uint64)
-        self._n = 0
-        self._dead = 0
+        super().__init__(capacity)
         self._start, self._count = IdMap(), IdMap()  # each file's rows
 
     def __len__(self) -> int:
@@ -264,11 +377,14 @@ class RegionIndex:
         index._ph[:n] = data["p"].view(np.uint64)
         index._dh[:n] = data["d"].view(np.uint64)
         index._n = n
-        index._index_spans()
+        index._reindex()
+        if n >= MIH_MIN_ROWS:
+            index._build()
         return index
 
-    def _index_spans(self) -> None:
+    def _reindex(self) -> None:
         """Record where each file's (adjacent) rows start and how many there are."""
+        self._start, self._count = IdMap(), IdMap()
         fids = self._fid[: self._n]
         live = fids >= 0
         if not live.any():
@@ -281,16 +397,6 @@ class RegionIndex:
         self._start.set_many(f[first], starts)
         self._count.set_many(f[first], counts)
 
-    def _reserve(self, extra: int) -> None:
-        if self._n + extra <= len(self._fid):
-            return
-        capacity = max(len(self._fid) * 2, self._n + extra)
-        for name, fill in (("_fid", -1), ("_reg", 0), ("_ph", 0), ("_dh", 0)):
-            old = getattr(self, name)
-            new = np.full(capacity, fill, dtype=old.dtype)
-            new[: self._n] = old[: self._n]
-            setattr(self, name, new)
-
     def add(self, file_id: int, regions: Sequence[tuple[int, int, int]]) -> None:
         self.remove(file_id)
         if not regions:
@@ -300,11 +406,12 @@ class RegionIndex:
         for i, (region, ph, dh) in enumerate(regions):
             self._fid[start + i] = file_id
             self._reg[start + i] = region
-            self._ph[start + i] = ph & 0xFFFFFFFFFFFFFFFF
-            self._dh[start + i] = dh & 0xFFFFFFFFFFFFFFFF
+            self._ph[start + i] = ph & _FULL
+            self._dh[start + i] = dh & _FULL
         self._n += len(regions)
         self._start.set(file_id, start)
         self._count.set(file_id, len(regions))
+        self._after_change()
 
     def remove(self, file_id: int) -> None:
         start, count = self._start.pop(file_id), self._count.pop(file_id)
@@ -312,37 +419,24 @@ class RegionIndex:
             return
         self._fid[start : start + count] = -1
         self._dead += count
-        if self._dead > 1024 and self._dead * 4 > self._n:
-            self._compact()
-
-    def _compact(self) -> None:
-        keep = np.flatnonzero(self._fid[: self._n] >= 0)
-        for name in ("_fid", "_reg", "_ph", "_dh"):
-            arr = getattr(self, name)
-            arr[: len(keep)] = arr[keep]
-        self._fid[len(keep) : self._n] = -1
-        self._n, self._dead = len(keep), 0
-        self._start, self._count = IdMap(), IdMap()
-        self._index_spans()
+        self._after_change()
 
     def search(
         self, phash: int, dhash: int, max_phash: int, max_dhash: int
     ) -> list[tuple[int, int, int, int]]:
         """(file_id, region, pHash distance, dHash distance) of every region within both."""
-        n = self._n
-        if n == 0:
+        if self._n == 0:
             return []
-        pdist = np.bitwise_count(self._ph[:n] ^ np.uint64(phash & 0xFFFFFFFFFFFFFFFF))
-        rows = np.flatnonzero(pdist <= max_phash)
+        rows, pdist = self._candidates(phash, max_phash)
         if rows.size == 0:
             return []
-        ddist = np.bitwise_count(self._dh[rows] ^ np.uint64(dhash & 0xFFFFFFFFFFFFFFFF))
-        rows, ddist = rows[ddist <= max_dhash], ddist[ddist <= max_dhash]
-        return [
-            (int(self._fid[r]), int(self._reg[r]), int(pdist[r]), int(d))
-            for r, d in zip(rows, ddist, strict=True)
-            if self._fid[r] >= 0
-        ]
+        ddist = np.bitwise_count(self._dh[rows] ^ np.uint64(dhash & _FULL))
+        keep = ddist <= max_dhash
+        found = {
+            (int(self._fid[r]), int(self._reg[r]), int(p), int(d))
+            for r, p, d in zip(rows[keep], pdist[keep], ddist[keep], strict=True)
+        }
+        return sorted(found)
 
     def distance(
         self, file_id: int, region: int, variants: Sequence[tuple[int, int]]
@@ -354,5 +448,5 @@ class RegionIndex:
         for row in range(start, start + count):
             if int(self._reg[row]) == region:
                 stored = int(self._ph[row])
-                return min((stored ^ (vp & 0xFFFFFFFFFFFFFFFF)).bit_count() for vp, _ in variants)
+                return min((stored ^ (vp & _FULL)).bit_count() for vp, _ in variants)
         return None

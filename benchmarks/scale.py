@@ -1,0 +1,182 @@
+"""A million photos in the index: deciding a newcomer, daemon start, memory, disk.
+
+    python benchmarks/scale.py [--files 1000000] [--workdir /tmp/wd-scale]
+
+Fills an index with --files synthetic file rows (random 64-bit pHash and dHash; each
+with the eleven region hashes a real photo gets, unless --no-regions), cached in
+--workdir between runs. Then, in this process:
+
+- builds the matcher's arrays from the index as the daemon does (seconds, memory);
+- decides 300 newcomers through the real Pipeline (every pose, every region, the
+  `similar` search, the SQLite writes): a third are near copies of indexed pictures,
+  a third turned copies, a third new pictures; prints the median and 99th percentile;
+
+and as a subprocess, `watcherd run` on an empty folder with this index: seconds from
+start to READY (the JSON log line) and the daemon's memory then. Also the index file's
+size per file.
+
+Targets (issue 8): deciding one newcomer under 10 ms median; start to READY under 3 s;
+daemon memory under 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from watcherd.config import Config
+from watcherd.fingerprint import REGIONS, SQUARES, TRANSFORM_NAMES, Fingerprint
+from watcherd.index import Index
+from watcherd.pipeline import Pipeline
+
+REGION_IDS = [*REGIONS, *SQUARES, 11]
+
+
+def signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def fill(db: Path, files: int, regions: bool) -> None:
+    Index(db, writer=True).close()  # the schema, by watcherd itself
+    rng = random.Random(1)
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=OFF")
+    batch, regs = [], []
+    for i in range(1, files + 1):
+        batch.append((i, f"/archive/{i // 1000:04}/IMG_{i:07}.jpg", "/archive",
+                      rng.randrange(500_000, 6_000_000), 1_600_000_000 * 10**9 + i, i,
+                      f"{rng.getrandbits(256):064x}", 4032, 3024, "JPEG",
+                      signed(rng.getrandbits(64)), signed(rng.getrandbits(64)), "active",
+                      "2026-01-01 00:00:00", "2026-01-01 00:00:00"))  # fmt: skip
+        if regions:
+            regs += [(i, r, signed(rng.getrandbits(64)), signed(rng.getrandbits(64)))
+                     for r in REGION_IDS]  # fmt: skip
+        if len(batch) == 50_000 or i == files:
+            con.executemany(
+                "INSERT INTO files (id, path, root, size, mtime_ns, inode, sha256, width, "
+                "height, format, phash, dhash, status, first_seen, indexed_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                batch,
+            )
+            con.executemany("INSERT INTO region_hashes VALUES (?,?,?,?)", regs)
+            con.commit()
+            batch, regs = [], []
+    con.close()
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def flip(v: int, bits: int, rng: random.Random) -> int:
+    for b in rng.sample(range(64), bits):
+        v ^= 1 << b
+    return v
+
+
+def newcomers(index: Index, n: int, rng: random.Random) -> list[Fingerprint]:
+    """A third near copies, a third turned copies (matching in another pose), a third
+    new pictures, with random region hashes."""
+    sample = index.session.connection().exec_driver_sql(
+        f"SELECT phash, dhash FROM files ORDER BY random() LIMIT {n}"
+    ).fetchall()
+    out = []
+    for i, (p, d) in enumerate(sample):
+        p, d = p & 0xFFFFFFFFFFFFFFFF, d & 0xFFFFFFFFFFFFFFFF
+        poses = [(rng.getrandbits(64), rng.getrandbits(64)) for _ in TRANSFORM_NAMES]
+        if i % 3 == 0:
+            poses[0] = (flip(p, 4, rng), flip(d, 6, rng))
+        elif i % 3 == 1:
+            poses[2] = (flip(p, 2, rng), flip(d, 3, rng))
+        regions = tuple((r, rng.getrandbits(64), rng.getrandbits(64)) for r in REGION_IDS)
+        fp = Fingerprint(f"/new/{i}.jpg", 1_000_000 + i, i, 10_000_000 + i,
+                         sha256=f"{rng.getrandbits(256):064x}", width=1600, height=1200,
+                         format="JPEG", variants=tuple(poses), regions=regions)  # fmt: skip
+        fp.phash, fp.dhash = poses[0]
+        out.append(fp)
+    return out
+
+
+def daemon_ready(db: Path, tmp: Path) -> tuple[float, float]:
+    folder = tmp / "watched"
+    folder.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcherd", "--db", str(db), "--log-format", "json", "run",
+         str(folder)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env={**os.environ, "HOME": str(tmp)},
+    )  # fmt: skip
+    try:
+        for line in proc.stderr:
+            if json.loads(line).get("event") == "ready":
+                ready = time.perf_counter() - t0
+                return ready, rss_mb(proc.pid)
+        raise RuntimeError("daemon exited before READY")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--files", type=int, default=1_000_000)
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "wd-scale")
+    ap.add_argument("--no-regions", action="store_true")
+    ap.add_argument("--newcomers", type=int, default=300)
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    tag = "" if not args.no_regions else "-noregions"
+    db = args.workdir / f"index-{args.files}{tag}.sqlite3"
+    if not db.exists():
+        t0 = time.perf_counter()
+        fill(db, args.files, not args.no_regions)
+        print(f"filled {db} in {time.perf_counter() - t0:.0f} s")
+    size = db.stat().st_size
+    print(f"index: {args.files} files, {size / 1e6:.0f} MB on disk, "
+          f"{size / args.files:.0f} bytes per file")  # fmt: skip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ready, daemon_rss = daemon_ready(db, Path(tmp))
+    print(f"daemon: start to READY {ready:.2f} s, memory then {daemon_rss:.0f} MB")
+
+    before = rss_mb()
+    index = Index(db, writer=True)
+    t0 = time.perf_counter()
+    pipeline = Pipeline(index, Config(workers=1))
+    load = time.perf_counter() - t0
+    print(f"matcher arrays: built in {load:.2f} s, {rss_mb() - before:.0f} MB "
+          f"({len(pipeline.hashes)} pictures, {len(pipeline.parts)} regions)")  # fmt: skip
+    rng = random.Random(2)
+    fps = newcomers(index, args.newcomers, rng)
+    times, found = [], 0
+    for fp in fps:
+        t0 = time.perf_counter()
+        outcome = pipeline.process(fp, "/new")
+        times.append((time.perf_counter() - t0) * 1000)
+        found += outcome.verdict is not None
+    index.rollback()
+    index.close()
+    times.sort()
+    print(f"deciding a newcomer (all poses and regions, SQLite writes included): "
+          f"median {statistics.median(times):.2f} ms, "
+          f"p99 {times[int(len(times) * 0.99) - 1]:.2f} ms; {found} of {len(fps)} "
+          f"matched (expected {2 * len(fps) // 3})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
