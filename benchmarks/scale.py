@@ -11,9 +11,10 @@ with the eleven region hashes a real photo gets, unless --no-regions), cached in
   `similar` search, the SQLite writes): a third are near copies of indexed pictures,
   a third turned copies, a third new pictures; prints the median and 99th percentile;
 
-and as a subprocess, `watcherd run` on an empty folder with this index: seconds from
-start to READY (the JSON log line) and the daemon's memory then. Also the index file's
-size per file.
+and as a subprocess, `watcherd run` on an empty folder with this index, twice: seconds
+from start to READY (the JSON log line) and the daemon's memory then, when it builds its
+arrays from the index and when it loads those it saved as it stopped. Also the index
+file's size per file.
 
 Targets (issue 8): deciding one newcomer under 10 ms median; start to READY under 3 s;
 daemon memory under 300 MB.
@@ -91,9 +92,11 @@ def flip(v: int, bits: int, rng: random.Random) -> int:
 def newcomers(index: Index, n: int, rng: random.Random) -> list[Fingerprint]:
     """A third near copies, a third turned copies (matching in another pose), a third
     new pictures, with random region hashes."""
-    sample = index.session.connection().exec_driver_sql(
-        f"SELECT phash, dhash FROM files ORDER BY random() LIMIT {n}"
-    ).fetchall()
+    sample = (
+        index.session.connection()
+        .exec_driver_sql(f"SELECT phash, dhash FROM files ORDER BY random() LIMIT {n}")
+        .fetchall()
+    )
     out = []
     for i, (p, d) in enumerate(sample):
         p, d = p & 0xFFFFFFFFFFFFFFFF, d & 0xFFFFFFFFFFFFFFFF
@@ -150,9 +153,15 @@ def main() -> None:
     print(f"index: {args.files} files, {size / 1e6:.0f} MB on disk, "
           f"{size / args.files:.0f} bytes per file")  # fmt: skip
 
+    arrays = db.with_name(db.name + ".arrays.npz")
+    arrays.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        ready, daemon_rss = daemon_ready(db, Path(tmp))
-    print(f"daemon: start to READY {ready:.2f} s, memory then {daemon_rss:.0f} MB")
+        for how in ("first start, arrays built from the index", "next start, saved arrays"):
+            ready, daemon_rss = daemon_ready(db, Path(tmp))
+            print(f"daemon, {how}: start to READY {ready:.2f} s, memory then "
+                  f"{daemon_rss:.0f} MB")  # fmt: skip
+    if arrays.exists():
+        print(f"saved arrays: {arrays.stat().st_size / 1e6:.0f} MB")
 
     before = rss_mb()
     index = Index(db, writer=True)

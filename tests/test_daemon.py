@@ -509,3 +509,50 @@ def test_run_dry_run_moves_nothing(tmp_path, daemons):
     dup = d.wait_path("duplicate", small)[0]
     assert dup["action"] == "would quarantine"
     assert small.exists() and not qdir.exists()
+
+
+def test_matcher_arrays_saved_at_stop_and_trusted_only_if_nothing_else_wrote(tmp_path, daemons):
+    pics, other = tmp_path / "pics", tmp_path / "other"
+    pics.mkdir()
+    a = save(photo(1), pics / "a.jpg")
+    d = daemons(tmp_path, [pics]).start()
+    d.wait_decided(a)
+    assert d.of("arrays")[0]["source"] == "index"
+    assert d.stop() == 0
+    arrays = tmp_path / "index.sqlite3.arrays.npz"
+    assert arrays.exists()
+
+    d = daemons(tmp_path, [pics]).start()
+    assert d.of("arrays")[0]["source"] == "saved"
+    (pics / "a copy.jpg").write_bytes(a.read_bytes())
+    d.wait_path("duplicate", pics / "a copy.jpg")
+    assert d.stop() == 0
+
+    # another process writes to the index while the daemon runs: the arrays it then
+    # holds lack that file, so they are not saved, and the next start rebuilds them
+    d = daemons(tmp_path, [pics]).start()
+    b = save(photo(2), other / "b.jpg")
+    run_cli("--db", str(d.db), "scan", str(other))
+    assert d.stop() == 0
+    assert not arrays.exists()
+    d = daemons(tmp_path, [pics]).start()
+    assert d.of("arrays")[0]["source"] == "index"
+    save(photo(2).resize((320, 240)), pics / "b small.jpg")
+    found = d.wait_path("duplicate", pics / "b small.jpg")[0]
+    assert found["original"] == str(b)
+    assert d.stop() == 0
+
+
+def test_arrays_from_before_a_foreign_write_are_not_used(tmp_path, daemons):
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    save(photo(1), pics / "a.jpg")
+    d = daemons(tmp_path, [pics]).start()
+    assert d.stop() == 0
+    b = save(photo(3), tmp_path / "elsewhere" / "b.jpg")
+    run_cli("--db", str(d.db), "scan", str(b.parent))  # while no daemon runs
+    d = daemons(tmp_path, [pics]).start()
+    assert d.of("arrays")[0]["source"] == "index", "the index changed since they were saved"
+    (pics / "b copy.jpg").write_bytes(b.read_bytes())
+    assert d.wait_path("duplicate", pics / "b copy.jpg")[0]["original"] == str(b)
+    assert d.stop() == 0

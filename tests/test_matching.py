@@ -180,3 +180,27 @@ def test_region_index_multi_index(monkeypatch):
     assert (f, r, 3, 0) in idx.search(v ^ 0b10101, 0, 8, 64)
     idx.remove(f)
     assert idx.search(v, 0, 8, 64) == []
+
+
+def test_saved_arrays_load_only_at_the_same_generation(tmp_path, monkeypatch):
+    import watcherd.matching as m
+
+    monkeypatch.setattr(m, "MIH_MIN_ROWS", 64)
+    rng = np.random.default_rng(9)
+    values = [int(v) for v in rng.integers(0, 2**63, size=300)]
+    hashes = m.HashIndex.from_rows((i, v, v >> 3) for i, v in enumerate(values, 1))
+    parts = m.RegionIndex.from_rows((i, 1, v >> 1, v) for i, v in enumerate(values, 1))
+    hashes.remove(5)
+    hashes.add(301, values[0] ^ 1, 0)  # a tail row after the tables were built
+    path = tmp_path / "arrays.npz"
+    m.save_arrays(path, 42, hashes, parts)
+    assert m.load_arrays(path, 41) is None, "the index changed since: not used"
+    loaded_hashes, loaded_parts = m.load_arrays(path, 42)
+    assert loaded_hashes._mih is not None and len(loaded_hashes) == len(hashes)
+    for q in values[:50]:
+        want = hashes.search([(q, q >> 3)], 10, 64)
+        assert loaded_hashes.search([(q, q >> 3)], 10, 64) == want
+        assert loaded_parts.search(q >> 1, q, 8, 0) == parts.search(q >> 1, q, 8, 0)
+    assert 5 not in loaded_hashes and 301 in loaded_hashes
+    path.write_bytes(b"not an npz")
+    assert m.load_arrays(path, 42) is None

@@ -59,6 +59,10 @@ def lock_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".lock")
 
 
+def arrays_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".arrays.npz")
+
+
 def status_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".status.json")
 
@@ -158,12 +162,18 @@ class Daemon:
 
     def run(self) -> int:
         self._acquire_lock()
-        self.index = Index(self.db_path, writer=True)
+        self.index = Index(self.db_path, writer=True, daemon=True)
         Mover(self.index, self.config, self._extra_roots()).recover()
         self.index.commit()
         self.pipeline = Pipeline(
-            self.index, self.config, mover=self._mover(self.config), dry_run=self.dry_run
+            self.index,
+            self.config,
+            mover=self._mover(self.config),
+            dry_run=self.dry_run,
+            arrays=arrays_path(self.db_path),
         )
+        self._foreign_at_start = self.index.foreign_commits()
+        self.index.rollback()
         self.watcher = Watcher(self.inbox.put, self.config.poll_interval)
         self._install_signals()
         self._desktop_notifications(self.config.notifications)
@@ -195,6 +205,23 @@ class Daemon:
         finally:
             self._shutdown()
         return 0
+
+    def _save_arrays(self) -> None:
+        """Save the matcher arrays for a quick next start, if they match the index: not
+        after a dry run (its decisions were not kept), nor if another process wrote to
+        the index meanwhile (the arrays would lack its files)."""
+        pipeline = getattr(self, "pipeline", None)
+        if pipeline is None:
+            return
+        try:
+            foreign = self.index.foreign_commits()
+            self.index.rollback()
+        except OperationalError:
+            foreign = None
+        if self.dry_run or foreign != self._foreign_at_start:
+            arrays_path(self.db_path).unlink(missing_ok=True)
+            return
+        pipeline.save_arrays()
 
     def stop(self) -> None:
         """Ask the loop to finish (safe from signal handlers and other threads)."""
@@ -236,6 +263,7 @@ class Daemon:
         index = getattr(self, "index", None)
         if index is not None:
             index.rollback()  # every decision was committed whole; nothing half-written
+            self._save_arrays()
             index.close()
         self._write_status(final=True)
         self.notifier.close()

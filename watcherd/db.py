@@ -41,6 +41,42 @@ def _v4_thumbnails(conn: Connection) -> None:
     Base.metadata.create_all(conn, tables=[Thumbnail.__table__])
 
 
+# The matcher's arrays are saved beside the index when the daemon stops and loaded at
+# its next start instead of being rebuilt from millions of rows, but only if nothing
+# they depend on changed meanwhile, whoever changed it (a scan, a restore, another
+# version). These triggers count every such change in one row.
+_GENERATION_TRIGGERS = {
+    "files_ins": "AFTER INSERT ON files",
+    "files_del": "AFTER DELETE ON files",
+    "files_upd": "AFTER UPDATE OF phash, dhash, status ON files",
+    "regions_ins": "AFTER INSERT ON region_hashes",
+    "regions_del": "AFTER DELETE ON region_hashes",
+}
+
+
+def _generation(conn: Connection) -> None:
+    """Version 5: a change counter for the saved matcher arrays."""
+    conn.exec_driver_sql(
+        "CREATE TABLE IF NOT EXISTS meta (key VARCHAR(32) PRIMARY KEY, value INTEGER NOT NULL)"
+    )
+    conn.exec_driver_sql("INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0)")
+    # commits by anything but the daemon: it saves its arrays only if there were none
+    conn.exec_driver_sql("INSERT OR IGNORE INTO meta (key, value) VALUES ('foreign', 0)")
+    for name, when in _GENERATION_TRIGGERS.items():
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER IF NOT EXISTS generation_{name} {when} BEGIN "
+            "UPDATE meta SET value = value + 1 WHERE key = 'generation'; END"
+        )
+
+
+def counter(conn: Connection, key: str) -> int:
+    return int(conn.exec_driver_sql(f"SELECT value FROM meta WHERE key = '{key}'").scalar())
+
+
+def bump(conn: Connection, key: str) -> None:
+    conn.exec_driver_sql(f"UPDATE meta SET value = value + 1 WHERE key = '{key}'")
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: lambda conn: Base.metadata.create_all(
         conn, tables=[SchemaVersion.__table__, File.__table__, Decision.__table__]
@@ -48,6 +84,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _v2_quarantine,
     3: _v3_regions,
     4: _v4_thumbnails,
+    5: _generation,
 }
 LATEST = max(MIGRATIONS)
 
@@ -108,6 +145,7 @@ def migrate(engine: Engine) -> int:
             )
         if found == 0 and not inspect(conn).has_table("files"):
             Base.metadata.create_all(conn)
+            _generation(conn)
             conn.execute(SchemaVersion.__table__.insert().values(id=1, version=LATEST))
             return 0
     for version in range(found + 1, LATEST + 1):

@@ -52,8 +52,11 @@ def _under(column, folder: str):
 
 
 class Index:
-    def __init__(self, target: str | Path, writer: bool = False) -> None:
+    def __init__(self, target: str | Path, writer: bool = False, daemon: bool = False) -> None:
+        """`daemon`: this is the daemon's own index; every other writer's commits are
+        counted (see foreign_commits)."""
         self.target = target
+        self._foreign = writer and not daemon
         self.Session = db.open_sessionmaker(target, writer)
         self.session: Session = self.Session()
 
@@ -68,10 +71,20 @@ class Index:
         self.close()
 
     def commit(self) -> None:
+        if self._foreign and self.session.in_transaction():
+            db.bump(self.session.connection(), "foreign")
         self.session.commit()
 
     def rollback(self) -> None:
         self.session.rollback()
+
+    def generation(self) -> int:
+        """A number that changes whenever a file's hashes, status or regions change."""
+        return db.counter(self.session.connection(), "generation")
+
+    def foreign_commits(self) -> int:
+        """How many commits writers other than the daemon have made."""
+        return db.counter(self.session.connection(), "foreign")
 
     # -- files ---------------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -51,20 +53,21 @@ class Match:
 
 
 class IdMap:
-    """Non-negative int id -> int, in a numpy array indexed by id (-1 means absent).
+    """Non-negative int id -> row number (< 2**31), in a numpy array indexed by id (-1:
+    absent).
 
-    File ids are small and dense (SQLite row ids), so this costs 8 bytes per id where a
+    File ids are small and dense (SQLite row ids), so this costs 4 bytes per id where a
     dict costs about a hundred: it is what keeps a large index's memory small.
     """
 
     def __init__(self) -> None:
-        self._a = np.full(1024, -1, dtype=np.int64)
+        self._a = np.full(1024, -1, dtype=np.int32)
 
     def _fit(self, top: int) -> None:
         if top >= len(self._a):
             if top >= 2**34:
                 raise ValueError(f"id {top} is too large for an IdMap")
-            new = np.full(max(top + 1, len(self._a) * 2), -1, dtype=np.int64)
+            new = np.full(max(top + 1, len(self._a) * 2), -1, dtype=np.int32)
             new[: len(self._a)] = self._a
             self._a = new
 
@@ -159,7 +162,7 @@ class _Rows:
     on pHash once there are enough rows."""
 
     _columns: tuple[tuple[str, np.dtype, int], ...] = (
-        ("_fid", np.dtype(np.int64), -1),
+        ("_fid", np.dtype(np.int32), -1),  # file ids: SQLite row ids, well below 2**31
         ("_ph", np.dtype(np.uint64), 0),
         ("_dh", np.dtype(np.uint64), 0),
     )
@@ -209,6 +212,37 @@ class _Rows:
     def _reindex(self) -> None:  # pragma: no cover - each subclass maps ids to rows
         raise NotImplementedError
 
+    def state(self, prefix: str) -> dict[str, np.ndarray]:
+        """The arrays to save (see save_arrays), names prefixed."""
+        out = {f"{prefix}{name}": getattr(self, name)[: self._n] for name, _, _ in self._columns}
+        out[f"{prefix}counts"] = np.array([self._n, self._dead], dtype=np.int64)
+        if self._mih is not None:
+            out[f"{prefix}mih_n"] = np.array([self._mih.n], dtype=np.int64)
+            for i, (shift, bits, tbits, offsets, order) in enumerate(self._mih.tables):
+                out[f"{prefix}mih{i}_spec"] = np.array([shift, bits, tbits], dtype=np.int64)
+                out[f"{prefix}mih{i}_offsets"] = offsets
+                out[f"{prefix}mih{i}_order"] = order
+        return out
+
+    def _restore(self, data, prefix: str) -> None:
+        n, dead = (int(v) for v in data[f"{prefix}counts"])
+        self._reserve(n)
+        for name, _, _ in self._columns:
+            getattr(self, name)[:n] = data[f"{prefix}{name}"]
+        self._n, self._dead = n, dead
+        if f"{prefix}mih_n" in data:
+            tables = ChunkTables.__new__(ChunkTables)
+            tables.n = int(data[f"{prefix}mih_n"][0])
+            tables.tables = []
+            i = 0
+            while f"{prefix}mih{i}_spec" in data:
+                shift, bits, tbits = (int(v) for v in data[f"{prefix}mih{i}_spec"])
+                tables.tables.append((shift, bits, tbits, data[f"{prefix}mih{i}_offsets"],
+                                      data[f"{prefix}mih{i}_order"]))  # fmt: skip
+                i += 1
+            self._mih = tables
+        self._reindex()
+
     def _candidates(self, phash: int, max_phash: int) -> np.ndarray:
         """Live rows within `max_phash` of `phash`, with their distances."""
         if self._mih is None:
@@ -257,7 +291,9 @@ class HashIndex(_Rows):
 
     def _reindex(self) -> None:
         self._row = IdMap()
-        self._row.set_many(self._fid[: self._n], np.arange(self._n, dtype=np.int64))
+        rows = np.flatnonzero(self._fid[: self._n] >= 0)
+        self._row.set_many(self._fid[rows], rows)
+        self._live = len(rows)
 
     def add(self, file_id: int, phash: int, dhash: int) -> None:
         self.remove(file_id)  # a changed file: its old row becomes a hole
@@ -450,3 +486,32 @@ class RegionIndex(_Rows):
                 stored = int(self._ph[row])
                 return min((stored ^ (vp & _FULL)).bit_count() for vp, _ in variants)
         return None
+
+
+ARRAYS_FORMAT = 2  # bump when the saved layout changes: older files are then ignored
+
+
+def save_arrays(path: Path, generation: int, hashes: HashIndex, parts: RegionIndex) -> None:
+    """Save the matcher's arrays for a fast next start (written whole, then renamed)."""
+    data = {**hashes.state("h"), **parts.state("r")}
+    data["stamp"] = np.array([ARRAYS_FORMAT, generation], dtype=np.int64)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **data)
+    os.replace(tmp, path)
+
+
+def load_arrays(path: Path, generation: int) -> tuple[HashIndex, RegionIndex] | None:
+    """The saved arrays, if they were saved at this very generation of the index."""
+    try:
+        with np.load(path) as npz:
+            stamp = npz["stamp"]
+            if int(stamp[0]) != ARRAYS_FORMAT or int(stamp[1]) != generation:
+                return None
+            data = {k: npz[k] for k in npz.files}
+    except (OSError, KeyError, ValueError):
+        return None
+    hashes, parts = HashIndex(16), RegionIndex(16)
+    hashes._restore(data, "h")
+    parts._restore(data, "r")
+    return hashes, parts

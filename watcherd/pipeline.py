@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .actions import ActionError, Mover
 from .config import Config
@@ -26,7 +27,9 @@ from .matching import (
     HashIndex,
     Match,
     RegionIndex,
+    load_arrays,
     newcomer_wins,
+    save_arrays,
 )
 from .models import ACTIVE, ERROR, File
 
@@ -63,16 +66,41 @@ class Pipeline:
         self,
         index: Index,
         config: Config,
-        hashes: HashIndex | None = None,
         mover: Mover | None = None,
         dry_run: bool = False,
+        arrays: Path | None = None,
     ) -> None:
+        """`arrays`: a file of saved matcher arrays to start from, when it is current
+        (see save_arrays); otherwise they are built from the index's rows."""
         self.index = index
         self.config = config
-        self.hashes = hashes if hashes is not None else HashIndex.from_rows(index.hash_rows())
-        self.parts = RegionIndex.from_rows(index.region_rows())
+        self.arrays = arrays
+        loaded = None
+        if arrays is not None:
+            loaded = load_arrays(arrays, index.generation())
+            index.rollback()  # reading the counter must not hold a transaction open
+            log.info(
+                "matcher arrays %s", "loaded from " + str(arrays) if loaded else "rebuilt",
+                extra={"event": "arrays", "source": "saved" if loaded else "index"},
+            )  # fmt: skip
+        if loaded is not None:
+            self.hashes, self.parts = loaded
+        else:
+            self.hashes = HashIndex.from_rows(index.hash_rows())
+            self.parts = RegionIndex.from_rows(index.region_rows())
         self.mover = mover or Mover(index, config)
         self.dry_run = dry_run
+
+    def save_arrays(self) -> None:
+        """Save the arrays for a quick next start; call with everything committed."""
+        if self.arrays is None:
+            return
+        try:
+            save_arrays(self.arrays, self.index.generation(), self.hashes, self.parts)
+        except OSError as exc:
+            log.warning("cannot save the matcher arrays to %s: %s", self.arrays, exc)
+        finally:
+            self.index.rollback()
 
     def process(self, fp: Fingerprint, root: str, new: bool = False) -> Outcome:
         """Index one file and decide whether it, or the copy it matches, is redundant.
