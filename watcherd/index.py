@@ -108,8 +108,12 @@ class Index:
     def active_with_sha(self, sha256: str, exclude_id: int | None = None) -> list[File]:
         # Filter on sha256 alone in SQL: given `status = 'active'` too, SQLite may pick the
         # status index (nearly every row) over the sha256 one and scan the whole table.
-        stmt = select(File).where(File.sha256 == sha256).order_by(File.id)
-        return [f for f in self.session.scalars(stmt) if f.status == ACTIVE and f.id != exclude_id]
+        # ids first (no ORM objects for the common case: no file has these bytes)
+        ids = self.session.execute(
+            select(File.id, File.status).where(File.sha256 == sha256).order_by(File.id)
+        ).all()
+        wanted = [i for i, status in ids if status == ACTIVE and i != exclude_id]
+        return [f for f in (self.get(i) for i in wanted) if f is not None]
 
     def hash_rows(self) -> Iterator[tuple[int, int, int]]:
         """(id, phash, dhash) of every active image, streamed for building the HashIndex."""
