@@ -123,9 +123,9 @@ class ChunkTables:
     def __init__(self, values: np.ndarray) -> None:
         self.n = len(values)
         self.tables = []
-        # A table keyed on a chunk's low `tb` bits, about one slot per row: the slots
-        # (4 bytes each) cost no more than the rows, and a slot holds few rows.
-        tb = max(12, int(self.n).bit_length())
+        # Each table is keyed on a chunk's low `tb` bits, a slot (4 bytes) for every one
+        # or two rows: cheaper than the rows themselves, and a slot holds a row or two.
+        tb = max(12, int(self.n).bit_length() - 1)
         for shift, bits in _CHUNKS:
             tbits = min(bits, tb)
             keys = ((values >> np.uint64(shift)) & np.uint64((1 << tbits) - 1)).astype(np.int32)
