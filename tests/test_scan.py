@@ -200,3 +200,47 @@ def test_workers_that_die_on_everything_stop_the_scan_with_a_clear_error():
 
     with pytest.raises(WorkersFailing):
         list(ordered_map(always_die, list(range(20)), workers=2, on_crash=lambda i: -i))
+
+
+def live_pairs(index: Index) -> set[tuple[str, str]]:
+    rows = index.session.query(Decision).filter(Decision.current.is_(True)).all()
+    return {(os.path.basename(d.file.path), os.path.basename(d.original.path)) for d in rows}
+
+
+def test_rehash_fills_in_new_fingerprints_and_keeps_every_decision(tmp_path, index, config):
+    """An index from before region hashes and thumbnails: `--rehash` reads every file
+    again; the copies read before their kept file in the same pass stay decided."""
+    lib = tmp_path / "lib"
+    img = photo(7, (720, 540))
+    save(img.resize((360, 270)), lib / "a_small_copy.jpg")  # read first, by name
+    save(img, lib / "b_original.jpg")
+    save(img.transpose(Image.Transpose.ROTATE_90), lib / "c_turned.jpg")
+    scan([lib], config, index)
+    before = live_pairs(index)
+    assert len(before) == 2
+    conn = index.session.connection()
+    conn.exec_driver_sql("DELETE FROM region_hashes")
+    conn.exec_driver_sql("DELETE FROM thumbnails")
+    index.commit()
+    again = scan([lib], config, index)
+    assert again.skipped == 3 and index.regions_of(1) == []
+    stats = scan([lib], config, index, rehash=True)
+    assert stats.changed == 3 and stats.skipped == 0
+    ids = [f.id for f in index.session.query(File)]
+    assert all(index.regions_of(i) for i in ids) and len(index.thumbnails(ids)) == 3
+    assert live_pairs(index) == before
+
+
+def test_touched_but_unchanged_file_keeps_its_decision(tmp_path, index, config):
+    lib = tmp_path / "lib"
+    img = photo(8)
+    save(img, lib / "a.jpg")
+    copy = save(img.resize((320, 240)), lib / "b.jpg")
+    scan([lib], config, index)
+    before = live_pairs(index)
+    assert before == {("b.jpg", "a.jpg")}
+    os.utime(copy, ns=(10**18, 10**18))  # a sync tool touched it: same bytes
+    os.utime(lib / "a.jpg", ns=(10**18, 10**18))
+    stats = scan([lib], config, index)
+    assert stats.changed == 2
+    assert live_pairs(index) == before

@@ -145,8 +145,12 @@ class RichProgress:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Decide everything, write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--rehash", is_flag=True,
+    help="Read unchanged files again too (after an upgrade adds new fingerprints).",
+)  # fmt: skip
 @click.pass_obj
-def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None:
+def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash: bool) -> None:
     """Index every photo under PATHS (default: the configured roots) and find duplicates."""
     cfg = app.config
     targets = list(paths) or [r.path for r in cfg.roots]
@@ -163,7 +167,9 @@ def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> Non
     progress = RichProgress(err_console)
     with app.open_index(writer=True) as index:
         try:
-            stats = run_scan(existing, cfg, index, dry_run=dry_run, progress=progress)
+            stats = run_scan(
+                existing, cfg, index, dry_run=dry_run, progress=progress, rehash=rehash
+            )
         finally:
             progress.stop()
     if as_json:

@@ -109,7 +109,14 @@ class Pipeline:
         which saves the queries that look for one and for what it was paired with.
         """
         existing = None if new else self.index.file_by_path(fp.path)
-        if existing is not None:
+        same_bytes = (
+            existing is not None
+            and existing.status == ACTIVE
+            and not fp.error
+            and fp.sha256 is not None
+            and existing.sha256 == fp.sha256
+        )
+        if existing is not None and not same_bytes:
             # Changed in place (or re-read after an error): its old pairings no longer hold.
             self.index.forget_decisions(existing)
             self._forget_hashes(existing.id)
@@ -135,6 +142,13 @@ class Pipeline:
         self.index.set_thumbnail(f.id, fp.thumbnail, fresh)
         if fp.error:
             return Outcome(fp.path, "error", error=fp.error)
+        if same_bytes:
+            # Touched, or read again on purpose (`scan --rehash`), but the same bytes: its
+            # fingerprints are refreshed and its decisions stand. Re-deciding would undo
+            # the decisions of copies read before it in the same pass.
+            if fp.phash is not None:
+                self._add_hashes(f.id, fp)
+            return Outcome(fp.path, "indexed")
 
         verdict = self._decide(f, fp, fresh)
         if fp.phash is not None and f.status == ACTIVE:

@@ -132,6 +132,7 @@ def reconcile(
     index: Index,
     stats: ScanStats,
     new_paths: set[str] | None = None,
+    rehash: bool = False,
 ) -> list[Entry]:
     """Compare folders on disk with the index; returns the files that need reading.
 
@@ -156,7 +157,7 @@ def reconcile(
     todo: list[Entry] = []
     for e in entries:
         k = known.get(e.path)
-        if _unchanged(e, k):
+        if not rehash and _unchanged(e, k):
             stats.skipped += 1
             continue
         old_path = by_inode.pop((e.inode, e.size, e.mtime_ns), None) if k is None else None
@@ -197,16 +198,20 @@ def scan(
     dry_run: bool = False,
     progress: Progress | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    rehash: bool = False,
 ) -> ScanStats:
     """Index every included file under `paths`; returns what was found.
 
     With `dry_run` every decision is made exactly as it would be, then rolled back.
+    With `rehash` unchanged files are read again too, so that fingerprints added by a
+    newer watcherd (region hashes, thumbnails, dates) reach files indexed before it;
+    their decisions stand.
     """
     started = time.monotonic()
     stats = ScanStats()
     paths = [Path(p).expanduser().absolute() for p in paths]
     new_paths: set[str] = set()
-    todo = reconcile(paths, config, index, stats, new_paths)
+    todo = reconcile(paths, config, index, stats, new_paths, rehash=rehash)
 
     if progress is not None:
         progress.start(len(todo))
