@@ -86,7 +86,7 @@ def test_rescan_reads_nothing_unchanged(tmp_path, index, config, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("an unchanged file was read")
 
-    monkeypatch.setattr(scanner_mod, "fingerprint_file", boom)
+    monkeypatch.setattr(scanner_mod, "reader", lambda max_pixels: boom)
     stats = scan([tmp_path], config, index)
     assert (stats.seen, stats.skipped, stats.new) == (4, 4, 0)
 

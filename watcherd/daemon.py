@@ -27,14 +27,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
 from .actions import ActionError, Mover
 from .config import Config, Root
-from .fingerprint import Fingerprint, crashed, fingerprint_file
+from .fingerprint import Fingerprint, crashed, reader
 from .index import Index
 from .models import ACTIVE, ERROR
 from .notifications import DesktopNotifier
@@ -563,7 +562,7 @@ class Daemon:
                 continue
             if self.pool is None:
                 self.pool = make_pool(self.config.effective_workers())
-            work = partial(fingerprint_file, max_pixels=self.config.max_pixels)
+            work = reader(self.config.max_pixels)
             try:
                 fut = self.pool.submit(work, path)
             except BrokenProcessPool:
@@ -601,7 +600,7 @@ class Daemon:
         self.pool = None
         stranded = list(self.inflight)
         self.inflight.clear()
-        work = partial(fingerprint_file, max_pixels=self.config.max_pixels)
+        work = reader(self.config.max_pixels)
         for path, root, _ in stranded:
             self._decide(run_isolated(work, path, crashed), root)
 
@@ -695,10 +694,12 @@ class Daemon:
             return
         self.roots[path] = root
         log.info("watching %s (%s)", path, method, extra={"event": "watch", "path": path})
-        self._check_watched(path, path)
+        # no catch-up here: both callers (start, reload) catch the new root up next
+        self._check_watched(path, path, catch_up=False)
 
-    def _check_watched(self, root: str, top: str) -> None:
-        """If inotify could not watch a folder (the watch limit), poll the root instead."""
+    def _check_watched(self, root: str, top: str, catch_up: bool = True) -> None:
+        """If inotify could not watch a folder (the watch limit), poll the root instead
+        and (unless the caller is about to) catch up on what went unseen."""
         missed = self.watcher.first_unwatched(root, top)
         if missed is None:
             return
@@ -712,7 +713,8 @@ class Daemon:
         )
         self.counters.rescans += 1
         self.watcher.poll_instead(root, reason)
-        self._catch_up([Path(root)])
+        if catch_up:
+            self._catch_up([Path(root)])
 
     def _reload(self) -> None:
         if self.reload_config is None:

@@ -12,8 +12,10 @@ import io
 import os
 import stat as stat_mod
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
@@ -398,6 +400,12 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
     fp.regions = regions
     fp.content_variants = content
     return fp
+
+
+def reader(max_pixels: int) -> Callable[[str], Fingerprint]:
+    """The job each worker process runs per file (a partial of a module-level function,
+    so it pickles), with the configured pixel limit."""
+    return partial(fingerprint_file, max_pixels=max_pixels)
 
 
 def crashed(path: str) -> Fingerprint:

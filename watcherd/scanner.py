@@ -12,13 +12,12 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from .actions import Mover
 from .config import Config, Root
-from .fingerprint import Fingerprint, crashed, fingerprint_file
+from .fingerprint import Fingerprint, crashed, reader
 from .index import Index, KnownFile
 from .models import ACTIVE, ERROR, MISSING
 from .pipeline import Outcome, Pipeline, log_outcome
@@ -217,7 +216,7 @@ def scan(
         progress.start(len(todo))
     extra = [Root(p) for p in paths if config.root_for(p) is None]
     pipeline = Pipeline(index, config, mover=Mover(index, config, extra), dry_run=dry_run)
-    work = partial(fingerprint_file, max_pixels=config.max_pixels)
+    work = reader(config.max_pixels)
     roots = {e.path: e.root for e in todo}
     paths_todo = [e.path for e in todo]
     results = ordered_map(work, paths_todo, config.effective_workers(), on_crash=crashed)
