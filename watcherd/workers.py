@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from typing import TypeVar
 
 log = logging.getLogger("watcherd")
@@ -89,39 +90,49 @@ def _isolated(func: Callable[[T], R], item: T, on_crash: Callable[[T], R]) -> tu
             return on_crash(item), True
 
 
+def _run_chunk(func: Callable[[T], R], items: list[T]) -> list[R]:
+    return [func(item) for item in items]
+
+
 def ordered_map(
     func: Callable[[T], R],
     items: list[T],
     workers: int,
     on_crash: Callable[[T], R],
     window: int | None = None,
+    chunk: int = 4,
 ) -> Iterator[R]:
-    """map() over worker processes, results in input order, at most `window` in flight.
+    """map() over worker processes, results in input order, at most `window` chunks of
+    `chunk` items in flight.
 
-    Bounded so that memory stays flat however many files a scan meets. A worker that
-    dies (a decoder crashing on a malicious file) breaks the whole pool; the items then
-    in flight are re-run one by one in fresh workers, the one that crashes again gets
+    Bounded so that memory stays flat however many files a scan meets. Items go to the
+    workers a few at a time: each hand-over costs the pool's manager thread a turn at
+    the GIL, which the caller's own work (SQLite, matching) holds most of the time, so
+    one item per hand-over left the workers waiting. A worker that dies (a decoder
+    crashing on a malicious file) breaks the whole pool; the items then in flight are
+    re-run one by one in fresh workers, the one that crashes again gets
     `on_crash(item)` as its result, and the scan goes on with a new pool.
     """
     if workers <= 1 or len(items) < 2 * workers:
         yield from map(func, items)
         return
-    window = window or workers * 4
-    it = iter(items)
-    pending: deque[tuple[T, Future | None]] = deque()
+    window = window or workers * 3
+    chunks = (items[i : i + chunk] for i in range(0, len(items), chunk))
+    pending: deque[tuple[list[T], Future | None]] = deque()
     pool = make_pool(workers)
+    job = partial(_run_chunk, func)
 
     def fill() -> None:
         while len(pending) < window:
-            item = next(it, _END)
-            if item is _END:
+            part = next(chunks, _END)
+            if part is _END:
                 return
             try:
-                fut = pool.submit(func, item)
+                fut = pool.submit(job, part)
             except BrokenProcessPool:  # the pool broke before any result showed it
-                pending.append((item, None))
+                pending.append((part, None))
                 raise
-            pending.append((item, fut))
+            pending.append((part, fut))
 
     try:
         while True:
@@ -132,11 +143,11 @@ def ordered_map(
                 fut = pending[0][1]
                 if fut is None:
                     raise BrokenProcessPool("pool broken")
-                result = fut.result()
+                results = fut.result()
             except BrokenProcessPool:
                 log.warning("a decoding process died; isolating the files it was reading")
                 pool.shutdown(wait=True, cancel_futures=True)
-                stranded = [i for i, _ in pending]
+                stranded = [i for part, _ in pending for i in part]
                 pending.clear()
                 crashes = 0
                 for i in stranded:
@@ -149,7 +160,7 @@ def ordered_map(
                 pool = make_pool(workers)
                 continue
             pending.popleft()
-            yield result
+            yield from results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
