@@ -31,11 +31,11 @@ import threading
 import time
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from photos import upright
+from PIL import ImageOps
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PHOTOS = HERE.parent.parent / "shared" / "bench" / "photos"
-EXTS = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 def prepare(photos: Path, out: Path, n: int) -> list[Path]:
@@ -44,30 +44,19 @@ def prepare(photos: Path, out: Path, n: int) -> list[Path]:
     existing = sorted(out.glob("*.jpg"))
     if len(existing) >= n:
         return existing[:n]
-    sources = sorted(p for p in photos.rglob("*") if p.suffix.lower() in EXTS)
-    if not sources:
-        sys.exit(f"no photos under {photos}")
     made: list[Path] = []
-    variant = 0
-    while len(made) < n:
-        for src in sources:
-            if len(made) >= n:
-                break
-            try:
-                with Image.open(src) as im:
-                    img = ImageOps.exif_transpose(im).convert("RGB")
-            except Exception:
-                continue
-            img.thumbnail((1600, 1600))
-            if variant % 2:
-                img = ImageOps.mirror(img)
-            if variant >= 2:  # trim a few pixels so every file has new bytes
-                w, h = img.size
-                img = img.crop((variant, variant, w - variant, h - variant))
-            dest = out / f"v{variant:02}_{len(made):05}.jpg"
-            img.save(dest, quality=75 - variant % 3)
-            made.append(dest)
-        variant += 1
+    for variant, img in upright(photos):
+        if len(made) >= n:
+            break
+        img.thumbnail((1600, 1600))
+        if variant % 2:
+            img = ImageOps.mirror(img)
+        if variant >= 2:  # trim a few pixels so every file has new bytes
+            w, h = img.size
+            img = img.crop((variant, variant, w - variant, h - variant))
+        dest = out / f"v{variant:02}_{len(made):05}.jpg"
+        img.save(dest, quality=75 - variant % 3)
+        made.append(dest)
     return made
 
 

@@ -29,11 +29,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from photos import upright
 from PIL import Image, ImageOps
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PHOTOS = HERE.parent.parent / "shared" / "bench" / "photos"
-EXTS = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 def prepare(photos: Path, out: Path, n: int, size: tuple[int, int] | None, quality: int):
@@ -45,29 +45,19 @@ def prepare(photos: Path, out: Path, n: int, size: tuple[int, int] | None, quali
         for extra in have[n:]:  # the folder is scanned whole: exactly n files
             extra.unlink()
         return have[:n]
-    sources = sorted(p for p in photos.rglob("*") if p.suffix.lower() in EXTS)
-    made, variant = [], 0
-    while len(made) < n:
-        for src in sources:
-            if len(made) >= n:
-                break
-            try:
-                with Image.open(src) as im:
-                    img = ImageOps.exif_transpose(im).convert("RGB")
-            except Exception:
-                continue
-            if min(img.size) < 300:
-                continue
-            if size is None:
-                img.thumbnail((1600, 1600))
-            else:
-                img = ImageOps.fit(img, size, Image.Resampling.BICUBIC)
-            if variant % 2:
-                img = ImageOps.mirror(img)
-            dest = out / f"v{variant}_{len(made):05}.jpg"
-            img.save(dest, quality=quality - variant % 3)
-            made.append(dest)
-        variant += 1
+    made: list[Path] = []
+    for variant, img in upright(photos, min_side=300):
+        if len(made) >= n:
+            break
+        if size is None:
+            img.thumbnail((1600, 1600))
+        else:
+            img = ImageOps.fit(img, size, Image.Resampling.BICUBIC)
+        if variant % 2:
+            img = ImageOps.mirror(img)
+        dest = out / f"v{variant}_{len(made):05}.jpg"
+        img.save(dest, quality=quality - variant % 3)
+        made.append(dest)
     return made
 
 
