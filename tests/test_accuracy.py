@@ -57,13 +57,15 @@ EDITS = {
 }
 
 
-def linked(tmp_path, first: Image.Image, second: Image.Image) -> list[tuple[str, str, str]]:
+def linked(
+    tmp_path, first: Image.Image, second: Image.Image, config: Config | None = None
+) -> list[tuple[str, str, str]]:
     folder = tmp_path / "lib"
     save(first, folder / "a.jpg", quality=92)
     os.utime(folder / "a.jpg", ns=(10**18, 10**18))
     save(second.convert("RGB"), folder / "b.jpg", quality=88)
     with Index(tmp_path / "i.sqlite3") as index:
-        scan([folder], Config(workers=1), index)
+        scan([folder], config or Config(workers=1), index)
         rows = index.session.scalars(select(Decision).where(Decision.current.is_(True))).all()
         return [(d.file.path, d.original.path, d.kind) for d in rows]
 
@@ -152,3 +154,25 @@ def test_similar_is_reported_not_moved(tmp_path):
     }
     assert data["summary"]["duplicates"] == 0 and data["summary"]["similar"] == 1
     assert data["summary"]["reclaimable_bytes"] == 0
+
+
+def _turned_more_contrast(img):
+    return ImageEnhance.Contrast(img.transpose(Image.Transpose.ROTATE_90)).enhance(1.5)
+
+
+@pytest.mark.parametrize(
+    ("edit", "setting"),
+    [
+        (lambda i: crop(i, 0.13, 0.0, 0.0, 0.13), "crop_phash_distance"),  # no region's box
+        (_turned_more_contrast, "turned_phash_distance"),  # 2 bits away when turned back
+    ],
+    ids=["crop", "turned"],
+)
+def test_each_limit_is_a_setting(tmp_path, edit, setting):
+    """The crop and turned limits come from the configuration: at 0 bits, copies that
+    need them (not a bit-exact region or pose) are no longer linked as near copies."""
+    original = busy_photo(12)
+    copy = edit(original)
+    assert [k for _, _, k in linked(tmp_path / "default", original, copy)] == ["near"]
+    strict = Config(workers=1, **{setting: 0})
+    assert "near" not in [k for _, _, k in linked(tmp_path / "strict", original, copy, strict)]

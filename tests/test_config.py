@@ -52,6 +52,8 @@ notifications = false
 [near]
 phash_distance = 8
 dhash_distance = 12
+crop_phash_distance = 6
+similar_dhash_distance = 20
 """,
     )
     cfg = load(p)
@@ -64,6 +66,8 @@ dhash_distance = 12
     assert cfg.quarantine_dir == home / "q"
     assert cfg.notifications is False
     assert (cfg.phash_distance, cfg.dhash_distance) == (8, 12)
+    assert (cfg.crop_phash_distance, cfg.similar_dhash_distance) == (6, 20)
+    assert cfg.turned_phash_distance == 6  # not given: the default
 
 
 @pytest.mark.parametrize(
@@ -77,6 +81,10 @@ dhash_distance = 12
         ('notifications = "yes"', "'notifications' must be true or false"),
         ("[near]\nphash_distance = 99", "'phash_distance' must be a whole number from 0 to 32"),
         ("[near]\nradius = 3", "unknown key 'near.radius'"),
+        (
+            "[near]\nturned_phash_distance = -1",
+            "'turned_phash_distance' must be a whole number from 0 to 32",
+        ),
         ('include = "*.jpg"', "'include' must be a list"),
         ("action = ", "not valid TOML"),
     ],

@@ -70,6 +70,13 @@ class Config:
     keep: str = "best"
     phash_distance: int = 10
     dhash_distance: int = 16
+    # Stricter limits where more comparisons are made (regions, the seven turned poses),
+    # and looser ones for `similar` shots; see matching.py and the README.
+    crop_phash_distance: int = 8
+    crop_dhash_distance: int = 12
+    turned_phash_distance: int = 6
+    similar_phash_distance: int = 16
+    similar_dhash_distance: int = 22
     quarantine_dir: Path = field(default_factory=lambda: default_data_dir() / "quarantine")
     notifications: bool = True
     max_pixels: int = 250_000_000
@@ -137,6 +144,11 @@ class Config:
             "keep": self.keep,
             "phash_distance": self.phash_distance,
             "dhash_distance": self.dhash_distance,
+            "crop_phash_distance": self.crop_phash_distance,
+            "crop_dhash_distance": self.crop_dhash_distance,
+            "turned_phash_distance": self.turned_phash_distance,
+            "similar_phash_distance": self.similar_phash_distance,
+            "similar_dhash_distance": self.similar_dhash_distance,
             "quarantine_dir": str(self.quarantine_dir),
             "notifications": self.notifications,
             "max_pixels": self.max_pixels,
@@ -148,9 +160,12 @@ class Config:
 
 _FLOAT_RANGES = {"settle_seconds": (0.0, 3600.0), "poll_interval": (0.1, 3600.0)}
 _CHOICES = {"action": ("flag", "quarantine"), "keep": ("best", "first")}
+NEAR_KEYS = (
+    "phash_distance", "dhash_distance", "crop_phash_distance", "crop_dhash_distance",
+    "turned_phash_distance", "similar_phash_distance", "similar_dhash_distance",
+)  # fmt: skip
 _INT_RANGES = {
-    "phash_distance": (0, 32),
-    "dhash_distance": (0, 32),
+    **{key: (0, 32) for key in NEAR_KEYS},
     "max_pixels": (1, 10**10),
     "workers": (0, 256),
 }
@@ -191,7 +206,7 @@ def from_mapping(data: dict[str, Any], source: Path | None = None) -> Config:
     if not isinstance(near, dict):
         raise ConfigError(f"{where}: 'near' must be a table")
     for key, value in near.items():
-        if key not in ("phash_distance", "dhash_distance"):
+        if key not in NEAR_KEYS:
             raise ConfigError(f"{where}: unknown key 'near.{key}'")
         data[key] = value
 
@@ -313,6 +328,14 @@ poll_interval = 5.0
 # picture. Both the pHash and the dHash must be within their limit.
 phash_distance = 10
 dhash_distance = 16
+# A copy that is a crop of the other picture (matched through region hashes).
+crop_phash_distance = 8
+crop_dhash_distance = 12
+# A copy turned or mirrored relative to the other (pHash; the dHash limit as above).
+turned_phash_distance = 6
+# "similar": another shot of the same scene, reported and never moved.
+similar_phash_distance = 16
+similar_dhash_distance = 22
 """
 
 

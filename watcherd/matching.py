@@ -20,22 +20,19 @@ import numpy as np
 
 from .fingerprint import TRANSFORM_NAMES
 
-# Matches through a region (a cropped copy) must be closer than whole-picture ones:
-# more comparisons per newcomer, so a stricter bar keeps precision.
-CROP_PHASH_DISTANCE = 8
-# A turned or mirrored copy is the same pixels re-encoded, so it lands close; the seven
-# extra poses searched would otherwise multiply chance matches between unrelated
-# pictures (a pair of tools on white, one lying sideways, matched at distance 10).
-TURNED_PHASH_DISTANCE = 6
-# "similar": a different shot of the same scene, closer than unrelated pictures ever
-# are but not the same picture. Reported, never moved.
-SIMILAR_PHASH_DISTANCE = 16
-SIMILAR_DHASH_DISTANCE = 22
-CROP_DHASH_DISTANCE = 12
-# At the edge of the whole-picture limit two shots of one scene a moment apart (the
-# subject moved) can look alike as a whole; a copy looks alike everywhere. From this
-# distance on, every region the two pictures share must be within REGIONS_AGREE too.
-WHOLE_EDGE_PHASH = 9
+# The limits themselves are settings (config.py, [near]). Matches through a region (a
+# cropped copy) must be closer than whole-picture ones: more comparisons per newcomer,
+# so a stricter bar keeps precision. A turned or mirrored copy is the same pixels
+# re-encoded, so it lands close; the seven extra poses searched would otherwise
+# multiply chance matches between unrelated pictures (a pair of tools on white, one
+# lying sideways, matched at distance 10). "similar": a different shot of the same
+# scene, closer than unrelated pictures ever are but not the same picture.
+#
+# At the edge of the whole-picture limit (this close to it, or closer) two shots of
+# one scene a moment apart (the subject moved) can look alike as a whole; a copy looks
+# alike everywhere, so every region the two pictures share must be within
+# REGIONS_AGREE too.
+WHOLE_EDGE_MARGIN = 1
 REGIONS_AGREE = 16
 CONTENT_REGION = 10  # fingerprint.CONTENT: the picture without bars or blank background
 REGION_NAMES = {

@@ -16,14 +16,9 @@ from .fingerprint import Fingerprint
 from .index import Index
 from .matching import (
     CONTENT_REGION,
-    CROP_DHASH_DISTANCE,
-    CROP_PHASH_DISTANCE,
     REGION_NAMES,
     REGIONS_AGREE,
-    SIMILAR_DHASH_DISTANCE,
-    SIMILAR_PHASH_DISTANCE,
-    TURNED_PHASH_DISTANCE,
-    WHOLE_EDGE_PHASH,
+    WHOLE_EDGE_MARGIN,
     HashIndex,
     Match,
     RegionIndex,
@@ -236,14 +231,15 @@ class Pipeline:
         for m in self.hashes.search(
             fp.variants, self.config.phash_distance, self.config.dhash_distance, exclude=f.id
         ):
-            if m.transform != "identity" and m.distance > TURNED_PHASH_DISTANCE:
+            if m.transform != "identity" and m.distance > self.config.turned_phash_distance:
                 continue
-            edge = m.transform == "identity" and m.distance >= WHOLE_EDGE_PHASH
+            edge_from = self.config.phash_distance - WHOLE_EDGE_MARGIN
+            edge = m.transform == "identity" and m.distance >= edge_from
             if edge and not self._regions_agree(m.file_id, fp):
                 continue
             if self._content_agrees(m.file_id, fp):
                 offer(m)
-        cp, cd = CROP_PHASH_DISTANCE, CROP_DHASH_DISTANCE
+        cp, cd = self.config.crop_phash_distance, self.config.crop_dhash_distance
         queries = [(0, fp.phash, fp.dhash), *fp.regions]
         for region, ph, dh in queries:
             for file_id, their_region, pdist, ddist in self.parts.search(ph, dh, cp, cd):
@@ -262,7 +258,10 @@ class Pipeline:
         file becomes redundant.
         """
         for m in self.hashes.search(
-            fp.variants[:1], SIMILAR_PHASH_DISTANCE, SIMILAR_DHASH_DISTANCE, exclude=f.id
+            fp.variants[:1],
+            self.config.similar_phash_distance,
+            self.config.similar_dhash_distance,
+            exclude=f.id,
         ):
             other = self.index.get(m.file_id)
             if other is None or other.status != ACTIVE or other.id in ignored:
