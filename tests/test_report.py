@@ -60,7 +60,10 @@ class Page(HTMLParser):
         a = dict(attrs)
         cls = a.get("class") or ""
         if tag == "section" and "group" in cls.split():
-            self.groups.append({"names": [], "restore": [], "bytes": int(a["data-bytes"])})
+            self.groups.append(
+                {"names": [], "restore": [], "bytes": int(a["data-bytes"]),
+                 "date": int(a["data-date"])}
+            )  # fmt: skip
         elif tag == "div" and cls == "name":
             self._in = "names"
         elif tag == "code" and cls == "restore":
@@ -239,3 +242,38 @@ def test_html_renders_in_a_real_browser(tmp_path, width):
     background = max(top.getcolors(1 << 20))[1]
     differs = sum(n for n, c in top.getcolors(1 << 20) if c != background)
     assert differs > 0.2 * width * 700
+
+
+def test_sorting_in_a_real_browser(tmp_path):
+    """The page's own script orders the cards: by date either way, by space."""
+    db, _, _ = library(tmp_path)
+    with Index(db, writer=True) as idx:  # three groups found on three different days
+        conn = idx.session.connection()
+        rows = conn.exec_driver_sql("SELECT id FROM decisions ORDER BY id").fetchall()
+        for day, (decision_id,) in enumerate(rows, 1):
+            conn.exec_driver_sql(
+                f"UPDATE decisions SET decided_at = '2026-03-{day:02} 12:00:00.000000' "
+                f"WHERE id = {decision_id}"
+            )
+        idx.commit()
+    out = tmp_path / "report.html"
+    run_cli("--db", db, "report", "--format", "html", "-o", str(out))
+
+    def order(fragment: str) -> list[tuple[int, int]]:
+        dom = subprocess.run(
+            [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+             "--dump-dom", out.as_uri() + fragment],
+            check=True, capture_output=True, text=True, timeout=120,
+        ).stdout  # fmt: skip
+        page = Page()
+        page.feed(dom)
+        return [(g["bytes"], g["date"]) for g in page.groups]
+
+    by_space = order("")
+    assert [b for b, _ in by_space] == sorted((b for b, _ in by_space), reverse=True)
+    oldest = order("#sort=date-asc")
+    newest = order("#sort=date-desc")
+    assert [d for _, d in oldest] == sorted(d for _, d in oldest)
+    assert len({d for _, d in oldest}) == 3, "three different days"
+    assert newest == oldest[::-1]

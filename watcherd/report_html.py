@@ -71,7 +71,13 @@ function sortGroups(key, descending) {
   document.querySelectorAll('.sort button').forEach(b =>
     b.setAttribute('aria-pressed', String(b.dataset.key === key &&
                                           b.dataset.desc === String(descending))));
+  history.replaceState(null, '', '#sort=' + key + '-' + (descending ? 'desc' : 'asc'));
 }
+// a link or a reload keeps the order chosen: #sort=date-asc, #sort=bytes-desc, ...
+window.addEventListener('DOMContentLoaded', () => {
+  const m = location.hash.match(/^#sort=(bytes|date)-(desc|asc)$/);
+  if (m) sortGroups(m[1], m[2] === 'desc');
+});
 """
 
 
