@@ -121,10 +121,15 @@ def test_html_without_stored_thumbnails_reads_the_files(tmp_path):
         idx.session.connection().exec_driver_sql("DELETE FROM thumbnails")
         idx.commit()
     out = tmp_path / "r.html"
-    run_cli("--db", db, "report", "--format", "html", "-o", str(out))
+    made = run_cli("--db", db, "report", "--format", "html", "-o", str(out))
+    assert "4 photos were indexed before thumbnails were stored" in made.stderr
+    assert "scan --rehash" in made.stderr
     page = Page()
     page.feed(out.read_text())
     assert page.images == 3 + 4
+    run_cli("--db", db, "scan", "--rehash")
+    again = run_cli("--db", db, "report", "--format", "html", "-o", str(out))
+    assert "before thumbnails" not in again.stderr
 
 
 def test_filters_apply_to_every_format(tmp_path):

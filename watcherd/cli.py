@@ -258,7 +258,19 @@ def report(
     with app.open_index() as index:
         data = report_mod.build(index, filters)
         if fmt == "html":
-            from .report_html import render
+            from .models import ACTIVE
+            from .report_html import pictured, render
+
+            # photos still in their folders get thumbnails from a rehash (those in
+            # quarantine are not scanned, and are few: they are read quietly)
+            active = {i for i in pictured(data) if data["_files"][i].status == ACTIVE}
+            unstored = len(active) - len(index.thumbnails(active))
+            if unstored:
+                err_console.print(
+                    f"{unstored} photos were indexed before thumbnails were stored: reading "
+                    "them now. `watcherd scan --rehash` once stores theirs.",
+                    highlight=False,
+                )
 
             command = ["watcherd"]
             if app.config_path:

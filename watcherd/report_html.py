@@ -113,6 +113,11 @@ def _badge(text: str, cls: str = "") -> str:
     return f'<span class="badge {cls}">{escape(text)}</span>'
 
 
+def pictured(report: dict) -> set[int]:
+    """Ids of the files the page shows: every kept file and every copy."""
+    return {d["kept_id"] for d in report["_rows"]} | {d["file_id"] for d in report["_rows"]}
+
+
 def render(
     report: dict,
     index: Index,
@@ -126,7 +131,7 @@ def render(
     generated = generated or datetime.now()
     files: dict[int, File] = report["_files"]
     groups = groups_of(report)
-    ids = {kept for kept, _ in groups} | {d["file_id"] for _, dups in groups for d in dups}
+    ids = pictured(report)
     stored = index.thumbnails(ids)
     thumbs: dict[int, str | None] = {}
     for fid in ids:
