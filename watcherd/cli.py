@@ -261,10 +261,13 @@ def report(
             from .models import ACTIVE
             from .report_html import pictured, render
 
+            pictures = pictured(data)
+            stored = index.thumbnails(pictures)
             # photos still in their folders get thumbnails from a rehash (those in
             # quarantine are not scanned, and are few: they are read quietly)
-            active = {i for i in pictured(data) if data["_files"][i].status == ACTIVE}
-            unstored = len(active) - len(index.thumbnails(active))
+            unstored = sum(
+                1 for i in pictures if data["_files"][i].status == ACTIVE and i not in stored
+            )
             if unstored:
                 err_console.print(
                     f"{unstored} photos were indexed before thumbnails were stored: reading "
@@ -277,7 +280,7 @@ def report(
                 command += ["--config", str(Path(app.config_path).expanduser().absolute())]
             if app.db_option:
                 command += ["--db", str(app.db_path.absolute())]
-            text = render(data, index, command)
+            text = render(data, stored, command)
     if fmt == "json":
         text = json.dumps(report_mod.to_json_data(data), indent=2) + "\n"
     elif fmt == "csv":

@@ -51,6 +51,15 @@ def _under(column, folder: str):
     return or_(column == folder, (column >= prefix) & (column < folder.rstrip("/") + "0"))
 
 
+IN_BATCH = 500  # ids per `IN (...)` list: well below SQLite's limit on bound parameters
+
+
+def _batches(ids: Iterable[int]) -> Iterator[list[int]]:
+    ids = list(ids)
+    for i in range(0, len(ids), IN_BATCH):
+        yield ids[i : i + IN_BATCH]
+
+
 class Index:
     def __init__(self, target: str | Path, writer: bool = False, daemon: bool = False) -> None:
         """`daemon`: this is the daemon's own index; every other writer's commits are
@@ -161,12 +170,9 @@ class Index:
 
     def thumbnails(self, file_ids: Iterable[int]) -> dict[int, bytes]:
         """Stored thumbnails of these files (those that have one)."""
-        ids = list(file_ids)
         out: dict[int, bytes] = {}
-        for i in range(0, len(ids), 500):  # SQLite's limit on bound parameters
-            stmt = select(Thumbnail.file_id, Thumbnail.jpeg).where(
-                Thumbnail.file_id.in_(ids[i : i + 500])
-            )
+        for ids in _batches(file_ids):
+            stmt = select(Thumbnail.file_id, Thumbnail.jpeg).where(Thumbnail.file_id.in_(ids))
             out.update({fid: jpeg for fid, jpeg in self.session.execute(stmt)})
         return out
 
@@ -310,14 +316,13 @@ class Index:
 
     def quarantine_sources(self, file_ids: Iterable[int]) -> dict[int, str]:
         """Where each of these quarantined files was before its last move (one query per
-        500 files, for reports over thousands)."""
-        ids = list(file_ids)
+        IN_BATCH files, for reports over thousands)."""
         out: dict[int, str] = {}
-        for i in range(0, len(ids), 500):
+        for ids in _batches(file_ids):
             stmt = (
                 select(Move.file_id, Move.src)
                 .where(
-                    Move.file_id.in_(ids[i : i + 500]),
+                    Move.file_id.in_(ids),
                     Move.kind == "quarantine",
                     Move.state == DONE,
                 )
@@ -341,11 +346,10 @@ class Index:
         return out
 
     def files_by_id(self, file_ids: Iterable[int]) -> dict[int, File]:
-        ids = list(file_ids)
         out: dict[int, File] = {}
-        for i in range(0, len(ids), 500):
-            stmt = select(File).where(File.id.in_(ids[i : i + 500]))
-            out.update({f.id: f for f in self.session.scalars(stmt)})
+        for ids in _batches(file_ids):
+            rows = self.session.scalars(select(File).where(File.id.in_(ids)))
+            out.update({f.id: f for f in rows})
         return out
 
     def original_location(self, f: File) -> str:

@@ -16,7 +16,6 @@ from html import escape
 from pathlib import Path
 
 from .fingerprint import thumbnail_of
-from .index import Index
 from .models import File
 from .report import _home, groups_of, human_size
 
@@ -120,21 +119,20 @@ def pictured(report: dict) -> set[int]:
 
 def render(
     report: dict,
-    index: Index,
+    stored: dict[int, bytes],
     restore_command: list[str] | None = None,
     generated: datetime | None = None,
 ) -> str:
-    """The whole page as a string. `restore_command` is how the user runs watcherd
-    (with --db or --config when those were given), so the commands shown work as they
-    are copied."""
+    """The whole page as a string. `stored` holds the thumbnails the index has for the
+    files pictured (Index.thumbnails of `pictured(report)`); the others are made from
+    the files. `restore_command` is how the user runs watcherd (with --db or --config
+    when those were given), so the commands shown work as they are copied."""
     restore_command = restore_command or ["watcherd"]
     generated = generated or datetime.now()
     files: dict[int, File] = report["_files"]
     groups = groups_of(report)
-    ids = pictured(report)
-    stored = index.thumbnails(ids)
     thumbs: dict[int, str | None] = {}
-    for fid in ids:
+    for fid in pictured(report):
         # files indexed before thumbnails were stored: made now, from the file itself
         thumbs[fid] = _data_uri(stored.get(fid) or thumbnail_of(files[fid].path))
 
