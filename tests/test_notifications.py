@@ -352,3 +352,13 @@ def test_notify_test_without_a_server_says_why(tmp_path, session_bus):
                   check=False)  # fmt: skip
     assert out.returncode == 1
     assert "ServiceUnknown" in out.stderr
+
+
+def test_a_long_running_notifier_keeps_only_recent_bursts(tmp_path):
+    from watcherd.notifications import KEEP_BURSTS
+
+    n = DesktopNotifier(UndoCalls(), {}, cache_dir=tmp_path / "cache")
+    for i in range(100):  # a burst every 10 s, never shown (the thread is not started)
+        n._on_verdict(verdict(tmp_path / "A", f"{i}.jpg"), now=i * 10.0)
+    assert len(n.bursts) == KEEP_BURSTS
+    assert min(n.bursts) == 100 - KEEP_BURSTS + 1 and n.current is n.bursts[100]

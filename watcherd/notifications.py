@@ -37,6 +37,7 @@ DEBOUNCE = 0.5  # wait this long for company before showing a burst's first verd
 MIN_UPDATE = 2.0  # replace a burst's notification at most this often
 CALL_TIMEOUT = 5.0  # seconds to wait for the notification server to answer
 THUMB_SIDE = 256
+KEEP_BURSTS = 64  # bursts remembered for their Undo and Show buttons
 
 
 class NotifyError(Exception):
@@ -368,10 +369,21 @@ class DesktopNotifier:
             b = Burst(next(self._keys))
             self.bursts[b.key] = b
             self.current = b
+            self._forget_old_bursts()
         b.items.append(item)
         b.last_item = now
         b.dirty = True
         self._wait_for_news = False
+
+    def _forget_old_bursts(self) -> None:
+        """Keep the last KEEP_BURSTS bursts (their buttons still work), not every burst
+        of a daemon that runs for months."""
+        while len(self.bursts) > KEEP_BURSTS:
+            key = next(iter(self.bursts))  # dicts keep insertion order: the oldest
+            old = self.bursts.pop(key)
+            if self.by_notification.get(old.notification_id) is old:
+                del self.by_notification[old.notification_id]
+            (self.cache_dir / f"{key}.jpg").unlink(missing_ok=True)
 
     def _connect(self) -> Connection | None:
         if self.conn is not None:
