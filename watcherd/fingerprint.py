@@ -217,18 +217,26 @@ def decode_small(data: bytes | io.BufferedIOBase, max_pixels: int) -> tuple[Imag
                 work = work.convert("RGB")
             base = work.convert("L")
             base.thumbnail((BASE_SIDE, BASE_SIDE), Image.Resampling.LANCZOS, reducing_gap=2.0)
-            thumb = work.copy()
-            thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            thumbnail = _jpeg_thumbnail(work, orientation)
     method = _EXIF_ORIENTATION.get(orientation)
     if method is not None:
         base = base.transpose(method)
-        thumb = thumb.transpose(method)
         if orientation >= 5:
             width, height = height, width
-    out = io.BytesIO()
-    thumb.save(out, "JPEG", quality=THUMB_QUALITY)
     facts = {"format": fmt, "width": width, "height": height, "taken_at": taken}
-    return base, {**facts, "thumbnail": out.getvalue()}
+    return base, {**facts, "thumbnail": thumbnail}
+
+
+def _jpeg_thumbnail(img: Image.Image, orientation: int, side: int = THUMB_SIDE) -> bytes:
+    """An upright JPEG at most `side` pixels across, from a decoded L or RGB image."""
+    small = img.copy()
+    small.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    method = _EXIF_ORIENTATION.get(orientation)
+    if method is not None:
+        small = small.transpose(method)
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=THUMB_QUALITY)
+    return out.getvalue()
 
 
 def thumbnail_of(path: str, side: int = THUMB_SIDE) -> bytes | None:
@@ -243,14 +251,8 @@ def thumbnail_of(path: str, side: int = THUMB_SIDE) -> bytes | None:
             im.draft("RGB", (side, side))
             orientation = int(im.getexif().get(0x0112, 1) or 1)
             small = _flatten_alpha(im)
-            small = small.convert("RGB") if small.mode != "RGB" else small.copy()
-        small.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        method = _EXIF_ORIENTATION.get(orientation)
-        if method is not None:
-            small = small.transpose(method)
-        out = io.BytesIO()
-        small.save(out, "JPEG", quality=THUMB_QUALITY)
-        return out.getvalue()
+            small = small.convert("RGB") if small.mode != "RGB" else small
+            return _jpeg_thumbnail(small, orientation, side)
     except Exception:  # unreadable, not an image, a decoder error: no preview
         return None
 
