@@ -162,12 +162,13 @@ class Daemon:
     def run(self) -> int:
         self._acquire_lock()
         self.index = Index(self.db_path, writer=True, daemon=True)
-        Mover(self.index, self.config, self._extra_roots()).recover()
+        mover = self._mover(self.config)
+        mover.recover()
         self.index.commit()
         self.pipeline = Pipeline(
             self.index,
             self.config,
-            mover=self._mover(self.config),
+            mover=mover,
             dry_run=self.dry_run,
             arrays=arrays_path(self.db_path),
         )
