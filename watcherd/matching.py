@@ -117,19 +117,25 @@ def _masks(bits: int, radius: int, tbits: int) -> np.ndarray:
 class ChunkTables:
     """The multi-index tables over rows [0, n) of one uint64 column."""
 
-    def __init__(self, values: np.ndarray) -> None:
-        self.n = len(values)
-        self.tables = []
+    def __init__(self, n: int, tables: list[tuple[int, int, int, np.ndarray, np.ndarray]]):
+        self.n = n  # rows covered
+        self.tables = tables  # (shift, bits, table bits, slot offsets, rows by slot)
+
+    @classmethod
+    def build(cls, values: np.ndarray) -> ChunkTables:
+        n = len(values)
+        tables = []
         # Each table is keyed on a chunk's low `tb` bits, a slot (4 bytes) for every one
         # or two rows: cheaper than the rows themselves, and a slot holds a row or two.
-        tb = max(12, int(self.n).bit_length() - 1)
+        tb = max(12, int(n).bit_length() - 1)
         for shift, bits in _CHUNKS:
             tbits = min(bits, tb)
             keys = ((values >> np.uint64(shift)) & np.uint64((1 << tbits) - 1)).astype(np.int32)
             order = np.argsort(keys, kind="stable").astype(np.int32)
             offsets = np.zeros((1 << tbits) + 1, dtype=np.int32)
             np.cumsum(np.bincount(keys, minlength=1 << tbits), out=offsets[1:])
-            self.tables.append((shift, bits, tbits, offsets, order))
+            tables.append((shift, bits, tbits, offsets, order))
+        return cls(n, tables)
 
     def candidates(self, value: int, radius: int) -> np.ndarray:
         """Rows that may be within `radius` of `value` (a superset, possibly with
@@ -204,7 +210,7 @@ class _Rows:
             self._build()
 
     def _build(self) -> None:
-        self._mih = ChunkTables(self._ph[: self._n])
+        self._mih = ChunkTables.build(self._ph[: self._n])
 
     def _reindex(self) -> None:  # pragma: no cover - each subclass maps ids to rows
         raise NotImplementedError
@@ -228,16 +234,14 @@ class _Rows:
             getattr(self, name)[:n] = data[f"{prefix}{name}"]
         self._n, self._dead = n, dead
         if f"{prefix}mih_n" in data:
-            tables = ChunkTables.__new__(ChunkTables)
-            tables.n = int(data[f"{prefix}mih_n"][0])
-            tables.tables = []
+            tables = []
             i = 0
             while f"{prefix}mih{i}_spec" in data:
                 shift, bits, tbits = (int(v) for v in data[f"{prefix}mih{i}_spec"])
-                tables.tables.append((shift, bits, tbits, data[f"{prefix}mih{i}_offsets"],
-                                      data[f"{prefix}mih{i}_order"]))  # fmt: skip
+                tables.append((shift, bits, tbits, data[f"{prefix}mih{i}_offsets"],
+                               data[f"{prefix}mih{i}_order"]))  # fmt: skip
                 i += 1
-            self._mih = tables
+            self._mih = ChunkTables(int(data[f"{prefix}mih_n"][0]), tables)
         self._reindex()
 
     def _candidates(self, phash: int, max_phash: int) -> np.ndarray:
