@@ -322,28 +322,24 @@ def test_read_only_source_folder_is_a_clear_error(tmp_path):
     check_invariant(db, lib, qdir, expected)
 
 
-def test_full_quarantine_filesystem_loses_nothing(tmp_path):
-    with mounted_tmpfs(tmp_path / "Q", size="16k") as qdir:
-        t = setup_pair(tmp_path, qdir, size=(1600, 1200), small_size=(1200, 900))  # > 16k
+@pytest.mark.parametrize(
+    ("mount", "pair", "error"),
+    [
+        # a 16 KB filesystem and a copy bigger than that
+        ({"size": "16k"}, {"size": (1600, 1200), "small_size": (1200, 900)}, "No space left"),
+        ({"readonly": True}, {}, "Read-only"),
+    ],
+    ids=["full", "read-only"],
+)
+def test_quarantine_filesystem_that_refuses_loses_nothing(tmp_path, mount, pair, error):
+    with mounted_tmpfs(tmp_path / "Q", **mount) as qdir:
+        t = setup_pair(tmp_path, qdir, **pair)
         lib, qdir, cfg = t.lib, t.qdir, t.cfg
         expected = all_contents(lib)
         db = tmp_path / "i.sqlite3"
         with Index(db) as index:
             f, d = flagged(index, cfg, lib)
-            with pytest.raises(ActionError, match="No space left"):
-                Mover(index, cfg).quarantine(f, d)
-        check_invariant(db, lib, qdir, expected)
-
-
-def test_read_only_quarantine_filesystem_loses_nothing(tmp_path):
-    with mounted_tmpfs(tmp_path / "Q", readonly=True) as qdir:
-        t = setup_pair(tmp_path, qdir)
-        lib, qdir, cfg = t.lib, t.qdir, t.cfg
-        expected = all_contents(lib)
-        db = tmp_path / "i.sqlite3"
-        with Index(db) as index:
-            f, d = flagged(index, cfg, lib)
-            with pytest.raises(ActionError, match="Read-only"):
+            with pytest.raises(ActionError, match=error):
                 Mover(index, cfg).quarantine(f, d)
         check_invariant(db, lib, qdir, expected)
 
