@@ -383,10 +383,16 @@ def test_sd_notify_protocol(tmp_path, daemons):
     sock.close()
 
 
-def test_inotify_queue_overflow_triggers_a_rescan(tmp_path, daemons):
-    knob = Path("/proc/sys/fs/inotify/max_queued_events")
+def _inotify_knob(name: str, purpose: str) -> Path:
+    """The sysctl file fs.inotify.<name>, or a skip where it cannot be written."""
+    knob = Path("/proc/sys/fs/inotify") / name
     if os.geteuid() != 0 or not os.access(knob, os.W_OK):
-        pytest.skip("needs root to shrink the inotify queue and force a real overflow")
+        pytest.skip(f"needs root to {purpose} (fs.inotify.{name})")
+    return knob
+
+
+def test_inotify_queue_overflow_triggers_a_rescan(tmp_path, daemons):
+    knob = _inotify_knob("max_queued_events", "shrink the queue and force a real overflow")
     root = tmp_path / "r"
     root.mkdir()
     old = knob.read_text()
@@ -422,9 +428,7 @@ def _inotify_watches_in_use() -> int:
 
 
 def test_inotify_watch_limit_falls_back_to_polling(tmp_path, daemons):
-    knob = Path("/proc/sys/fs/inotify/max_user_watches")
-    if os.geteuid() != 0 or not os.access(knob, os.W_OK):
-        pytest.skip("needs root to lower the inotify watch limit")
+    knob = _inotify_knob("max_user_watches", "lower the watch limit")
     root = tmp_path / "r"
     root.mkdir()
     d = daemons(tmp_path, [root], config="poll_interval = 0.2\n").start()
