@@ -52,6 +52,18 @@ class App:
     def db_path(self) -> Path:
         return config_mod.resolve_db_path(self.db_option)
 
+    def global_options(self, always_db: bool = False) -> list[str]:
+        """`--config` and `--db` as this command got them (absolute), for a command line
+        that must reach the same configuration and index: the restore commands in the
+        HTML report, the daemon's "Show" (which names the index even when it is the
+        default, `always_db`)."""
+        options = []
+        if self.config_path:
+            options += ["--config", str(Path(self.config_path).expanduser().absolute())]
+        if self.db_option or always_db:
+            options += ["--db", str(self.db_path.absolute())]
+        return options
+
     def open_index(self, writer: bool = False) -> Index:
         """Open the index, first finishing any move a crash left half done.
 
@@ -275,12 +287,7 @@ def report(
                     highlight=False,
                 )
 
-            command = ["watcherd"]
-            if app.config_path:
-                command += ["--config", str(Path(app.config_path).expanduser().absolute())]
-            if app.db_option:
-                command += ["--db", str(app.db_path.absolute())]
-            text = render(data, stored, command)
+            text = render(data, stored, ["watcherd", *app.global_options()])
     if fmt == "json":
         text = json.dumps(report_mod.to_json_data(data), indent=2) + "\n"
     elif fmt == "csv":
@@ -326,9 +333,7 @@ def run(app: App, paths: tuple[Path, ...], dry_run: bool) -> None:
     if logging.getLogger("watcherd").level > logging.INFO:
         logging.getLogger("watcherd").setLevel(logging.INFO)  # the daemon logs every decision
     # "Show" on a notification opens the HTML report of this very index and config.
-    show = [sys.executable, "-m", "watcherd", "--db", str(app.db_path.absolute())]
-    if app.config_path:
-        show += ["--config", str(Path(app.config_path).expanduser().absolute())]
+    show = [sys.executable, "-m", "watcherd", *app.global_options(always_db=True)]
     daemon = Daemon(
         app.config,
         app.db_path,
