@@ -193,8 +193,11 @@ def evaluate(sc: Scenario, links: list[tuple[str, str]]) -> dict:
     for a, b in links:
         parent[find(a)] = find(b)
     found: dict[str, list[bool]] = defaultdict(list)
+    missed = []
     for path, kind in sc.kind.items():
         found[kind].append(find(path) == find(sc.source[path]))
+        if not found[kind][-1]:
+            missed.append((kind, path, sc.source[path]))
     recall = {k: sum(v) / len(v) for k, v in found.items()}
     known = [(a, b) for a, b in links if a in sc.group and b in sc.group]
     wrong = [(a, b) for a, b in known if sc.group[a] != sc.group[b]]
@@ -210,6 +213,7 @@ def evaluate(sc: Scenario, links: list[tuple[str, str]]) -> dict:
         "precision": 1 - len(wrong) / len(known) if known else 1.0,
         "negatives": len(negatives),
         "wrong": wrong,
+        "missed": missed,
     }
 
 
@@ -326,6 +330,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "watcherd-acc")
     ap.add_argument("--no-peers", action="store_true", help="measure watcherd only")
     ap.add_argument("--show-wrong", action="store_true", help="list every false link")
+    ap.add_argument("--show-missed", action="store_true", help="list every copy not found")
     ap.add_argument("--costs", action="store_true", help="also time each signal per image")
     args = ap.parse_args()
 
@@ -395,6 +400,10 @@ def main() -> None:
         for n in names:
             for a, b in results[n]["wrong"]:
                 print(f"{n}: false link {Path(a).name} ~ {Path(b).name}")
+    if args.show_missed:
+        for n in names:
+            for kind, a, b in results[n]["missed"]:
+                print(f"{n}: missed {kind} {Path(a).name} (copy of {Path(b).name})")
 
 
 if __name__ == "__main__":

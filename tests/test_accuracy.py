@@ -164,9 +164,10 @@ def _turned_more_contrast(img):
     ("edit", "setting"),
     [
         (lambda i: crop(i, 0.13, 0.0, 0.0, 0.13), "crop_phash_distance"),  # no region's box
+        (lambda i: crop(i, 0.13, 0.0, 0.0, 0.13), "crop_dhash_distance"),  # read from SQLite
         (_turned_more_contrast, "turned_phash_distance"),  # 2 bits away when turned back
     ],
-    ids=["crop", "turned"],
+    ids=["crop", "crop-dhash", "turned"],
 )
 def test_each_limit_is_a_setting(tmp_path, edit, setting):
     """The crop and turned limits come from the configuration: at 0 bits, copies that

@@ -92,6 +92,16 @@ def test_hash_round_trip_through_signed_int64(index, value):
     assert [(r[1] & (2**64 - 1)) for r in index.hash_rows()] == [value]
 
 
+def test_region_dhashes_are_read_back_unsigned_for_the_pairs_asked(index):
+    f = index.upsert_file(None, path="/p/a.jpg", root="/p", size=1, mtime_ns=1, inode=1)
+    g = index.upsert_file(None, path="/p/b.jpg", root="/p", size=1, mtime_ns=1, inode=1)
+    index.session.flush()
+    index.set_regions(f.id, [(1, 5, 2**64 - 1), (2, 6, 7)], fresh=True)
+    index.set_regions(g.id, [(1, 8, 9)], fresh=True)
+    got = index.region_dhashes([(f.id, 1), (g.id, 1), (g.id, 2)])
+    assert got == {(f.id, 1): 2**64 - 1, (g.id, 1): 9}
+
+
 def test_known_under_is_prefix_exact(index):
     for p in ("/a/b/1.jpg", "/a/b/c/2.jpg", "/a/bc/3.jpg", "/a/b"):
         index.upsert_file(None, path=p, root="/a", size=1, mtime_ns=1, inode=1)

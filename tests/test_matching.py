@@ -100,19 +100,19 @@ def test_keep_first_always_keeps_indexed():
 def test_region_index_add_remove_compact_and_search():
     from watcherd.matching import RegionIndex
 
-    rows = [(fid, region, fid * 100 + region, 0) for fid in range(1, 2001) for region in (1, 2, 3)]
+    rows = [(fid, region, fid * 100 + region) for fid in range(1, 2001) for region in (1, 2, 3)]
     idx = RegionIndex.from_rows(rows)
     assert len(idx) == 6000 and 5 in idx
-    assert idx.search(502, 0, 0, 0) == [(5, 2, 0, 0)]
+    assert idx.search([502], 0) == [(0, 5, 2, 0)]
     assert idx.distance(5, 3, [(503, 0)]) == 0 and idx.distance(5, 9, [(1, 0)]) is None
     for fid in range(1, 1500):  # enough holes to force a compaction
         idx.remove(fid)
     assert len(idx) == 501 * 3 and 5 not in idx
-    assert idx.search(502, 0, 0, 0) == []
-    assert idx.search(1801 * 100 + 1, 0, 0, 0) == [(1801, 1, 0, 0)]
+    assert idx.search([502], 0) == []
+    assert idx.search([7, 1801 * 100 + 1], 0) == [(1, 1801, 1, 0)]
     idx.add(1801, [(4, 7, 7)])  # re-added with other regions: the old rows are gone
-    assert idx.search(1801 * 100 + 1, 0, 0, 0) == []
-    assert idx.search(7, 7, 0, 0) == [(1801, 4, 0, 0)]
+    assert idx.search([1801 * 100 + 1], 0) == []
+    assert idx.search([7], 0) == [(0, 1801, 4, 0)]
     assert idx.distance(1801, 4, [(7, 0)]) == 0
 
 
@@ -165,6 +165,10 @@ def test_multi_index_search_finds_exactly_what_a_full_scan_finds(monkeypatch, ra
     assert idx._mih.n > 700
     for q in base:
         assert found(q) == brute(q)
+    asked = base[:8]  # several queries in one pass: each row credited to its own query
+    hits = idx.hits([(q, 0) for q in asked], radius, 64)
+    for i, q in enumerate(asked):
+        assert sorted(f for n, f, _, _ in hits if n == i) == brute(q)
 
 
 def test_region_index_multi_index(monkeypatch):
@@ -172,14 +176,14 @@ def test_region_index_multi_index(monkeypatch):
 
     monkeypatch.setattr(m, "MIH_MIN_ROWS", 128)
     rng = np.random.default_rng(5)
-    rows = [(f, r, int(rng.integers(0, 2**63)), 0) for f in range(1, 200) for r in (1, 2)]
+    rows = [(f, r, int(rng.integers(0, 2**63))) for f in range(1, 200) for r in (1, 2)]
     idx = m.RegionIndex.from_rows(rows)
     assert idx._mih is not None
-    f, r, v, _ = rows[77]
-    assert (f, r, 0, 0) in idx.search(v, 0, 8, 64)
-    assert (f, r, 3, 0) in idx.search(v ^ 0b10101, 0, 8, 64)
+    f, r, v = rows[77]
+    assert (0, f, r, 0) in idx.search([v], 8)
+    assert (1, f, r, 3) in idx.search([v, v ^ 0b10101], 8)
     idx.remove(f)
-    assert idx.search(v, 0, 8, 64) == []
+    assert idx.search([v], 8) == []
 
 
 def test_saved_arrays_load_only_at_the_same_generation(tmp_path, monkeypatch):
@@ -189,7 +193,7 @@ def test_saved_arrays_load_only_at_the_same_generation(tmp_path, monkeypatch):
     rng = np.random.default_rng(9)
     values = [int(v) for v in rng.integers(0, 2**63, size=300)]
     hashes = m.HashIndex.from_rows((i, v, v >> 3) for i, v in enumerate(values, 1))
-    parts = m.RegionIndex.from_rows((i, 1, v >> 1, v) for i, v in enumerate(values, 1))
+    parts = m.RegionIndex.from_rows((i, 1, v >> 1) for i, v in enumerate(values, 1))
     hashes.remove(5)
     hashes.add(301, values[0] ^ 1, 0)  # a tail row after the tables were built
     path = tmp_path / "arrays.npz"
@@ -200,7 +204,7 @@ def test_saved_arrays_load_only_at_the_same_generation(tmp_path, monkeypatch):
     for q in values[:50]:
         want = hashes.search([(q, q >> 3)], 10, 64)
         assert loaded_hashes.search([(q, q >> 3)], 10, 64) == want
-        assert loaded_parts.search(q >> 1, q, 8, 0) == parts.search(q >> 1, q, 8, 0)
+        assert loaded_parts.search([q >> 1], 8) == parts.search([q >> 1], 8)
     assert 5 not in loaded_hashes and 301 in loaded_hashes
     path.write_bytes(b"not an npz")
     assert m.load_arrays(path, 42) is None

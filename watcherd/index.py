@@ -182,10 +182,24 @@ class Index:
         )
         return [tuple(r) for r in self.session.execute(stmt.order_by(RegionHash.region))]
 
-    def region_rows(self) -> Iterator[tuple[int, int, int, int]]:
-        """(file id, region, phash, dhash) of every active image, for the region array."""
+    def region_dhashes(self, pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], int]:
+        """The dHash (unsigned) of each (file id, region) found, for the few regions whose
+        pHash came close to a newcomer's: the matcher keeps only region pHashes in memory."""
+        wanted = set(pairs)
+        out: dict[tuple[int, int], int] = {}
+        for ids in _batches({fid for fid, _ in wanted}):
+            stmt = select(RegionHash.file_id, RegionHash.region, RegionHash.dhash).where(
+                RegionHash.file_id.in_(ids)
+            )
+            for fid, region, dhash in self.session.execute(stmt):
+                if (fid, region) in wanted:
+                    out[fid, region] = dhash & 0xFFFFFFFFFFFFFFFF
+        return out
+
+    def region_rows(self) -> Iterator[tuple[int, int, int]]:
+        """(file id, region, phash) of every active image, for the region array."""
         stmt = (
-            select(RegionHash.file_id, RegionHash.region, RegionHash.phash, RegionHash.dhash)
+            select(RegionHash.file_id, RegionHash.region, RegionHash.phash)
             .join(File, File.id == RegionHash.file_id)
             .where(File.status == ACTIVE)
             .order_by(RegionHash.file_id, RegionHash.region)

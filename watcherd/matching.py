@@ -137,54 +137,58 @@ class ChunkTables:
             tables.append((shift, bits, tbits, offsets, order))
         return cls(n, tables)
 
-    def candidates(self, value: int, radius: int) -> np.ndarray:
-        """Rows that may be within `radius` of `value` (a superset, possibly with
-        repeats: callers verify each row and keep each file once)."""
+    def candidates(self, values: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, query numbers): the rows that may be within `radius` of each of
+        `values` (uint64), all queries in one pass. A superset, possibly with repeats:
+        callers verify each row and keep each file once."""
         r = radius // len(self.tables)
-        found = []
+        rows, queries = [], []
         for shift, bits, tbits, offsets, order in self.tables:
-            key = (value >> shift) & ((1 << tbits) - 1)
-            probes = _masks(bits, r, tbits) ^ key
-            lo, hi = offsets[probes].astype(np.int64), offsets[probes + 1]
-            lens = hi - lo
-            nz = lens > 0
-            if not nz.any():
+            masks = _masks(bits, r, tbits)
+            keys = ((values >> np.uint64(shift)) & np.uint64((1 << tbits) - 1)).astype(np.int64)
+            probes = (masks[None, :] ^ keys[:, None]).ravel()
+            lo = offsets[probes].astype(np.int64)
+            lens = offsets[probes + 1] - lo
+            hit = np.flatnonzero(lens)
+            if hit.size == 0:
                 continue
-            lo, lens = lo[nz], lens[nz]
-            total = int(lens.sum())
+            lo, lens = lo[hit], lens[hit]
             first = np.repeat(lo - (np.cumsum(lens) - lens), lens)
-            found.append(order[first + np.arange(total)])
-        if not found:
-            return np.empty(0, dtype=np.int64)
-        return np.concatenate(found).astype(np.int64)
+            rows.append(order[first + np.arange(len(first))])
+            queries.append(np.repeat(hit // len(masks), lens))
+        if not rows:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        return np.concatenate(rows).astype(np.int64), np.concatenate(queries)
 
 
 class _Rows:
-    """Append-only rows of (file id, pHash, dHash, ...) in numpy arrays: removed rows are
-    holes (file id -1), squeezed out when they are many; searched through ChunkTables
-    on pHash once there are enough rows."""
+    """Append-only rows of (file id, pHash, ...) in numpy arrays: removed rows are holes
+    (file id -1), squeezed out when they are many; searched through ChunkTables on pHash
+    once there are enough rows."""
 
     _columns: tuple[tuple[str, np.dtype, int], ...] = (
         ("_fid", np.dtype(np.int32), -1),  # file ids: SQLite row ids, well below 2**31
         ("_ph", np.dtype(np.uint64), 0),
-        ("_dh", np.dtype(np.uint64), 0),
     )
 
     def __init__(self, capacity: int = 1024) -> None:
         capacity = max(capacity, 16)
-        for name, dtype, fill in self._columns:
-            setattr(self, name, np.full(capacity, fill, dtype=dtype))
+        for name, dtype, _ in self._columns:
+            setattr(self, name, np.empty(capacity, dtype=dtype))
         self._n = 0
         self._dead = 0
         self._mih: ChunkTables | None = None
 
     def _reserve(self, extra: int) -> None:
+        """Room for `extra` more rows. Growth is by a quarter and the spare rows are left
+        unwritten: the kernel gives memory to a page only once it is written, so a large
+        index grows by what it holds, not by another copy of itself."""
         if self._n + extra <= len(self._fid):
             return
-        capacity = max(len(self._fid) * 2, self._n + extra)
-        for name, dtype, fill in self._columns:
+        capacity = max(len(self._fid) + len(self._fid) // 4, self._n + extra)
+        for name, dtype, _ in self._columns:
             old = getattr(self, name)
-            new = np.full(capacity, fill, dtype=dtype)
+            new = np.empty(capacity, dtype=dtype)
             new[: self._n] = old[: self._n]
             setattr(self, name, new)
 
@@ -229,9 +233,11 @@ class _Rows:
 
     def _restore(self, data, prefix: str) -> None:
         n, dead = (int(v) for v in data[f"{prefix}counts"])
-        self._reserve(n)
-        for name, _, _ in self._columns:
-            getattr(self, name)[:n] = data[f"{prefix}{name}"]
+        for name, dtype, _ in self._columns:  # the loaded arrays themselves, not copies
+            column = data[f"{prefix}{name}"]
+            if column.dtype != dtype or len(column) != n:
+                raise ValueError(f"saved column {prefix}{name} does not fit")
+            setattr(self, name, column)
         self._n, self._dead = n, dead
         if f"{prefix}mih_n" in data:
             tables = []
@@ -244,17 +250,25 @@ class _Rows:
             self._mih = ChunkTables(int(data[f"{prefix}mih_n"][0]), tables)
         self._reindex()
 
-    def _candidates(self, phash: int, max_phash: int) -> np.ndarray:
-        """Live rows within `max_phash` of `phash`, with their distances."""
-        if self._mih is None:
-            rows = np.arange(self._n)
-        else:
-            rows = np.concatenate(
-                (self._mih.candidates(phash, max_phash), np.arange(self._mih.n, self._n))
-            )
-        pdist = np.bitwise_count(self._ph[rows] ^ np.uint64(phash & _FULL))
-        keep = (pdist <= max_phash) & (self._fid[rows] >= 0)
-        return rows[keep], pdist[keep]
+    def _candidates(
+        self, phashes: np.ndarray, max_phash: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, query numbers, distances): the live rows within `max_phash` of each of
+        `phashes` (uint64), each row once per query."""
+        nq = len(phashes)
+        built = 0 if self._mih is None else self._mih.n
+        tail = np.arange(built, self._n)  # rows the tables do not cover: all compared
+        rows = np.tile(tail, nq)
+        queries = np.repeat(np.arange(nq), len(tail))
+        if self._mih is not None:
+            found, asked = self._mih.candidates(phashes, max_phash)
+            rows, queries = np.concatenate((found, rows)), np.concatenate((asked, queries))
+        pdist = np.bitwise_count(self._ph[rows] ^ phashes[queries])
+        keep = np.flatnonzero((pdist <= max_phash) & (self._fid[rows] >= 0))
+        if len(keep) > 1:  # a row found through two tables is reported once per query
+            _, first = np.unique(queries[keep] * self._n + rows[keep], return_index=True)
+            keep = keep[first]
+        return rows[keep], queries[keep], pdist[keep]
 
 
 class HashIndex(_Rows):
@@ -263,6 +277,8 @@ class HashIndex(_Rows):
     A search looks at the newcomer in each of its eight poses; with many files the
     multi-index tables keep that to the few rows that can be close.
     """
+
+    _columns = (*_Rows._columns, ("_dh", np.dtype(np.uint64), 0))
 
     def __init__(self, capacity: int = 1024) -> None:
         super().__init__(capacity)
@@ -329,22 +345,30 @@ class HashIndex(_Rows):
         `variants` are the newcomer's (phash, dhash) in the order of TRANSFORM_NAMES.
         Each file appears once, in its closest pose; best matches first.
         """
-        if self._live == 0 or not variants:
-            return []
         best: dict[int, tuple[int, int, int]] = {}
-        for pose, (vp, vd) in enumerate(variants):
-            rows, pdist = self._candidates(vp, max_phash)
-            if rows.size == 0:
-                continue
-            ddist = np.bitwise_count(self._dh[rows] ^ np.uint64(vd & _FULL))
-            keep = ddist <= max_dhash
-            for row, p, d in zip(rows[keep], pdist[keep], ddist[keep], strict=True):
-                file_id = int(self._fid[row])
-                key = (int(p), int(d), pose)
-                if file_id != exclude and (file_id not in best or key < best[file_id]):
-                    best[file_id] = key
+        for pose, file_id, p, d in self.hits(variants, max_phash, max_dhash):
+            key = (p, d, pose)
+            if file_id != exclude and (file_id not in best or key < best[file_id]):
+                best[file_id] = key
         ordered = sorted(best.items(), key=lambda item: (item[1], item[0]))
         return [Match(fid, p, d, TRANSFORM_NAMES[pose]) for fid, (p, d, pose) in ordered]
+
+    def hits(
+        self, queries: Sequence[tuple[int, int]], max_phash: int, max_dhash: int
+    ) -> list[tuple[int, int, int, int]]:
+        """(query number, file_id, pHash distance, dHash distance) of every row within
+        both distances of any of the (phash, dhash) queries, all searched in one pass."""
+        if self._live == 0 or not queries:
+            return []
+        vp = np.array([p & _FULL for p, _ in queries], dtype=np.uint64)
+        vd = np.array([d & _FULL for _, d in queries], dtype=np.uint64)
+        rows, asked, pdist = self._candidates(vp, max_phash)
+        ddist = np.bitwise_count(self._dh[rows] ^ vd[asked])
+        keep = ddist <= max_dhash
+        return list(
+            zip(asked[keep].tolist(), self._fid[rows[keep]].tolist(), pdist[keep].tolist(),
+                ddist[keep].tolist(), strict=True)
+        )  # fmt: skip
 
     def distance(self, file_id: int, variants: Sequence[tuple[int, int]]) -> int | None:
         """pHash distance from the newcomer (closest pose) to one indexed file."""
@@ -383,11 +407,12 @@ def newcomer_wins(newcomer: Candidate, indexed: Candidate, keep: str) -> bool:
 
 
 class RegionIndex(_Rows):
-    """Region hashes: several rows per file, kept in flat numpy arrays.
+    """Region pHashes: several rows per file, kept in flat numpy arrays.
 
     A file's rows are appended together and found again through one (start, count) span
-    per file, so the only Python objects are one dict entry per file (a dict entry per
-    row would cost more memory than the hashes themselves).
+    per file. Only the pHash is held: a region's dHash is read from the index for the
+    few regions whose pHash comes close (Index.region_dhashes), which halves the memory
+    a large index needs for its regions, the bulk of the matcher's.
     """
 
     _columns = (*_Rows._columns, ("_reg", np.dtype(np.int8), 0))
@@ -403,16 +428,16 @@ class RegionIndex(_Rows):
         return file_id in self._start
 
     @classmethod
-    def from_rows(cls, rows: Iterable[tuple[int, int, int, int]]) -> RegionIndex:
-        """Build from (file_id, region, phash, dhash) rows grouped by file id."""
-        dtype = np.dtype([("f", np.int64), ("r", np.int8), ("p", np.int64), ("d", np.int64)])
+    def from_rows(cls, rows: Iterable[tuple[int, int, int]]) -> RegionIndex:
+        """Build from (file_id, region, phash) rows grouped by file id; pHashes signed
+        64-bit, as SQLite stores them."""
+        dtype = np.dtype([("f", np.int64), ("r", np.int8), ("p", np.int64)])
         data = np.fromiter(rows, dtype=dtype)
         index = cls(len(data))
         n = len(data)
         index._fid[:n] = data["f"]
         index._reg[:n] = data["r"]
         index._ph[:n] = data["p"].view(np.uint64)
-        index._dh[:n] = data["d"].view(np.uint64)
         index._n = n
         index._reindex()
         if n >= MIH_MIN_ROWS:
@@ -435,16 +460,16 @@ class RegionIndex(_Rows):
         self._count.set_many(f[first], counts)
 
     def add(self, file_id: int, regions: Sequence[tuple[int, int, int]]) -> None:
+        """Hold a file's (region, phash, dhash) rows; the dHash stays in the index."""
         self.remove(file_id)
         if not regions:
             return
         self._reserve(len(regions))
         start = self._n
-        for i, (region, ph, dh) in enumerate(regions):
+        for i, (region, ph, _dh) in enumerate(regions):
             self._fid[start + i] = file_id
             self._reg[start + i] = region
             self._ph[start + i] = ph & _FULL
-            self._dh[start + i] = dh & _FULL
         self._n += len(regions)
         self._start.set(file_id, start)
         self._count.set(file_id, len(regions))
@@ -458,22 +483,16 @@ class RegionIndex(_Rows):
         self._dead += count
         self._after_change()
 
-    def search(
-        self, phash: int, dhash: int, max_phash: int, max_dhash: int
-    ) -> list[tuple[int, int, int, int]]:
-        """(file_id, region, pHash distance, dHash distance) of every region within both."""
-        if self._n == 0:
+    def search(self, phashes: Sequence[int], max_phash: int) -> list[tuple[int, int, int, int]]:
+        """(query number, file_id, region, pHash distance) of every region within
+        `max_phash` of any of `phashes`, all searched in one pass."""
+        if self._n == 0 or not phashes:
             return []
-        rows, pdist = self._candidates(phash, max_phash)
-        if rows.size == 0:
-            return []
-        ddist = np.bitwise_count(self._dh[rows] ^ np.uint64(dhash & _FULL))
-        keep = ddist <= max_dhash
-        found = {
-            (int(self._fid[r]), int(self._reg[r]), int(p), int(d))
-            for r, p, d in zip(rows[keep], pdist[keep], ddist[keep], strict=True)
-        }
-        return sorted(found)
+        values = np.array([p & _FULL for p in phashes], dtype=np.uint64)
+        rows, asked, pdist = self._candidates(values, max_phash)
+        found = zip(asked.tolist(), self._fid[rows].tolist(), self._reg[rows].tolist(),
+                    pdist.tolist(), strict=True)  # fmt: skip
+        return sorted(set(found))
 
     def distance(
         self, file_id: int, region: int, variants: Sequence[tuple[int, int]]
@@ -489,7 +508,7 @@ class RegionIndex(_Rows):
         return None
 
 
-ARRAYS_FORMAT = 2  # bump when the saved layout changes: older files are then ignored
+ARRAYS_FORMAT = 3  # bump when the saved layout changes: older files are then ignored
 
 
 def save_arrays(path: Path, generation: int, hashes: HashIndex, parts: RegionIndex) -> None:
@@ -510,9 +529,9 @@ def load_arrays(path: Path, generation: int) -> tuple[HashIndex, RegionIndex] | 
             if int(stamp[0]) != ARRAYS_FORMAT or int(stamp[1]) != generation:
                 return None
             data = {k: npz[k] for k in npz.files}
+        hashes, parts = HashIndex(16), RegionIndex(16)
+        hashes._restore(data, "h")
+        parts._restore(data, "r")
     except (OSError, KeyError, ValueError):
         return None
-    hashes, parts = HashIndex(16), RegionIndex(16)
-    hashes._restore(data, "h")
-    parts._restore(data, "r")
     return hashes, parts

@@ -31,6 +31,7 @@ from .models import ACTIVE, ERROR, File
 log = logging.getLogger("watcherd")
 
 INVERSE = {"rotate90": "rotate270", "rotate270": "rotate90"}
+FULL = 0xFFFFFFFFFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,14 +242,22 @@ class Pipeline:
                 offer(m)
         cp, cd = self.config.crop_phash_distance, self.config.crop_dhash_distance
         queries = [(0, fp.phash, fp.dhash), *fp.regions]
-        for region, ph, dh in queries:
-            for file_id, their_region, pdist, ddist in self.parts.search(ph, dh, cp, cd):
-                if region in (0, their_region):
-                    name = REGION_NAMES[their_region]
-                    offer(Match(file_id, pdist, ddist, f"crop:{name}"))
-            if region:
-                for m in self.hashes.search([(ph, dh)], cp, cd, exclude=f.id):
-                    offer(Match(m.file_id, m.distance, m.ddistance, f"crop:{REGION_NAMES[region]}"))
+        close = []  # regions of indexed pictures within reach by pHash: (dHash, match)
+        for q, file_id, their_region, pdist in self.parts.search([ph for _, ph, _ in queries], cp):
+            region, _, dh = queries[q]
+            if region in (0, their_region) and file_id != f.id:
+                close.append((dh, file_id, their_region, pdist))
+        regions = [(ph, dh) for _, ph, dh in fp.regions]
+        for q, file_id, pdist, ddist in self.hashes.hits(regions, cp, cd):
+            if file_id != f.id:
+                name = REGION_NAMES[fp.regions[q][0]]
+                offer(Match(file_id, pdist, ddist, f"crop:{name}"))
+        if close:
+            stored = self.index.region_dhashes((fid, r) for _, fid, r, _ in close)
+            for dh, file_id, their_region, pdist in close:
+                theirs = stored.get((file_id, their_region))
+                if theirs is not None and (ddist := (theirs ^ (dh & FULL)).bit_count()) <= cd:
+                    offer(Match(file_id, pdist, ddist, f"crop:{REGION_NAMES[their_region]}"))
         return sorted(best.values(), key=lambda m: (m.distance, m.ddistance, m.file_id))
 
     def _similar(self, f: File, fp: Fingerprint, ignored: set[int]) -> Verdict | None:
