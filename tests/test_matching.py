@@ -110,6 +110,8 @@ def test_region_index_add_remove_compact_and_search():
     assert len(idx) == 501 * 3 and 5 not in idx
     assert idx.search([502], 0) == []
     assert idx.search([7, 1801 * 100 + 1], 0) == [(1, 1801, 1, 0)]
+    assert idx.distance(1801, 3, [(1801 * 100 + 3, 0)]) == 0, "its span moved with it"
+    assert idx.distance(2000, 3, [(2000 * 100 + 3, 0)]) == 0, "the last span ends at the end"
     idx.add(1801, [(4, 7, 7)])  # re-added with other regions: the old rows are gone
     assert idx.search([1801 * 100 + 1], 0) == []
     assert idx.search([7], 0) == [(0, 1801, 4, 0)]

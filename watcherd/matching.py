@@ -162,14 +162,12 @@ class ChunkTables:
 
 
 class _Rows:
-    """Append-only rows of (file id, pHash, ...) in numpy arrays: removed rows are holes
-    (file id -1), squeezed out when they are many; searched through ChunkTables on pHash
-    once there are enough rows."""
+    """Append-only rows of (pHash, ...) in numpy arrays, each row belonging to a file:
+    removed rows are holes (their file -1), squeezed out when they are many; searched
+    through ChunkTables on pHash once there are enough rows. Subclasses say how a row
+    finds its file (_files_of) and which rows still have one (_live_rows)."""
 
-    _columns: tuple[tuple[str, np.dtype, int], ...] = (
-        ("_fid", np.dtype(np.int32), -1),  # file ids: SQLite row ids, well below 2**31
-        ("_ph", np.dtype(np.uint64), 0),
-    )
+    _columns: tuple[tuple[str, np.dtype, int], ...] = (("_ph", np.dtype(np.uint64), 0),)
 
     def __init__(self, capacity: int = 1024) -> None:
         capacity = max(capacity, 16)
@@ -183,9 +181,9 @@ class _Rows:
         """Room for `extra` more rows. Growth is by a quarter and the spare rows are left
         unwritten: the kernel gives memory to a page only once it is written, so a large
         index grows by what it holds, not by another copy of itself."""
-        if self._n + extra <= len(self._fid):
+        if self._n + extra <= len(self._ph):
             return
-        capacity = max(len(self._fid) + len(self._fid) // 4, self._n + extra)
+        capacity = max(len(self._ph) + len(self._ph) // 4, self._n + extra)
         for name, dtype, _ in self._columns:
             old = getattr(self, name)
             new = np.empty(capacity, dtype=dtype)
@@ -202,7 +200,8 @@ class _Rows:
             self._build()
 
     def _compact(self) -> None:
-        keep = np.flatnonzero(self._fid[: self._n] >= 0)
+        keep = self._live_rows()
+        self._squeeze_files(keep)
         for name, _, fill in self._columns:
             arr = getattr(self, name)
             arr[: len(keep)] = arr[keep]
@@ -217,6 +216,16 @@ class _Rows:
         self._mih = ChunkTables.build(self._ph[: self._n])
 
     def _reindex(self) -> None:  # pragma: no cover - each subclass maps ids to rows
+        raise NotImplementedError
+
+    def _live_rows(self) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def _squeeze_files(self, keep: np.ndarray) -> None:
+        """Compaction keeps rows `keep` (before the columns move): follow them."""
+
+    def _files_of(self, rows: np.ndarray) -> np.ndarray:  # pragma: no cover
+        """The file id of each row (-1: removed)."""
         raise NotImplementedError
 
     def state(self, prefix: str) -> dict[str, np.ndarray]:
@@ -253,8 +262,8 @@ class _Rows:
     def _candidates(
         self, phashes: np.ndarray, max_phash: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, query numbers, distances): the live rows within `max_phash` of each of
-        `phashes` (uint64), each row once per query."""
+        """(rows, query numbers, distances, file ids): the live rows within `max_phash`
+        of each of `phashes` (uint64), each row once per query."""
         nq = len(phashes)
         built = 0 if self._mih is None else self._mih.n
         tail = np.arange(built, self._n)  # rows the tables do not cover: all compared
@@ -264,11 +273,13 @@ class _Rows:
             found, asked = self._mih.candidates(phashes, max_phash)
             rows, queries = np.concatenate((found, rows)), np.concatenate((asked, queries))
         pdist = np.bitwise_count(self._ph[rows] ^ phashes[queries])
-        keep = np.flatnonzero((pdist <= max_phash) & (self._fid[rows] >= 0))
+        keep = np.flatnonzero(pdist <= max_phash)
+        files = self._files_of(rows[keep])  # for the few close rows only
+        keep, files = keep[files >= 0], files[files >= 0]
         if len(keep) > 1:  # a row found through two tables is reported once per query
             _, first = np.unique(queries[keep] * self._n + rows[keep], return_index=True)
-            keep = keep[first]
-        return rows[keep], queries[keep], pdist[keep]
+            keep, files = keep[first], files[first]
+        return rows[keep], queries[keep], pdist[keep], files
 
 
 class HashIndex(_Rows):
@@ -278,7 +289,11 @@ class HashIndex(_Rows):
     multi-index tables keep that to the few rows that can be close.
     """
 
-    _columns = (*_Rows._columns, ("_dh", np.dtype(np.uint64), 0))
+    _columns = (
+        ("_fid", np.dtype(np.int32), -1),  # file ids: SQLite row ids, well below 2**31
+        *_Rows._columns,
+        ("_dh", np.dtype(np.uint64), 0),
+    )
 
     def __init__(self, capacity: int = 1024) -> None:
         super().__init__(capacity)
@@ -306,9 +321,15 @@ class HashIndex(_Rows):
             index._build()
         return index
 
+    def _live_rows(self) -> np.ndarray:
+        return np.flatnonzero(self._fid[: self._n] >= 0)
+
+    def _files_of(self, rows: np.ndarray) -> np.ndarray:
+        return self._fid[rows]
+
     def _reindex(self) -> None:
         self._row = IdMap()
-        rows = np.flatnonzero(self._fid[: self._n] >= 0)
+        rows = self._live_rows()
         self._row.set_many(self._fid[rows], rows)
         self._live = len(rows)
 
@@ -362,11 +383,11 @@ class HashIndex(_Rows):
             return []
         vp = np.array([p & _FULL for p, _ in queries], dtype=np.uint64)
         vd = np.array([d & _FULL for _, d in queries], dtype=np.uint64)
-        rows, asked, pdist = self._candidates(vp, max_phash)
+        rows, asked, pdist, files = self._candidates(vp, max_phash)
         ddist = np.bitwise_count(self._dh[rows] ^ vd[asked])
         keep = ddist <= max_dhash
         return list(
-            zip(asked[keep].tolist(), self._fid[rows[keep]].tolist(), pdist[keep].tolist(),
+            zip(asked[keep].tolist(), files[keep].tolist(), pdist[keep].tolist(),
                 ddist[keep].tolist(), strict=True)
         )  # fmt: skip
 
@@ -409,23 +430,51 @@ def newcomer_wins(newcomer: Candidate, indexed: Candidate, keep: str) -> bool:
 class RegionIndex(_Rows):
     """Region pHashes: several rows per file, kept in flat numpy arrays.
 
-    A file's rows are appended together and found again through one (start, count) span
-    per file. Only the pHash is held: a region's dHash is read from the index for the
-    few regions whose pHash comes close (Index.region_dhashes), which halves the memory
-    a large index needs for its regions, the bulk of the matcher's.
+    A file's rows are appended together, one span; spans are recorded in the order
+    they were added (first row, file id), so a row finds its file by binary search and
+    the rows carry no file id: 8 bytes a file instead of 4 a row. Only the pHash is
+    held: a region's dHash is read from the index for the few regions whose pHash comes
+    close (Index.region_dhashes). Regions are most of a large index's rows, so this is
+    most of the matcher's memory.
     """
 
     _columns = (*_Rows._columns, ("_reg", np.dtype(np.int8), 0))
 
     def __init__(self, capacity: int = 1024) -> None:
         super().__init__(capacity)
-        self._start, self._count = IdMap(), IdMap()  # each file's rows
+        self._span_start = np.empty(max(capacity // 8, 16), dtype=np.int32)
+        self._span_fid = np.empty(len(self._span_start), dtype=np.int32)  # -1: removed
+        self._spans = 0
+        self._span = IdMap()  # file id -> its span
 
     def __len__(self) -> int:
         return self._n - self._dead
 
     def __contains__(self, file_id: int) -> bool:
-        return file_id in self._start
+        return file_id in self._span
+
+    def _set_spans(self, starts: np.ndarray, fids: np.ndarray) -> None:
+        self._span_start, self._span_fid = starts.astype(np.int32), fids.astype(np.int32)
+        self._spans = len(starts)
+
+    def _span_rows(self, span: int) -> tuple[int, int]:
+        end = int(self._span_start[span + 1]) if span + 1 < self._spans else self._n
+        return int(self._span_start[span]), end
+
+    def _live_rows(self) -> np.ndarray:
+        starts = self._span_start[: self._spans]
+        counts = np.diff(np.r_[starts, self._n])
+        return np.flatnonzero(np.repeat(self._span_fid[: self._spans] >= 0, counts))
+
+    def _files_of(self, rows: np.ndarray) -> np.ndarray:
+        spans = np.searchsorted(self._span_start[: self._spans], rows, side="right") - 1
+        return self._span_fid[spans]
+
+    def _squeeze_files(self, keep: np.ndarray) -> None:
+        live = np.flatnonzero(self._span_fid[: self._spans] >= 0)
+        counts = np.diff(np.r_[self._span_start[: self._spans], self._n])[live]
+        starts = np.r_[0, np.cumsum(counts)[:-1]] if len(live) else np.empty(0)
+        self._set_spans(starts, self._span_fid[live])
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[int, int, int]]) -> RegionIndex:
@@ -435,29 +484,32 @@ class RegionIndex(_Rows):
         data = np.fromiter(rows, dtype=dtype)
         index = cls(len(data))
         n = len(data)
-        index._fid[:n] = data["f"]
         index._reg[:n] = data["r"]
         index._ph[:n] = data["p"].view(np.uint64)
         index._n = n
+        f = data["f"]
+        first = np.flatnonzero(np.r_[True, f[1:] != f[:-1]]) if n else np.empty(0, np.int64)
+        index._set_spans(first, f[first])
         index._reindex()
         if n >= MIH_MIN_ROWS:
             index._build()
         return index
 
     def _reindex(self) -> None:
-        """Record where each file's (adjacent) rows start and how many there are."""
-        self._start, self._count = IdMap(), IdMap()
-        fids = self._fid[: self._n]
-        live = fids >= 0
-        if not live.any():
-            return
-        rows = np.flatnonzero(live)
-        f = fids[rows]
-        first = np.r_[True, f[1:] != f[:-1]]
-        starts = rows[first]
-        counts = np.diff(np.r_[np.flatnonzero(first), len(rows)])
-        self._start.set_many(f[first], starts)
-        self._count.set_many(f[first], counts)
+        self._span = IdMap()
+        fids = self._span_fid[: self._spans]
+        live = np.flatnonzero(fids >= 0)
+        self._span.set_many(fids[live], live)
+
+    def state(self, prefix: str) -> dict[str, np.ndarray]:
+        out = super().state(prefix)
+        out[f"{prefix}span_start"] = self._span_start[: self._spans]
+        out[f"{prefix}span_fid"] = self._span_fid[: self._spans]
+        return out
+
+    def _restore(self, data, prefix: str) -> None:
+        self._set_spans(data[f"{prefix}span_start"], data[f"{prefix}span_fid"])
+        super()._restore(data, prefix)
 
     def add(self, file_id: int, regions: Sequence[tuple[int, int, int]]) -> None:
         """Hold a file's (region, phash, dhash) rows; the dHash stays in the index."""
@@ -465,22 +517,30 @@ class RegionIndex(_Rows):
         if not regions:
             return
         self._reserve(len(regions))
+        if self._spans == len(self._span_start):
+            grown = self._spans + self._spans // 4 + 16
+            for name in ("_span_start", "_span_fid"):
+                new = np.empty(grown, dtype=np.int32)
+                new[: self._spans] = getattr(self, name)[: self._spans]
+                setattr(self, name, new)
         start = self._n
         for i, (region, ph, _dh) in enumerate(regions):
-            self._fid[start + i] = file_id
             self._reg[start + i] = region
             self._ph[start + i] = ph & _FULL
         self._n += len(regions)
-        self._start.set(file_id, start)
-        self._count.set(file_id, len(regions))
+        self._span_start[self._spans] = start
+        self._span_fid[self._spans] = file_id
+        self._span.set(file_id, self._spans)
+        self._spans += 1
         self._after_change()
 
     def remove(self, file_id: int) -> None:
-        start, count = self._start.pop(file_id), self._count.pop(file_id)
-        if start is None or count is None:
+        span = self._span.pop(file_id)
+        if span is None:
             return
-        self._fid[start : start + count] = -1
-        self._dead += count
+        start, end = self._span_rows(span)
+        self._span_fid[span] = -1
+        self._dead += end - start
         self._after_change()
 
     def search(self, phashes: Sequence[int], max_phash: int) -> list[tuple[int, int, int, int]]:
@@ -489,26 +549,27 @@ class RegionIndex(_Rows):
         if self._n == 0 or not phashes:
             return []
         values = np.array([p & _FULL for p in phashes], dtype=np.uint64)
-        rows, asked, pdist = self._candidates(values, max_phash)
-        found = zip(asked.tolist(), self._fid[rows].tolist(), self._reg[rows].tolist(),
-                    pdist.tolist(), strict=True)  # fmt: skip
+        rows, asked, pdist, files = self._candidates(values, max_phash)
+        found = zip(asked.tolist(), files.tolist(), self._reg[rows].tolist(), pdist.tolist(),
+                    strict=True)  # fmt: skip
         return sorted(set(found))
 
     def distance(
         self, file_id: int, region: int, variants: Sequence[tuple[int, int]]
     ) -> int | None:
         """pHash distance from any of `variants` to one region of one file."""
-        start, count = self._start.get(file_id), self._count.get(file_id)
-        if start is None or count is None:
+        span = self._span.get(file_id)
+        if span is None:
             return None
-        for row in range(start, start + count):
+        start, end = self._span_rows(span)
+        for row in range(start, end):
             if int(self._reg[row]) == region:
                 stored = int(self._ph[row])
                 return min((stored ^ (vp & _FULL)).bit_count() for vp, _ in variants)
         return None
 
 
-ARRAYS_FORMAT = 3  # bump when the saved layout changes: older files are then ignored
+ARRAYS_FORMAT = 4  # bump when the saved layout changes: older files are then ignored
 
 
 def save_arrays(path: Path, generation: int, hashes: HashIndex, parts: RegionIndex) -> None:
