@@ -210,3 +210,15 @@ def test_saved_arrays_load_only_at_the_same_generation(tmp_path, monkeypatch):
     assert 5 not in loaded_hashes and 301 in loaded_hashes
     path.write_bytes(b"not an npz")
     assert m.load_arrays(path, 42) is None
+
+
+def test_packed_table_rows_read_back_as_stored():
+    """Tables under 2**24 rows keep row numbers in three bytes; larger ones in four."""
+    import watcherd.matching as m
+
+    rows = np.array([0, 1, 255, 256, 65_536, 2**24 - 1, 12_345_678, 7], dtype=np.int32)
+    packed = m._pack_rows(rows)
+    assert packed.dtype == np.uint8 and len(packed) == 3 * len(rows) + 1
+    positions = np.array([5, 0, 6, 7, 3, 5])
+    assert m._rows_at(packed, positions).tolist() == rows[positions].tolist()
+    assert m._rows_at(rows, positions).tolist() == rows[positions].tolist()
