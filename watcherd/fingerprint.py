@@ -15,19 +15,32 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
 
 from .config import IMAGE_EXTENSIONS
 
-try:  # HEIC/HEIF from phones; optional at import so a broken libheif never stops indexing
-    import pillow_heif
 
-    pillow_heif.register_heif_opener()
-except Exception:  # pragma: no cover - depends on the platform's wheel
-    pillow_heif = None
+@cache
+def _heif_registered() -> bool:
+    """Teach Pillow HEIC/HEIF (phone photos) the first time a file is decoded, not at
+    import: libheif and its codecs cost the daemon's main process, which never decodes,
+    about 7 MB. Optional, so a broken libheif never stops indexing."""
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    except Exception:  # pragma: no cover - depends on the platform's wheel
+        return False
+    return True
+
+
+def _open(fp) -> Image.Image:
+    _heif_registered()
+    return Image.open(fp)
+
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -184,7 +197,7 @@ def decode_small(data: bytes | io.BufferedIOBase, max_pixels: int) -> tuple[Imag
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            img = Image.open(fh)
+            img = _open(fh)
         except UnidentifiedImageError:
             raise ValueError("not an image Pillow can read (wrong extension or corrupt)") from None
         except Image.DecompressionBombError as exc:
@@ -245,7 +258,7 @@ def thumbnail_of(path: str, side: int = THUMB_SIDE) -> bytes | None:
     For files fingerprinted before thumbnails were stored, and for bigger previews.
     """
     try:
-        with Image.open(path) as im:
+        with _open(path) as im:
             if im.width * im.height > 250_000_000:
                 return None
             im.draft("RGB", (side, side))
