@@ -222,3 +222,31 @@ def test_packed_table_rows_read_back_as_stored():
     positions = np.array([5, 0, 6, 7, 3, 5])
     assert m._rows_at(packed, positions).tolist() == rows[positions].tolist()
     assert m._rows_at(rows, positions).tolist() == rows[positions].tolist()
+
+
+def test_slot_offsets_pack_and_fall_back_when_a_block_is_crowded():
+    import watcherd.matching as m
+
+    counts = np.random.default_rng(3).integers(0, 5, size=4096)
+    offsets = np.zeros(4097, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    packed = m.SlotOffsets.pack(offsets)
+    assert isinstance(packed, m.SlotOffsets) and packed.rel.dtype == np.uint16
+    assert packed[np.arange(4097)].tolist() == offsets.tolist()
+    counts[300] = 70_000  # many equal hashes in one slot: two bytes cannot count them
+    np.cumsum(counts, out=offsets[1:])
+    assert m.SlotOffsets.pack(offsets) is offsets
+
+
+def test_region_rows_know_their_region_from_the_span_when_some_are_missing():
+    """A file keeps only the regions it has (a blank one is left out): each row's region
+    comes from its place among the regions its file has."""
+    from watcherd.matching import RegionIndex
+
+    idx = RegionIndex.from_rows([(3, 1, 100), (3, 5, 500), (3, 11, 1100), (4, 2, 200)])
+    assert idx.search([1100, 500, 200], 0) == [(0, 3, 11, 0), (1, 3, 5, 0), (2, 4, 2, 0)]
+    assert idx.distance(3, 5, [(501, 0)]) == 1 and idx.distance(3, 2, [(0, 0)]) is None
+    idx.add(9, [(10, 1000, 0), (7, 700, 0)])  # given in any order
+    assert idx.search([700, 1000], 0) == [(0, 9, 7, 0), (1, 9, 10, 0)]
+    with pytest.raises(ValueError):
+        RegionIndex.from_rows([(3, 5, 1), (3, 1, 2)])

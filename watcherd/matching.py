@@ -64,7 +64,9 @@ class IdMap:
         if top >= len(self._a):
             if top >= 2**34:
                 raise ValueError(f"id {top} is too large for an IdMap")
-            new = np.full(max(top + 1, len(self._a) * 2), -1, dtype=np.int32)
+            # a quarter more, not double: the new slots are written (-1), so they cost
+            # memory at once
+            new = np.full(max(top + 1, len(self._a) + len(self._a) // 4), -1, dtype=np.int32)
             new[: len(self._a)] = self._a
             self._a = new
 
@@ -130,10 +132,36 @@ def _rows_at(order: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return (words[positions] & 0xFFFFFF).astype(np.int64)
 
 
+class SlotOffsets:
+    """Where each table slot's rows start, in 2 bytes a slot instead of 4: an int64
+    start for every block of 256 slots and, per slot, its start within the block."""
+
+    SHIFT = 8
+    BLOCK = 1 << SHIFT
+
+    def __init__(self, base: np.ndarray, rel: np.ndarray) -> None:
+        self.base, self.rel = base, rel
+
+    @classmethod
+    def pack(cls, offsets: np.ndarray) -> SlotOffsets | np.ndarray:
+        """The packed form, or `offsets` itself if a block holds more rows than 2 bytes
+        can count (many equal hashes)."""
+        base = offsets[:: cls.BLOCK].astype(np.int64)
+        rel = offsets - np.repeat(base, cls.BLOCK)[: len(offsets)]
+        if len(rel) and int(rel.max()) > 0xFFFF:
+            return offsets
+        return cls(base, rel.astype(np.uint16))
+
+    def __getitem__(self, slots: np.ndarray) -> np.ndarray:
+        return self.base[slots >> self.SHIFT] + self.rel[slots]
+
+
 class ChunkTables:
     """The multi-index tables over rows [0, n) of one uint64 column."""
 
-    def __init__(self, n: int, tables: list[tuple[int, int, int, np.ndarray, np.ndarray]]):
+    def __init__(
+        self, n: int, tables: list[tuple[int, int, int, SlotOffsets | np.ndarray, np.ndarray]]
+    ):
         self.n = n  # rows covered
         self.tables = tables  # (shift, bits, table bits, slot offsets, rows by slot)
 
@@ -152,7 +180,7 @@ class ChunkTables:
                 order = _pack_rows(order)
             offsets = np.zeros((1 << tbits) + 1, dtype=np.int32)
             np.cumsum(np.bincount(keys, minlength=1 << tbits), out=offsets[1:])
-            tables.append((shift, bits, tbits, offsets, order))
+            tables.append((shift, bits, tbits, SlotOffsets.pack(offsets), order))
         return cls(n, tables)
 
     def candidates(self, values: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
@@ -254,7 +282,11 @@ class _Rows:
             out[f"{prefix}mih_n"] = np.array([self._mih.n], dtype=np.int64)
             for i, (shift, bits, tbits, offsets, order) in enumerate(self._mih.tables):
                 out[f"{prefix}mih{i}_spec"] = np.array([shift, bits, tbits], dtype=np.int64)
-                out[f"{prefix}mih{i}_offsets"] = offsets
+                if isinstance(offsets, SlotOffsets):
+                    out[f"{prefix}mih{i}_base"] = offsets.base
+                    out[f"{prefix}mih{i}_rel"] = offsets.rel
+                else:
+                    out[f"{prefix}mih{i}_offsets"] = offsets
                 out[f"{prefix}mih{i}_order"] = order
         return out
 
@@ -271,8 +303,11 @@ class _Rows:
             i = 0
             while f"{prefix}mih{i}_spec" in data:
                 shift, bits, tbits = (int(v) for v in data[f"{prefix}mih{i}_spec"])
-                tables.append((shift, bits, tbits, data[f"{prefix}mih{i}_offsets"],
-                               data[f"{prefix}mih{i}_order"]))  # fmt: skip
+                if f"{prefix}mih{i}_rel" in data:
+                    offsets = SlotOffsets(data[f"{prefix}mih{i}_base"], data[f"{prefix}mih{i}_rel"])
+                else:
+                    offsets = data[f"{prefix}mih{i}_offsets"]
+                tables.append((shift, bits, tbits, offsets, data[f"{prefix}mih{i}_order"]))
                 i += 1
             self._mih = ChunkTables(int(data[f"{prefix}mih_n"][0]), tables)
         self._reindex()
@@ -448,20 +483,22 @@ def newcomer_wins(newcomer: Candidate, indexed: Candidate, keep: str) -> bool:
 class RegionIndex(_Rows):
     """Region pHashes: several rows per file, kept in flat numpy arrays.
 
-    A file's rows are appended together, one span; spans are recorded in the order
-    they were added (first row, file id), so a row finds its file by binary search and
-    the rows carry no file id: 8 bytes a file instead of 4 a row. Only the pHash is
-    held: a region's dHash is read from the index for the few regions whose pHash comes
-    close (Index.region_dhashes). Regions are most of a large index's rows, so this is
-    most of the matcher's memory.
+    A file's rows are appended together, in the order of their region ids, as one span;
+    spans are recorded in the order they were added (first row, file id, which regions),
+    so a row finds its file by binary search and its region by counting, and the rows
+    themselves hold nothing but the pHash. Only the pHash is held: a region's dHash is
+    read from the index for the few regions whose pHash comes close
+    (Index.region_dhashes). Regions are most of a large index's rows, so this is most of
+    the matcher's memory.
     """
 
-    _columns = (*_Rows._columns, ("_reg", np.dtype(np.int8), 0))
+    _SPAN_COLUMNS = (("_span_start", np.int32), ("_span_fid", np.int32), ("_span_mask", np.uint16))
 
     def __init__(self, capacity: int = 1024) -> None:
         super().__init__(capacity)
-        self._span_start = np.empty(max(capacity // 8, 16), dtype=np.int32)
-        self._span_fid = np.empty(len(self._span_start), dtype=np.int32)  # -1: removed
+        spans = max(capacity // 8, 16)
+        for name, dtype in self._SPAN_COLUMNS:  # _span_fid -1: removed
+            setattr(self, name, np.empty(spans, dtype=dtype))
         self._spans = 0
         self._span = IdMap()  # file id -> its span
 
@@ -471,8 +508,9 @@ class RegionIndex(_Rows):
     def __contains__(self, file_id: int) -> bool:
         return file_id in self._span
 
-    def _set_spans(self, starts: np.ndarray, fids: np.ndarray) -> None:
-        self._span_start, self._span_fid = starts.astype(np.int32), fids.astype(np.int32)
+    def _set_spans(self, starts: np.ndarray, fids: np.ndarray, masks: np.ndarray) -> None:
+        for (name, dtype), values in zip(self._SPAN_COLUMNS, (starts, fids, masks), strict=True):
+            setattr(self, name, np.asarray(values).astype(dtype))
         self._spans = len(starts)
 
     def _span_rows(self, span: int) -> tuple[int, int]:
@@ -484,30 +522,40 @@ class RegionIndex(_Rows):
         counts = np.diff(np.r_[starts, self._n])
         return np.flatnonzero(np.repeat(self._span_fid[: self._spans] >= 0, counts))
 
+    def _spans_of(self, rows: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self._span_start[: self._spans], rows, side="right") - 1
+
     def _files_of(self, rows: np.ndarray) -> np.ndarray:
-        spans = np.searchsorted(self._span_start[: self._spans], rows, side="right") - 1
-        return self._span_fid[spans]
+        return self._span_fid[self._spans_of(rows)]
+
+    def _region_of(self, row: int, span: int) -> int:
+        """The region a row holds: its place in the span picks a set bit of the mask."""
+        k = row - int(self._span_start[span])
+        mask = int(self._span_mask[span])
+        return [b for b in range(16) if mask >> b & 1][k]
 
     def _squeeze_files(self, keep: np.ndarray) -> None:
         live = np.flatnonzero(self._span_fid[: self._spans] >= 0)
         counts = np.diff(np.r_[self._span_start[: self._spans], self._n])[live]
         starts = np.r_[0, np.cumsum(counts)[:-1]] if len(live) else np.empty(0)
-        self._set_spans(starts, self._span_fid[live])
+        self._set_spans(starts, self._span_fid[live], self._span_mask[live])
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[int, int, int]]) -> RegionIndex:
-        """Build from (file_id, region, phash) rows grouped by file id; pHashes signed
-        64-bit, as SQLite stores them."""
-        dtype = np.dtype([("f", np.int64), ("r", np.int8), ("p", np.int64)])
+        """Build from (file_id, region, phash) rows ordered by file id, then region;
+        pHashes signed 64-bit, as SQLite stores them."""
+        dtype = np.dtype([("f", np.int64), ("r", np.int64), ("p", np.int64)])
         data = np.fromiter(rows, dtype=dtype)
-        index = cls(len(data))
         n = len(data)
-        index._reg[:n] = data["r"]
+        f, r = data["f"], data["r"]
+        if n and not np.all((np.diff(f) > 0) | ((np.diff(f) == 0) & (np.diff(r) > 0))):
+            raise ValueError("region rows must come ordered by file id, then region")
+        index = cls(n)
         index._ph[:n] = data["p"].view(np.uint64)
         index._n = n
-        f = data["f"]
         first = np.flatnonzero(np.r_[True, f[1:] != f[:-1]]) if n else np.empty(0, np.int64)
-        index._set_spans(first, f[first])
+        masks = np.bitwise_or.reduceat(1 << r, first) if n else np.empty(0, np.int64)
+        index._set_spans(first, f[first], masks)
         index._reindex()
         if n >= MIH_MIN_ROWS:
             index._build()
@@ -521,12 +569,12 @@ class RegionIndex(_Rows):
 
     def state(self, prefix: str) -> dict[str, np.ndarray]:
         out = super().state(prefix)
-        out[f"{prefix}span_start"] = self._span_start[: self._spans]
-        out[f"{prefix}span_fid"] = self._span_fid[: self._spans]
+        for name, _ in self._SPAN_COLUMNS:
+            out[f"{prefix}{name}"] = getattr(self, name)[: self._spans]
         return out
 
     def _restore(self, data, prefix: str) -> None:
-        self._set_spans(data[f"{prefix}span_start"], data[f"{prefix}span_fid"])
+        self._set_spans(*(data[f"{prefix}{name}"] for name, _ in self._SPAN_COLUMNS))
         super()._restore(data, prefix)
 
     def add(self, file_id: int, regions: Sequence[tuple[int, int, int]]) -> None:
@@ -534,21 +582,25 @@ class RegionIndex(_Rows):
         self.remove(file_id)
         if not regions:
             return
+        regions = sorted(regions)
+        if any(not 0 < region < 16 for region, _, _ in regions):
+            raise ValueError(f"region ids must be 1..15: {[r for r, _, _ in regions]}")
         self._reserve(len(regions))
         if self._spans == len(self._span_start):
             grown = self._spans + self._spans // 4 + 16
-            for name in ("_span_start", "_span_fid"):
-                new = np.empty(grown, dtype=np.int32)
+            for name, dtype in self._SPAN_COLUMNS:
+                new = np.empty(grown, dtype=dtype)
                 new[: self._spans] = getattr(self, name)[: self._spans]
                 setattr(self, name, new)
         start = self._n
-        for i, (region, ph, _dh) in enumerate(regions):
-            self._reg[start + i] = region
+        for i, (_region, ph, _dh) in enumerate(regions):
             self._ph[start + i] = ph & _FULL
         self._n += len(regions)
-        self._span_start[self._spans] = start
-        self._span_fid[self._spans] = file_id
-        self._span.set(file_id, self._spans)
+        span = self._spans
+        self._span_start[span] = start
+        self._span_fid[span] = file_id
+        self._span_mask[span] = sum(1 << region for region, _, _ in regions)
+        self._span.set(file_id, span)
         self._spans += 1
         self._after_change()
 
@@ -568,26 +620,30 @@ class RegionIndex(_Rows):
             return []
         values = np.array([p & _FULL for p in phashes], dtype=np.uint64)
         rows, asked, pdist, files = self._candidates(values, max_phash)
-        found = zip(asked.tolist(), files.tolist(), self._reg[rows].tolist(), pdist.tolist(),
-                    strict=True)  # fmt: skip
-        return sorted(set(found))
+        spans = self._spans_of(rows)
+        found = {
+            (q, fid, self._region_of(row, span), d)
+            for q, fid, row, span, d in zip(asked.tolist(), files.tolist(), rows.tolist(),
+                                            spans.tolist(), pdist.tolist(), strict=True)
+        }  # fmt: skip
+        return sorted(found)
 
     def distance(
         self, file_id: int, region: int, variants: Sequence[tuple[int, int]]
     ) -> int | None:
         """pHash distance from any of `variants` to one region of one file."""
         span = self._span.get(file_id)
-        if span is None:
+        if span is None or not 0 <= region < 16:
             return None
-        start, end = self._span_rows(span)
-        for row in range(start, end):
-            if int(self._reg[row]) == region:
-                stored = int(self._ph[row])
-                return min((stored ^ (vp & _FULL)).bit_count() for vp, _ in variants)
-        return None
+        mask = int(self._span_mask[span])
+        if not mask >> region & 1:
+            return None
+        row = int(self._span_start[span]) + (mask & ((1 << region) - 1)).bit_count()
+        stored = int(self._ph[row])
+        return min((stored ^ (vp & _FULL)).bit_count() for vp, _ in variants)
 
 
-ARRAYS_FORMAT = 5  # bump when the saved layout changes: older files are then ignored
+ARRAYS_FORMAT = 7  # bump when the saved layout changes: older files are then ignored
 
 
 def save_arrays(path: Path, generation: int, hashes: HashIndex, parts: RegionIndex) -> None:

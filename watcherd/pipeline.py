@@ -6,6 +6,8 @@ the files arrived, so both make exactly the same decisions.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,6 +59,16 @@ class Outcome:
     error: str | None = None
 
 
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim).
+
+    Reading a large index's rows (or its saved arrays) leaves tens of megabytes the
+    process no longer uses but glibc keeps (48 MB at a million photos); a long-running
+    daemon would carry them for ever. Elsewhere than glibc this does nothing."""
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -84,6 +96,7 @@ class Pipeline:
         else:
             self.hashes = HashIndex.from_rows(index.hash_rows())
             self.parts = RegionIndex.from_rows(index.region_rows())
+        release_free_memory()
         self.mover = mover or Mover(index, config)
         self.dry_run = dry_run
 
