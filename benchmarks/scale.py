@@ -13,8 +13,9 @@ with the eleven region hashes a real photo gets, unless --no-regions), cached in
 
 and as a subprocess, `watcherd run` on an empty folder with this index, twice: seconds
 from start to READY (the JSON log line) and the daemon's memory then, when it builds its
-arrays from the index and when it loads those it saved as it stopped. Also the index
-file's size per file.
+arrays from the index and when it loads those it saved as it stopped; and its memory once
+--arrivals new photos moved into the folder are decided. Also the index file's size per
+file.
 
 Targets (issue 8): deciding one newcomer under 10 ms median; start to READY under 3 s;
 daemon memory under 300 MB.
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -75,12 +77,36 @@ def fill(db: Path, files: int, regions: bool) -> None:
     con.close()
 
 
+def restore_index(db: Path, files: int) -> None:
+    """Take out what the daemon runs added (files beyond the synthetic ones, their
+    decisions, regions and thumbnails go with them), so every run starts alike."""
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA foreign_keys=ON")
+    con.execute("DELETE FROM files WHERE id > ?", (files,))
+    con.commit()
+    con.close()
+
+
 def rss_mb(pid: int | str = "self") -> float:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def settled_rss_mb(pid: int, deadline: float = 10.0) -> float:
+    """Memory once it stops changing: the daemon commits and tidies up just after it
+    logs its last decision."""
+    end = time.monotonic() + deadline
+    last = rss_mb(pid)
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        now = rss_mb(pid)
+        if abs(now - last) < 0.5:
+            return now
+        last = now
+    return last
 
 
 def flip(v: int, bits: int, rng: random.Random) -> int:
@@ -114,9 +140,27 @@ def newcomers(index: Index, n: int, rng: random.Random) -> list[Fingerprint]:
     return out
 
 
-def daemon_ready(db: Path, tmp: Path) -> tuple[float, float]:
+def arrivals(folder: Path, count: int, seed: int) -> list[Path]:
+    """`count` new photos (random blocks, 640x480 JPEG), written beside the folder and
+    moved in, as a sync client does."""
+    from PIL import Image
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        img = Image.new("RGB", (16, 12))
+        img.putdata([tuple(rng.randrange(256) for _ in range(3)) for _ in range(16 * 12)])
+        staged = folder.parent / f"arrival-{seed}-{i}.jpg"
+        img.resize((640, 480), Image.Resampling.NEAREST).save(staged, quality=85)
+        out.append(staged)
+    return out
+
+
+def daemon_run(db: Path, tmp: Path, arriving: int, seed: int) -> tuple[float, float, float]:
+    """Seconds to READY and memory then; memory once `arriving` new photos are decided."""
     folder = tmp / "watched"
     folder.mkdir(exist_ok=True)
+    staged = arrivals(folder, arriving, seed)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "watcherd", "--db", str(db), "--log-format", "json", "run",
@@ -125,14 +169,24 @@ def daemon_ready(db: Path, tmp: Path) -> tuple[float, float]:
         env={**os.environ, "HOME": str(tmp)},
     )  # fmt: skip
     try:
+        decided = 0
         for line in proc.stderr:
-            if json.loads(line).get("event") == "ready":
+            event = json.loads(line).get("event")
+            if event == "ready":
                 ready = time.perf_counter() - t0
-                return ready, rss_mb(proc.pid)
-        raise RuntimeError("daemon exited before READY")
+                at_ready = rss_mb(proc.pid)
+                for path in staged:
+                    path.rename(folder / path.name)
+                if not staged:
+                    return ready, at_ready, at_ready
+            elif event in ("indexed", "duplicate", "similar", "error"):
+                decided += 1
+                if decided == len(staged):
+                    return ready, at_ready, settled_rss_mb(proc.pid)
+        raise RuntimeError("daemon exited before it was done")
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        proc.terminate()  # a clean stop: it saves its arrays
+        proc.wait(timeout=120)
 
 
 def main() -> None:
@@ -141,6 +195,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "wd-scale")
     ap.add_argument("--no-regions", action="store_true")
     ap.add_argument("--newcomers", type=int, default=300)
+    ap.add_argument("--arrivals", type=int, default=100, help="photos dropped on the daemon")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     tag = "" if not args.no_regions else "-noregions"
@@ -155,11 +210,16 @@ def main() -> None:
 
     arrays = db.with_name(db.name + ".arrays.npz")
     arrays.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for how in ("first start, arrays built from the index", "next start, saved arrays"):
-            ready, daemon_rss = daemon_ready(db, Path(tmp))
-            print(f"daemon, {how}: start to READY {ready:.2f} s, memory then "
-                  f"{daemon_rss:.0f} MB")  # fmt: skip
+    work = args.workdir / "run"
+    for seed, how in enumerate(("first start, arrays built from the index",
+                                "next start, saved arrays")):  # fmt: skip
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        ready, at_ready, after = daemon_run(db, work, args.arrivals, seed)
+        print(f"daemon, {how}: start to READY {ready:.2f} s, memory then "
+              f"{at_ready:.0f} MB, after deciding {args.arrivals} new photos "
+              f"{after:.0f} MB")  # fmt: skip
+    restore_index(db, args.files)
     if arrays.exists():
         print(f"saved arrays: {arrays.stat().st_size / 1e6:.0f} MB")
 

@@ -37,7 +37,7 @@ from .fingerprint import Fingerprint, crashed, reader
 from .index import Index
 from .models import ACTIVE, ERROR
 from .notifications import DesktopNotifier
-from .pipeline import Pipeline, log_outcome
+from .pipeline import Pipeline, log_outcome, release_free_memory
 from .scanner import ScanStats, reconcile
 from .sdnotify import Notifier
 from .watcher import FsEvent, Watcher
@@ -137,6 +137,7 @@ class Daemon:
         self.counters = Counters()
         self.pool: ProcessPoolExecutor | None = None
         self.pool_idle_since = time.monotonic()
+        self._burst_ended = False  # work drained since the last release_free_memory
         self.roots: dict[str, Root] = {}
         self._stop = False
         self._status_dirty = True
@@ -316,6 +317,12 @@ class Daemon:
         self._collect()
         if self.index.session.in_transaction():
             self.index.commit()  # never hold the write lock while idle
+        if self._burst_ended and not self.inflight:
+            # Searching a large index makes temporaries of a few MB that glibc keeps
+            # once freed (about 30 MB at a million photos): give them back as each
+            # burst of work ends, so a daemon that waits holds only its index.
+            self._burst_ended = False
+            release_free_memory()
         self._maybe_release_pool()
         self._maybe_status()
 
@@ -591,6 +598,7 @@ class Daemon:
             self._decide(fp, root)
         if collected and not self.inflight:
             self.pool_idle_since = time.monotonic()  # the pool's idle time starts now
+            self._burst_ended = True
         self._dispatch()
 
     def _recover_pool(self) -> None:
