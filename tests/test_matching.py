@@ -119,13 +119,16 @@ def test_region_index_add_remove_compact_and_search():
 
 
 @pytest.mark.parametrize("radius", [0, 6, 8, 10, 16])
-def test_multi_index_search_finds_exactly_what_a_full_scan_finds(monkeypatch, radius):
+@pytest.mark.parametrize("scan_ratio", [0, 10**9], ids=["tables", "plain-pass"])
+def test_multi_index_search_finds_exactly_what_a_full_scan_finds(monkeypatch, radius, scan_ratio):
     """With the multi-index tables on (a few hundred rows here instead of 65,536), the
     results equal a brute-force pass: after the build, in the tail, after removals and
-    after a rebuild."""
+    after a rebuild; whether the tables are used or a wide radius makes the search pass
+    over every row."""
     import watcherd.matching as m
 
     monkeypatch.setattr(m, "MIH_MIN_ROWS", 256)
+    monkeypatch.setattr(m, "SCAN_COST_RATIO", scan_ratio)
     rng = np.random.default_rng(radius)
     base = [int(v) for v in rng.integers(0, 2**64, size=40, dtype=np.uint64)]
 
@@ -177,6 +180,7 @@ def test_region_index_multi_index(monkeypatch):
     import watcherd.matching as m
 
     monkeypatch.setattr(m, "MIH_MIN_ROWS", 128)
+    monkeypatch.setattr(m, "SCAN_COST_RATIO", 0)  # always through the tables
     rng = np.random.default_rng(5)
     rows = [(f, r, int(rng.integers(0, 2**63))) for f in range(1, 200) for r in (1, 2)]
     idx = m.RegionIndex.from_rows(rows)
@@ -192,6 +196,7 @@ def test_saved_arrays_load_only_at_the_same_generation(tmp_path, monkeypatch):
     import watcherd.matching as m
 
     monkeypatch.setattr(m, "MIH_MIN_ROWS", 64)
+    monkeypatch.setattr(m, "SCAN_COST_RATIO", 0)  # always through the tables
     rng = np.random.default_rng(9)
     values = [int(v) for v in rng.integers(0, 2**63, size=300)]
     hashes = m.HashIndex.from_rows((i, v, v >> 3) for i, v in enumerate(values, 1))
@@ -250,3 +255,16 @@ def test_region_rows_know_their_region_from_the_span_when_some_are_missing():
     assert idx.search([700, 1000], 0) == [(0, 9, 7, 0), (1, 9, 10, 0)]
     with pytest.raises(ValueError):
         RegionIndex.from_rows([(3, 5, 1), (3, 1, 2)])
+
+
+def test_wide_radius_passes_over_every_row_narrow_uses_the_tables(monkeypatch):
+    """The choice follows the tables' own estimate: at 1 M rows the `similar` radius
+    (16) reaches so many slots that a plain pass is quicker; the near radius (10) not."""
+    import watcherd.matching as m
+
+    rng = np.random.default_rng(4)
+    tables = m.ChunkTables.build(rng.integers(0, 2**64, size=1_000_000, dtype=np.uint64))
+    assert tables.estimate(10) * m.SCAN_COST_RATIO < tables.n
+    assert tables.estimate(16) * m.SCAN_COST_RATIO >= tables.n
+    drawn = len(tables.candidates(rng.integers(0, 2**64, size=4, dtype=np.uint64), 10)[0])
+    assert 0.5 < drawn / (4 * tables.estimate(10)) < 2, "the estimate is what a query draws"

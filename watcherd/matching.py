@@ -102,6 +102,10 @@ class IdMap:
 # present at the time; rows added since form a tail searched linearly until the next
 # rebuild. Below MIH_MIN_ROWS a linear pass is quicker than building anything.
 MIH_MIN_ROWS = 65_536
+# A row drawn through the tables costs about twenty times a row of a plain pass (random
+# reads against one sequential XOR + popcount; benchmarks/scale.py, 1 M rows): at wide
+# radii (the `similar` search, 16 bits) the plain pass wins.
+SCAN_COST_RATIO = 20
 _CHUNKS = ((0, 21), (21, 21), (42, 22))  # (shift, bits)
 _FULL = 0xFFFFFFFFFFFFFFFF
 
@@ -182,6 +186,13 @@ class ChunkTables:
             np.cumsum(np.bincount(keys, minlength=1 << tbits), out=offsets[1:])
             tables.append((shift, bits, tbits, SlotOffsets.pack(offsets), order))
         return cls(n, tables)
+
+    def estimate(self, radius: int) -> float:
+        """Rows a query at `radius` is expected to draw from the tables (hashes spread
+        evenly): the slots probed times the rows a slot holds."""
+        r = radius // len(self.tables)
+        return sum(len(_masks(bits, r, tbits)) * self.n / (1 << tbits)
+                   for _, bits, tbits, _, _ in self.tables)  # fmt: skip
 
     def candidates(self, values: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, query numbers): the rows that may be within `radius` of each of
@@ -317,22 +328,33 @@ class _Rows:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, query numbers, distances, file ids): the live rows within `max_phash`
         of each of `phashes` (uint64), each row once per query."""
-        nq = len(phashes)
-        built = 0 if self._mih is None else self._mih.n
-        tail = np.arange(built, self._n)  # rows the tables do not cover: all compared
-        rows = np.tile(tail, nq)
-        queries = np.repeat(np.arange(nq), len(tail))
-        if self._mih is not None:
-            found, asked = self._mih.candidates(phashes, max_phash)
-            rows, queries = np.concatenate((found, rows)), np.concatenate((asked, queries))
-        pdist = np.bitwise_count(self._ph[rows] ^ phashes[queries])
-        keep = np.flatnonzero(pdist <= max_phash)
-        files = self._files_of(rows[keep])  # for the few close rows only
-        keep, files = keep[files >= 0], files[files >= 0]
-        if len(keep) > 1:  # a row found through two tables is reported once per query
-            _, first = np.unique(queries[keep] * self._n + rows[keep], return_index=True)
-            keep, files = keep[first], files[first]
-        return rows[keep], queries[keep], pdist[keep], files
+        mih = self._mih
+        if mih is not None and mih.estimate(max_phash) * SCAN_COST_RATIO >= mih.n:
+            mih = None  # so wide a radius reaches so many slots that a plain pass is quicker
+        parts = []  # (rows, query numbers, distances) within reach
+        if mih is not None:
+            found, asked = mih.candidates(phashes, max_phash)
+            pdist = np.bitwise_count(self._ph[found] ^ phashes[asked])
+            near = pdist <= max_phash
+            parts.append((found[near], asked[near], pdist[near]))
+        start = 0 if mih is None else mih.n  # rows the tables do not cover: all compared
+        if start < self._n:
+            block = self._ph[start : self._n]
+            for q, value in enumerate(phashes):
+                pdist = np.bitwise_count(block ^ value)
+                near = np.flatnonzero(pdist <= max_phash)
+                parts.append((near + start, np.full(len(near), q), pdist[near]))
+        if not parts:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, empty, empty
+        rows, queries, pdist = (np.concatenate(column) for column in zip(*parts, strict=True))
+        files = self._files_of(rows)  # for the few close rows only
+        live = files >= 0
+        rows, queries, pdist, files = rows[live], queries[live], pdist[live], files[live]
+        if len(rows) > 1:  # a row found through two tables is reported once per query
+            _, first = np.unique(queries * self._n + rows, return_index=True)
+            rows, queries, pdist, files = rows[first], queries[first], pdist[first], files[first]
+        return rows, queries, pdist, files
 
 
 class HashIndex(_Rows):
