@@ -255,6 +255,10 @@ def test_region_rows_know_their_region_from_the_span_when_some_are_missing():
     assert idx.search([700, 1000], 0) == [(0, 9, 7, 0), (1, 9, 10, 0)]
     with pytest.raises(ValueError):
         RegionIndex.from_rows([(3, 5, 1), (3, 1, 2)])
+    with pytest.raises(ValueError):
+        RegionIndex.from_rows([(3, 16, 1)])
+    with pytest.raises(ValueError):
+        idx.add(10, [(16, 1, 1)])
 
 
 def test_wide_radius_passes_over_every_row_narrow_uses_the_tables(monkeypatch):

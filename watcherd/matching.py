@@ -572,6 +572,8 @@ class RegionIndex(_Rows):
         f, r = data["f"], data["r"]
         if n and not np.all((np.diff(f) > 0) | ((np.diff(f) == 0) & (np.diff(r) > 0))):
             raise ValueError("region rows must come ordered by file id, then region")
+        if n and not (r.min() > 0 and r.max() < 16):  # a span's mask has 16 bits
+            raise ValueError(f"region ids must be 1..15, not {int(r.min())}..{int(r.max())}")
         index = cls(n)
         index._ph[:n] = data["p"].view(np.uint64)
         index._n = n
