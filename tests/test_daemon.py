@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 from daemon_harness import poll_until
-from helpers import copies, photo, save
+from helpers import busy_photo, copies, photo, save
 
 
 def descendants(pid: int) -> list[int]:
@@ -521,8 +521,10 @@ def test_matcher_arrays_saved_at_stop_and_trusted_only_if_nothing_else_wrote(tmp
     pics, other = tmp_path / "pics", tmp_path / "other"
     pics.mkdir()
     a = save(photo(1), pics / "a.jpg")
+    c = save(busy_photo(12), pics / "c.jpg")  # a picture only its regions match cropped
     d = daemons(tmp_path, [pics]).start()
     d.wait_decided(a)
+    d.wait_decided(c)
     assert d.of("arrays")[0]["source"] == "index"
     assert d.stop() == 0
     arrays = tmp_path / "index.sqlite3.arrays.npz"
@@ -532,6 +534,11 @@ def test_matcher_arrays_saved_at_stop_and_trusted_only_if_nothing_else_wrote(tmp
     assert d.of("arrays")[0]["source"] == "saved"
     (pics / "a copy.jpg").write_bytes(a.read_bytes())
     d.wait_path("duplicate", pics / "a copy.jpg")
+    # a copy with 15% cut off two sides is found through c's region hashes, as loaded
+    w, h = busy_photo(12).size
+    save(busy_photo(12).crop((0, round(h * 0.15), round(w * 0.85), h)), pics / "c cut.jpg")
+    found = d.wait_path("duplicate", pics / "c cut.jpg")[0]
+    assert found["original"] == str(c) and found["transform"].startswith("crop:")
     assert d.stop() == 0
 
     # another process writes to the index while the daemon runs: the arrays it then
