@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from watcherd.fingerprint import TRANSFORM_NAMES
 from watcherd.matching import HashIndex, newcomer_wins
 
 
@@ -272,3 +273,19 @@ def test_wide_radius_passes_over_every_row_narrow_uses_the_tables(monkeypatch):
     assert tables.estimate(16) * m.SCAN_COST_RATIO >= tables.n
     drawn = len(tables.candidates(rng.integers(0, 2**64, size=4, dtype=np.uint64), 10)[0])
     assert 0.5 < drawn / (4 * tables.estimate(10)) < 2, "the estimate is what a query draws"
+
+
+def test_turned_poses_have_their_own_tighter_limit():
+    """A file closer to a turned pose (8 bits) than to the upright one (9 bits), with
+    turned poses limited to 6: the upright match stands, as it would with no turned pose
+    close at all; a turned pose within 6 wins as the closest."""
+    stored = 0
+    idx = HashIndex.from_rows([(1, stored, 0)])
+    upright, turned = (1 << 9) - 1, (1 << 8) - 1  # 9 and 8 bits from the stored hash
+    poses = [(upright, 0), (turned, 0)] + [(2**64 - 1, 0)] * 6
+    assert [(m.distance, m.transform) for m in idx.search(poses, 10, 10, max_turned=6)] == [
+        (9, "identity")
+    ]
+    poses[1] = ((1 << 5) - 1, 0)
+    found = idx.search(poses, 10, 10, max_turned=6)
+    assert [(m.distance, m.transform) for m in found] == [(5, TRANSFORM_NAMES[1])]

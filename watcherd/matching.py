@@ -435,14 +435,24 @@ class HashIndex(_Rows):
         max_phash: int,
         max_dhash: int,
         exclude: int | None = None,
+        max_turned: int | None = None,
     ) -> list[Match]:
         """All indexed images within both distances of any pose of the newcomer.
 
         `variants` are the newcomer's (phash, dhash) in the order of TRANSFORM_NAMES.
-        Each file appears once, in its closest pose; best matches first.
+        `max_turned`: a tighter pHash limit for the turned and mirrored poses (they are
+        searched at it, which is also much quicker than at `max_phash`). Each file
+        appears once, in its closest pose within its limit; best matches first.
         """
+        turned = max_phash if max_turned is None else min(max_phash, max_turned)
+        found = self.hits(variants[:1], max_phash, max_dhash)
+        if len(variants) > 1:
+            found += [
+                (pose + 1, file_id, p, d)
+                for pose, file_id, p, d in self.hits(variants[1:], turned, max_dhash)
+            ]
         best: dict[int, tuple[int, int, int]] = {}
-        for pose, file_id, p, d in self.hits(variants, max_phash, max_dhash):
+        for pose, file_id, p, d in found:
             key = (p, d, pose)
             if file_id != exclude and (file_id not in best or key < best[file_id]):
                 best[file_id] = key

@@ -243,10 +243,12 @@ class Pipeline:
                 best[m.file_id] = m
 
         for m in self.hashes.search(
-            fp.variants, self.config.phash_distance, self.config.dhash_distance, exclude=f.id
+            fp.variants,
+            self.config.phash_distance,
+            self.config.dhash_distance,
+            exclude=f.id,
+            max_turned=self.config.turned_phash_distance,
         ):
-            if m.transform != "identity" and m.distance > self.config.turned_phash_distance:
-                continue
             edge_from = self.config.phash_distance - WHOLE_EDGE_MARGIN
             edge = m.transform == "identity" and m.distance >= edge_from
             if edge and not self._regions_agree(m.file_id, fp):
