@@ -124,8 +124,9 @@ class Daemon:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
-    def stop(self, timeout: float = 5) -> int:
-        """SIGTERM, and the daemon must be gone within `timeout` seconds."""
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, and the daemon must be gone within `timeout` seconds (a deadline
+        for a hung stop, generous because a loaded CI machine is slow, not a wait)."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=timeout)

@@ -296,7 +296,7 @@ def test_sigterm_and_sigint_stop_cleanly(tmp_path, daemons):
     for sig in (signal.SIGTERM, signal.SIGINT):
         d = daemons(tmp_path, [root]).start()
         d.signal(sig)
-        assert d.proc.wait(timeout=5) == 0
+        assert d.proc.wait(timeout=20) == 0
         assert d.of("stopping")
 
 
@@ -379,7 +379,7 @@ def test_sd_notify_protocol(tmp_path, daemons):
     assert "indexed" in status
     d.signal(signal.SIGTERM)
     until("STOPPING=1")
-    assert d.proc.wait(timeout=5) == 0
+    assert d.proc.wait(timeout=20) == 0
     sock.close()
 
 
