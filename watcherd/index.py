@@ -28,6 +28,7 @@ from .models import (
     RegionHash,
     Thumbnail,
     to_signed,
+    to_unsigned,
     utcnow,
 )
 
@@ -193,7 +194,7 @@ class Index:
             )
             for fid, region, dhash in self.session.execute(stmt):
                 if (fid, region) in wanted:
-                    out[fid, region] = dhash & 0xFFFFFFFFFFFFFFFF
+                    out[fid, region] = to_unsigned(dhash)
         return out
 
     def region_rows(self) -> Iterator[tuple[int, int, int]]:

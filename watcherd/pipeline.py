@@ -28,12 +28,11 @@ from .matching import (
     newcomer_wins,
     save_arrays,
 )
-from .models import ACTIVE, ERROR, File
+from .models import ACTIVE, ERROR, File, to_unsigned
 
 log = logging.getLogger("watcherd")
 
 INVERSE = {"rotate90": "rotate270", "rotate270": "rotate90"}
-FULL = 0xFFFFFFFFFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +270,7 @@ class Pipeline:
             stored = self.index.region_dhashes((fid, r) for _, fid, r, _ in close)
             for dh, file_id, their_region, pdist in close:
                 theirs = stored.get((file_id, their_region))
-                if theirs is not None and (ddist := (theirs ^ (dh & FULL)).bit_count()) <= cd:
+                if theirs is not None and (ddist := (theirs ^ to_unsigned(dh)).bit_count()) <= cd:
                     offer(Match(file_id, pdist, ddist, f"crop:{REGION_NAMES[their_region]}"))
         return sorted(best.values(), key=lambda m: (m.distance, m.ddistance, m.file_id))
 
