@@ -218,6 +218,15 @@ class ChunkTables:
         return np.concatenate(rows), np.concatenate(queries)
 
 
+def _grown(arr: np.ndarray, used: int, capacity: int) -> np.ndarray:
+    """`arr` with room for `capacity` entries, its first `used` copied. The rest is left
+    unwritten: the kernel gives memory to a page only once it is written, so a large
+    index grows by what it holds, not by another copy of itself."""
+    new = np.empty(capacity, dtype=arr.dtype)
+    new[:used] = arr[:used]
+    return new
+
+
 class _Rows:
     """Append-only rows of (pHash, ...) in numpy arrays, each row belonging to a file:
     removed rows are holes (their file -1), squeezed out when they are many; searched
@@ -235,17 +244,12 @@ class _Rows:
         self._mih: ChunkTables | None = None
 
     def _reserve(self, extra: int) -> None:
-        """Room for `extra` more rows. Growth is by a quarter and the spare rows are left
-        unwritten: the kernel gives memory to a page only once it is written, so a large
-        index grows by what it holds, not by another copy of itself."""
+        """Room for `extra` more rows, growing by a quarter (see _grown)."""
         if self._n + extra <= len(self._ph):
             return
         capacity = max(len(self._ph) + len(self._ph) // 4, self._n + extra)
-        for name, dtype, _ in self._columns:
-            old = getattr(self, name)
-            new = np.empty(capacity, dtype=dtype)
-            new[: self._n] = old[: self._n]
-            setattr(self, name, new)
+        for name, _, _ in self._columns:
+            setattr(self, name, _grown(getattr(self, name), self._n, capacity))
 
     def _after_change(self) -> None:
         """Squeeze out holes and rebuild the tables when the tail or the holes grew."""
@@ -258,7 +262,7 @@ class _Rows:
 
     def _compact(self) -> None:
         keep = self._live_rows()
-        self._squeeze_files(keep)
+        self._squeeze_files()
         for name, _, fill in self._columns:
             arr = getattr(self, name)
             arr[: len(keep)] = arr[keep]
@@ -278,8 +282,9 @@ class _Rows:
     def _live_rows(self) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
-    def _squeeze_files(self, keep: np.ndarray) -> None:
-        """Compaction keeps rows `keep` (before the columns move): follow them."""
+    def _squeeze_files(self) -> None:
+        """Compaction is about to keep only the live rows (the columns have not moved
+        yet): follow them."""
 
     def _files_of(self, rows: np.ndarray) -> np.ndarray:  # pragma: no cover
         """The file id of each row (-1: removed)."""
@@ -325,7 +330,7 @@ class _Rows:
 
     def _candidates(
         self, phashes: np.ndarray, max_phash: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(rows, query numbers, distances, file ids): the live rows within `max_phash`
         of each of `phashes` (uint64), each row once per query."""
         mih = self._mih
@@ -566,7 +571,7 @@ class RegionIndex(_Rows):
         mask = int(self._span_mask[span])
         return [b for b in range(16) if mask >> b & 1][k]
 
-    def _squeeze_files(self, keep: np.ndarray) -> None:
+    def _squeeze_files(self) -> None:
         live = np.flatnonzero(self._span_fid[: self._spans] >= 0)
         counts = np.diff(np.r_[self._span_start[: self._spans], self._n])[live]
         starts = np.r_[0, np.cumsum(counts)[:-1]] if len(live) else np.empty(0)
@@ -621,11 +626,9 @@ class RegionIndex(_Rows):
             raise ValueError(f"region ids must be 1..15: {[r for r, _, _ in regions]}")
         self._reserve(len(regions))
         if self._spans == len(self._span_start):
-            grown = self._spans + self._spans // 4 + 16
-            for name, dtype in self._SPAN_COLUMNS:
-                new = np.empty(grown, dtype=dtype)
-                new[: self._spans] = getattr(self, name)[: self._spans]
-                setattr(self, name, new)
+            capacity = self._spans + self._spans // 4 + 16
+            for name, _ in self._SPAN_COLUMNS:
+                setattr(self, name, _grown(getattr(self, name), self._spans, capacity))
         start = self._n
         for i, (_region, ph, _dh) in enumerate(regions):
             self._ph[start + i] = ph & _FULL
