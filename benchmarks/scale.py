@@ -211,15 +211,17 @@ def main() -> None:
     arrays = db.with_name(db.name + ".arrays.npz")
     arrays.unlink(missing_ok=True)
     work = args.workdir / "run"
-    for seed, how in enumerate(("first start, arrays built from the index",
-                                "next start, saved arrays")):  # fmt: skip
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir()
-        ready, at_ready, after = daemon_run(db, work, args.arrivals, seed)
-        print(f"daemon, {how}: start to READY {ready:.2f} s, memory then "
-              f"{at_ready:.0f} MB, after deciding {args.arrivals} new photos "
-              f"{after:.0f} MB")  # fmt: skip
-    restore_index(db, args.files)
+    try:
+        for seed, how in enumerate(("first start, arrays built from the index",
+                                    "next start, saved arrays")):  # fmt: skip
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            ready, at_ready, after = daemon_run(db, work, args.arrivals, seed)
+            print(f"daemon, {how}: start to READY {ready:.2f} s, memory then "
+                  f"{at_ready:.0f} MB, after deciding {args.arrivals} new photos "
+                  f"{after:.0f} MB")  # fmt: skip
+    finally:  # a failed run must not leave its photos in the cached index
+        restore_index(db, args.files)
     if arrays.exists():
         print(f"saved arrays: {arrays.stat().st_size / 1e6:.0f} MB")
 
