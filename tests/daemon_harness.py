@@ -38,7 +38,8 @@ class Daemon:
         if not self.config.exists() or config:
             self.config.write_text("settle_seconds = 0.3\nworkers = 2\n" + config)
         self.roots = [str(r) for r in roots or []]
-        self.env = {**os.environ, **(env or {})}
+        # faulthandler: a daemon that hangs can be made to print every thread's stack
+        self.env = {**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}
         self.events: list[dict] = []
         self.other: list[str] = []
         self._cond = threading.Condition()
@@ -129,7 +130,19 @@ class Daemon:
         for a hung stop, generous because a loaded CI machine is slow, not a wait)."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            seen = len(self.other)
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler prints where it hangs
+            self.proc.wait(timeout=30)
+            with self._cond:
+                self._cond.wait_for(lambda: len(self.other) > seen, timeout=5)
+            stacks = "".join(self.other[seen:])
+            raise AssertionError(
+                f"the daemon did not stop within {timeout} s of SIGTERM; its threads:\n"
+                f"{stacks}\nits last log lines:\n{self.dump()}"
+            ) from None
 
     def kill(self) -> None:
         assert self.proc is not None
