@@ -569,3 +569,16 @@ def test_arrays_from_before_a_foreign_write_are_not_used(tmp_path, daemons):
     (pics / "b copy.jpg").write_bytes(b.read_bytes())
     assert d.wait_path("duplicate", pics / "b copy.jpg")[0]["original"] == str(b)
     assert d.stop() == 0
+
+
+def test_stop_does_not_wait_for_a_decoder_stuck_on_a_file(tmp_path, daemons):
+    """A worker that never finishes a file (a stalled network mount, a pathological
+    image) must not keep the daemon from stopping; the file is read at the next start."""
+    root = tmp_path / "r"
+    root.mkdir()
+    d = daemons(tmp_path, [root], env={"WATCHERD_STALL_READING": "stuck.jpg"}).start()
+    stuck = save(photo(3), root / "stuck.jpg")
+    d.wait_path("stalled", stuck)
+    assert d.stop() == 0
+    d2 = daemons(tmp_path, [root]).start()
+    assert d2.wait_decided(stuck)["event"] == "indexed"

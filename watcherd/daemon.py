@@ -41,7 +41,7 @@ from .pipeline import Pipeline, log_outcome, release_free_memory
 from .scanner import ScanStats, reconcile
 from .sdnotify import Notifier
 from .watcher import FsEvent, Watcher
-from .workers import make_pool, run_isolated
+from .workers import end_pool, make_pool, run_isolated
 
 log = logging.getLogger("watcherd")
 
@@ -259,7 +259,7 @@ class Daemon:
             watcher.stop()
         if self.pool is not None:
             # Files still being read are not indexed; the next start's catch-up finds them.
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            end_pool(self.pool)
             self.pool = None
         index = getattr(self, "index", None)
         if index is not None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import stat as stat_mod
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -360,6 +362,8 @@ def region_hashes(base: Image.Image) -> tuple[tuple[int, int, int], ...]:
 
 def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
     """Fingerprint one file; never raises for bad input (the reason goes into `error`)."""
+    if os.environ.get("WATCHERD_STALL_READING") == os.path.basename(path):
+        _stall(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:
@@ -415,6 +419,16 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
     fp.regions = regions
     fp.content_variants = content
     return fp
+
+
+def _stall(path: str) -> None:
+    """Fault injection for the stop tests: WATCHERD_STALL_READING=<file name> makes the
+    worker that reads that file hang, as a decoder would on a stalled network mount or
+    a pathological image. It says so on stderr, as a JSON log line, then never returns.
+    Unset in normal use."""
+    os.write(2, (json.dumps({"event": "stalled", "path": path}) + "\n").encode())
+    while True:
+        time.sleep(3600)
 
 
 def reader(max_pixels: int) -> Callable[[str], Fingerprint]:

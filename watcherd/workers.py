@@ -73,6 +73,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def end_pool(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
+    """Stop a pool now, without waiting for the files its workers are reading.
+
+    `shutdown(wait=False)` alone is not enough: the interpreter's exit still joins the
+    pool's manager thread, which waits for every running file, so one decoder stuck on
+    a file (a stalled network mount, a pathological image) would keep the daemon from
+    ever stopping. Idle workers get `grace` seconds to exit on their own; then every
+    worker still alive is killed. All of them, not just the busy one: a worker killed
+    while holding the pool's shared queue lock would leave the others waiting on it.
+    What they were reading is simply not indexed; the next start's catch-up reads it.
+    Every child process of the caller is taken as one of the pool's workers.
+    """
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace
+    for proc in multiprocessing.active_children():
+        proc.join(max(0.0, deadline - time.monotonic()))
+    stuck = multiprocessing.active_children()
+    for proc in stuck:
+        proc.kill()
+    for proc in stuck:
+        proc.join(5)
+    if stuck:
+        log.warning("stopped %d decoding process(es) in the middle of a file", len(stuck))
+
+
 class WorkersFailing(RuntimeError):
     """Worker processes die whatever they are given: the environment, not a file."""
 
