@@ -90,6 +90,16 @@ def double_or_die(x: int) -> int:
     return x * 2
 
 
+def double_or_hang(x: int) -> int:
+    """For stuck-worker tests: a 'decoder' that never returns on one input."""
+    if x == 13:
+        import time
+
+        while True:
+            time.sleep(3600)
+    return x * 2
+
+
 def busy_photo(seed: int, size: tuple[int, int] = (800, 600)) -> Image.Image:
     """A detailed 'photo' (many small shapes): cropping it changes its whole-picture hash
     as much as cropping a real photo does, which the smooth `photo` does not."""

@@ -582,3 +582,21 @@ def test_stop_does_not_wait_for_a_decoder_stuck_on_a_file(tmp_path, daemons):
     assert d.stop() == 0
     d2 = daemons(tmp_path, [root]).start()
     assert d2.wait_decided(stuck)["event"] == "indexed"
+
+
+def test_a_file_stuck_in_its_decoder_is_skipped_and_the_files_after_it_go_on(tmp_path, daemons):
+    """Decisions are taken in arrival order: without a time limit, one file whose
+    worker never finishes would hold up every file after it."""
+    root = tmp_path / "r"
+    root.mkdir()
+    d = daemons(
+        tmp_path, [root], config="read_timeout = 2\n", env={"WATCHERD_STALL_READING": "stuck.jpg"}
+    ).start()
+    stuck = save(photo(3), root / "stuck.jpg")
+    d.wait_path("stalled", stuck)
+    after = [save(photo(10 + i), root / f"after{i}.jpg") for i in range(3)]
+    error = d.wait_path("error", stuck)[0]
+    assert "still reading after 2 s" in error["reason"]
+    for p in after:
+        assert d.wait_decided(p)["event"] == "indexed"
+    assert d.stop() == 0

@@ -193,6 +193,21 @@ def test_a_crashing_worker_costs_one_file_not_the_scan():
     assert out == [-13 if i == 13 else i * 2 for i in items]
 
 
+def test_a_stuck_worker_costs_one_file_not_the_scan():
+    from helpers import double_or_hang
+
+    from watcherd.workers import ordered_map
+
+    items = list(range(40))
+    out = list(
+        ordered_map(
+            double_or_hang, items, workers=2, on_crash=lambda i: -i, window=3, timeout=1,
+            on_timeout=lambda i: None,
+        )
+    )  # fmt: skip
+    assert out == [None if i == 13 else i * 2 for i in items]
+
+
 def test_workers_that_die_on_everything_stop_the_scan_with_a_clear_error():
     from helpers import always_die
 

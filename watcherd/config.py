@@ -83,6 +83,7 @@ class Config:
     workers: int = 0
     settle_seconds: float = 2.0
     poll_interval: float = 5.0
+    read_timeout: float = 120.0
     source: Path | None = None
 
     def is_included(
@@ -155,10 +156,15 @@ class Config:
             "workers": self.workers,
             "settle_seconds": self.settle_seconds,
             "poll_interval": self.poll_interval,
+            "read_timeout": self.read_timeout,
         }
 
 
-_FLOAT_RANGES = {"settle_seconds": (0.0, 3600.0), "poll_interval": (0.1, 3600.0)}
+_FLOAT_RANGES = {
+    "settle_seconds": (0.0, 3600.0),
+    "poll_interval": (0.1, 3600.0),
+    "read_timeout": (1.0, 86400.0),
+}
 _CHOICES = {"action": ("flag", "quarantine"), "keep": ("best", "first")}
 NEAR_KEYS = (
     "phash_distance", "dhash_distance", "crop_phash_distance", "crop_dhash_distance",
@@ -322,6 +328,11 @@ settle_seconds = 2.0
 
 # How often folders with `poll = true` (and network filesystems) are checked.
 poll_interval = 5.0
+
+# A file still being read after this many seconds (a stalled network mount, a
+# pathological image) is recorded as an error and skipped, so it cannot hold up
+# every file after it.
+read_timeout = 120.0
 
 [near]
 # Largest Hamming distances (out of 64 bits) at which two images count as the same

@@ -27,13 +27,14 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
 from .actions import ActionError, Mover
 from .config import Config, Root
-from .fingerprint import Fingerprint, crashed, reader
+from .fingerprint import Fingerprint, crashed, reader, timed_out
 from .index import Index
 from .models import ACTIVE, ERROR
 from .notifications import DesktopNotifier
@@ -133,6 +134,9 @@ class Daemon:
         self._seq = itertools.count()
         self.ready: deque[tuple[str, str]] = deque()  # (path, root) waiting for a worker
         self.inflight: deque[tuple[str, str, Future]] = deque()
+        # the oldest file being read, and since when it is the oldest (see _expire_stuck)
+        self._head: Future | None = None
+        self._head_since = 0.0
         self.ready_paths: set[str] = set()
         self.counters = Counters()
         self.pool: ProcessPoolExecutor | None = None
@@ -314,6 +318,7 @@ class Daemon:
             self._catch_up([Path(r) for r in self.roots])
         self._promote_due(time.monotonic())
         self._dispatch()
+        self._expire_stuck(time.monotonic())
         self._collect()
         if self.index.session.in_transaction():
             self.index.commit()  # never hold the write lock while idle
@@ -338,6 +343,9 @@ class Daemon:
             deadlines.append(self._last_status + STATUS_EVERY)
         if self.pool is not None and not self.inflight:
             deadlines.append(self.pool_idle_since + POOL_IDLE_SECONDS)
+        if self.inflight:
+            self._watch_head(now)
+            deadlines.append(self._head_since + self.config.read_timeout)
         if not deadlines:
             return None  # sleep until something happens
         return max(0.0, min(deadlines) - now)
@@ -605,13 +613,47 @@ class Daemon:
         """A worker died: re-read each stranded file alone, so only the culprit is lost."""
         log.warning("a decoding process died; isolating the files it was reading")
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            end_pool(self.pool)
         self.pool = None
         stranded = list(self.inflight)
         self.inflight.clear()
         work = reader(self.config.max_pixels)
+        limit = self.config.read_timeout
         for path, root, _ in stranded:
-            self._decide(run_isolated(work, path, crashed), root)
+            fp = run_isolated(work, path, crashed, limit, partial(timed_out, seconds=limit))
+            self._decide(fp, root)
+
+    def _watch_head(self, now: float) -> None:
+        head = self.inflight[0][2] if self.inflight else None
+        if head is not self._head:
+            self._head, self._head_since = head, now
+
+    def _expire_stuck(self, now: float) -> None:
+        """The oldest file still being read after `read_timeout`: its worker is stuck (a
+        stalled mount, a pathological image). Results are taken in arrival order, so
+        without this one such file would hold up every file after it for ever.
+
+        It is recorded as an error; the workers are replaced, all of them since the
+        stuck one cannot be told apart, and the other files in flight are read again.
+        The clock starts when a file becomes the oldest in flight, never earlier than
+        its worker can have started on it.
+        """
+        self._watch_head(now)
+        if not self.inflight or self.inflight[0][2].done():
+            return
+        if now - self._head_since < self.config.read_timeout:
+            return
+        path, root, _ = self.inflight.popleft()
+        others = [(p, r) for p, r, _ in self.inflight]
+        self.inflight.clear()
+        if self.pool is not None:
+            end_pool(self.pool, grace=0)
+            self.pool = None
+        for p, r in reversed(others):
+            self.ready.appendleft((p, r))
+            self.ready_paths.add(p)
+        self._decide(timed_out(path, self.config.read_timeout), root)
+        self._dispatch()
 
     def _decide(self, fp: Fingerprint, root: str) -> None:
         path = fp.path

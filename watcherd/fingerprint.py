@@ -443,6 +443,15 @@ def crashed(path: str) -> Fingerprint:
     return _unread(path, "cannot decode: the image decoder crashed on this file")
 
 
+def timed_out(path: str, seconds: float) -> Fingerprint:
+    """The fingerprint of a file its worker was still reading after `seconds`."""
+    # "cannot ..." again: retried at the next scan, a stalled mount may have recovered
+    return _unread(
+        path,
+        f"cannot read: still reading after {seconds:g} s (a stalled mount or a pathological image)",
+    )
+
+
 def _unread(path: str, error: str) -> Fingerprint:
     """A fingerprint with only what stat() tells, for a file that could not be read."""
     try:

@@ -12,12 +12,13 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from .actions import Mover
 from .config import Config, Root
-from .fingerprint import Fingerprint, crashed, reader
+from .fingerprint import Fingerprint, crashed, reader, timed_out
 from .index import Index, KnownFile
 from .models import ACTIVE, ERROR, MISSING
 from .pipeline import Outcome, Pipeline, log_outcome
@@ -219,7 +220,14 @@ def scan(
     work = reader(config.max_pixels)
     roots = {e.path: e.root for e in todo}
     paths_todo = [e.path for e in todo]
-    results = ordered_map(work, paths_todo, config.effective_workers(), on_crash=crashed)
+    results = ordered_map(
+        work,
+        paths_todo,
+        config.effective_workers(),
+        on_crash=crashed,
+        timeout=config.read_timeout,
+        on_timeout=partial(timed_out, seconds=config.read_timeout),
+    )
     for done, fp in enumerate(results, 1):
         outcome = pipeline.process(fp, roots[fp.path], new=fp.path in new_paths)
         log_outcome(outcome)

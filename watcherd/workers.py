@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import TypeVar
@@ -83,13 +84,16 @@ def end_pool(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
     worker still alive is killed. All of them, not just the busy one: a worker killed
     while holding the pool's shared queue lock would leave the others waiting on it.
     What they were reading is simply not indexed; the next start's catch-up reads it.
-    Every child process of the caller is taken as one of the pool's workers.
     """
+    # The executor keeps no public list of its processes; without this private one,
+    # every child of the caller is taken for a worker (true of watcherd's processes).
+    workers = getattr(pool, "_processes", None)
+    procs = list(workers.values()) if workers is not None else multiprocessing.active_children()
     pool.shutdown(wait=False, cancel_futures=True)
     deadline = time.monotonic() + grace
-    for proc in multiprocessing.active_children():
+    for proc in procs:
         proc.join(max(0.0, deadline - time.monotonic()))
-    stuck = multiprocessing.active_children()
+    stuck = [proc for proc in procs if proc.is_alive()]
     for proc in stuck:
         proc.kill()
     for proc in stuck:
@@ -102,17 +106,34 @@ class WorkersFailing(RuntimeError):
     """Worker processes die whatever they are given: the environment, not a file."""
 
 
-def run_isolated(func: Callable[[T], R], item: T, on_crash: Callable[[T], R]) -> R:
-    """Run one item alone in a fresh worker, so a crash points at that item."""
-    return _isolated(func, item, on_crash)[0]
+def run_isolated(
+    func: Callable[[T], R],
+    item: T,
+    on_crash: Callable[[T], R],
+    timeout: float | None = None,
+    on_timeout: Callable[[T], R] | None = None,
+) -> R:
+    """Run one item alone in a fresh worker, so a crash (or a hang past `timeout`
+    seconds) points at that item."""
+    return _isolated(func, item, on_crash, timeout, on_timeout)[0]
 
 
-def _isolated(func: Callable[[T], R], item: T, on_crash: Callable[[T], R]) -> tuple[R, bool]:
-    with make_pool(1) as pool:
-        try:
-            return pool.submit(func, item).result(), False
-        except BrokenProcessPool:
-            return on_crash(item), True
+def _isolated(
+    func: Callable[[T], R],
+    item: T,
+    on_crash: Callable[[T], R],
+    timeout: float | None = None,
+    on_timeout: Callable[[T], R] | None = None,
+) -> tuple[R, bool]:
+    pool = make_pool(1)
+    try:
+        return pool.submit(func, item).result(timeout), False
+    except BrokenProcessPool:
+        return on_crash(item), True
+    except FutureTimeout:
+        return (on_timeout or on_crash)(item), True
+    finally:
+        end_pool(pool)
 
 
 def _run_chunk(func: Callable[[T], R], items: list[T]) -> list[R]:
@@ -126,6 +147,8 @@ def ordered_map(
     on_crash: Callable[[T], R],
     window: int | None = None,
     chunk: int = 4,
+    timeout: float | None = None,
+    on_timeout: Callable[[T], R] | None = None,
 ) -> Iterator[R]:
     """map() over worker processes, results in input order, at most `window` chunks of
     `chunk` items in flight.
@@ -136,7 +159,10 @@ def ordered_map(
     one item per hand-over left the workers waiting. A worker that dies (a decoder
     crashing on a malicious file) breaks the whole pool; the items then in flight are
     re-run one by one in fresh workers, the one that crashes again gets
-    `on_crash(item)` as its result, and the scan goes on with a new pool.
+    `on_crash(item)` as its result, and the scan goes on with a new pool. A chunk
+    still unfinished `timeout` seconds per item after the scan started waiting for it
+    is handled the same way: its worker is stuck (a stalled mount), and the item that
+    hangs again alone gets `on_timeout(item)`.
     """
     if workers <= 1 or len(items) < 2 * workers:
         yield from map(func, items)
@@ -168,15 +194,18 @@ def ordered_map(
                 fut = pending[0][1]
                 if fut is None:
                     raise BrokenProcessPool("pool broken")
-                results = fut.result()
-            except BrokenProcessPool:
-                log.warning("a decoding process died; isolating the files it was reading")
-                pool.shutdown(wait=True, cancel_futures=True)
+                results = fut.result(None if timeout is None else timeout * len(pending[0][0]))
+            except (BrokenProcessPool, FutureTimeout) as exc:
+                if isinstance(exc, FutureTimeout):
+                    log.warning("a decoding process is stuck; isolating the files it was reading")
+                else:
+                    log.warning("a decoding process died; isolating the files it was reading")
+                end_pool(pool)
                 stranded = [i for part, _ in pending for i in part]
                 pending.clear()
                 crashes = 0
                 for i in stranded:
-                    result, crashed = _isolated(func, i, on_crash)
+                    result, crashed = _isolated(func, i, on_crash, timeout, on_timeout)
                     crashes = crashes + 1 if crashed else 0
                     if crashes >= 3 and len(stranded) >= 3:
                         # every file kills its worker: the workers cannot run at all
