@@ -289,3 +289,26 @@ def test_turned_poses_have_their_own_tighter_limit():
     poses[1] = ((1 << 5) - 1, 0)
     found = idx.search(poses, 10, 10, max_turned=6)
     assert [(m.distance, m.transform) for m in found] == [(5, TRANSFORM_NAMES[1])]
+
+
+def test_large_arrays_grow_into_their_own_zeroed_mappings():
+    """Past a megabyte, IdMaps and grown rows live in mappings of their own (freed, they
+    go back to the system): contents survive each growth, unset ids stay absent, and
+    the arrays stay writable."""
+    from watcherd.matching import IdMap, _grown
+
+    ids = IdMap()
+    ids.set(5, 0)
+    ids.set(3_000_000, 7)  # 12 MB: a mapping
+    ids.set(4_000_000, 2_000_000)  # grows again, copying what it holds
+    assert ids.get(5) == 0 and ids.get(3_000_000) == 7 and ids.get(4_000_000) == 2_000_000
+    assert ids.get(3_999_999) is None and 6 not in ids
+    assert ids.pop(3_000_000) == 7 and ids.get(3_000_000) is None
+    assert ids._a.base is not None  # not a plain numpy allocation
+
+    rows = np.arange(2_000_000, dtype=np.uint64)
+    grown = _grown(rows, 1_500_000, 2_500_000)
+    assert len(grown) == 2_500_000 and grown.base is not None
+    assert np.array_equal(grown[:1_500_000], rows[:1_500_000])
+    grown[2_499_999] = 1
+    assert grown[2_499_999] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -11,16 +12,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from . import config as config_mod
 from . import log as log_mod
@@ -31,7 +22,19 @@ from .index import Index
 from .scanner import scan as run_scan
 from .workers import WorkersFailing
 
-err_console = Console(stderr=True)
+
+# rich is imported where output is made, not at the top: the daemon (`watcherd run`)
+# never prints a table or a bar and is 2 MB smaller without it.
+def console(**kwargs):
+    """A rich Console, rich imported at first use."""
+    from rich.console import Console
+
+    return Console(**kwargs)
+
+
+@functools.cache
+def err_console():
+    return console(stderr=True)
 
 
 class App:
@@ -82,7 +85,7 @@ class App:
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]watcherd:[/] {message}", highlight=False)
+    err_console().print(f"[bold red]watcherd:[/] {message}", highlight=False)
     sys.exit(code)
 
 
@@ -123,7 +126,16 @@ def main(
 class RichProgress:
     """A rich progress bar (files, rate, time left) on stderr; silent when not a terminal."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self.bar = Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -134,7 +146,7 @@ class RichProgress:
             console=console,
             disable=not console.is_terminal,
         )
-        self.task: TaskID | None = None
+        self.task: int | None = None  # rich's TaskID
         self._start = 0.0
 
     def start(self, total: int) -> None:
@@ -173,10 +185,10 @@ def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash
         if t.exists():
             existing.append(t)
         else:
-            err_console.print(f"[yellow]watcherd:[/] folder not found, skipped: {t}")
+            err_console().print(f"[yellow]watcherd:[/] folder not found, skipped: {t}")
     if not existing:
         fail("none of the folders to scan exist", 1)
-    progress = RichProgress(err_console)
+    progress = RichProgress(err_console())
     with app.open_index(writer=True) as index:
         try:
             stats = run_scan(
@@ -187,7 +199,7 @@ def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash
     if as_json:
         click.echo(json.dumps({**stats.as_dict(), "dry_run": dry_run}))
         return
-    out = Console()
+    out = console()
     prefix = "Dry run: would have found" if dry_run else "Found"
     out.print(
         f"Scanned {stats.seen} files in {stats.seconds:.1f} s: {stats.new} new, "
@@ -281,7 +293,7 @@ def report(
                 1 for i in pictures if data["_files"][i].status == ACTIVE and i not in stored
             )
             if unstored:
-                err_console.print(
+                err_console().print(
                     f"{unstored} photos were indexed before thumbnails were stored: reading "
                     "them now. `watcherd scan --rehash` once stores theirs.",
                     highlight=False,
@@ -294,10 +306,10 @@ def report(
         text = report_mod.to_csv(data)
     elif fmt == "table":
         if output is None:
-            report_mod.print_table(data, Console())
+            report_mod.print_table(data, console())
         else:
             with open(output, "w") as fh:
-                report_mod.print_table(data, Console(file=fh))
+                report_mod.print_table(data, console(file=fh))
     if fmt == "html" and output is None and open_it:
         from platformdirs import user_cache_path
 
@@ -376,7 +388,7 @@ def status(app: App, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    out = Console()
+    out = console()
     if running:
         out.print(f"watcherd is running (pid {result['pid']}) on {result['db']}", highlight=False)
     else:
@@ -428,7 +440,7 @@ def quarantine_list(app: App, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
         return
-    q.print_table(entries, Console())
+    q.print_table(entries, console())
 
 
 @quarantine_group.command("purge")

@@ -12,12 +12,13 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from .index import Index
 from .models import QUARANTINED
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 CSV_FIELDS = (
     "path", "original", "kind", "distance", "detected_at", "action", "quarantined_path", "size",
@@ -193,6 +194,8 @@ def print_table(report: dict, console: Console) -> None:
     On a terminal the lines fit its width and the kept files stand out; into a pipe or
     a file it is plain text with whole paths.
     """
+    from rich.text import Text  # imported here, not at the top: see cli.console
+
     summary = report["summary"]
     if not report["_rows"]:
         console.print("No duplicates found.")
