@@ -103,7 +103,7 @@ def end_pool(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
 
 
 class WorkersFailing(RuntimeError):
-    """Worker processes die whatever they are given: the environment, not a file."""
+    """Worker processes die (or hang) whatever they are given: the environment, not a file."""
 
 
 def run_isolated(
@@ -208,8 +208,9 @@ def ordered_map(
                     result, crashed = _isolated(func, i, on_crash, timeout, on_timeout)
                     crashes = crashes + 1 if crashed else 0
                     if crashes >= 3 and len(stranded) >= 3:
-                        # every file kills its worker: the workers cannot run at all
-                        raise WorkersFailing("decoding processes die on every file") from None
+                        # every file kills (or hangs) its worker: the workers cannot run
+                        failing = "decoding processes die or hang on every file"
+                        raise WorkersFailing(failing) from None
                     yield result
                 pool = make_pool(workers)
                 continue
