@@ -177,9 +177,12 @@ class Pipeline:
                 partner = self._prefer_kept(same)
         if partner is None and fp.variants:
             matches = self._near_matches(f, fp)
+            # one query for every match, not one each: a photo with several copies
+            # indexed matches them all
+            found = self.index.files_by_id(m.file_id for m in matches) if matches else {}
             files = []
             for m in matches:
-                candidate = self.index.get(m.file_id)
+                candidate = found.get(m.file_id)
                 if candidate is not None and candidate.status == ACTIVE:
                     if candidate.id not in ignored:
                         files.append(candidate)
