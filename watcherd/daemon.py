@@ -620,7 +620,7 @@ class Daemon:
         work = reader(self.config.max_pixels)
         limit = self.config.read_timeout
         for path, root, _ in stranded:
-            fp = run_isolated(work, path, crashed, limit, partial(timed_out, seconds=limit))
+            fp, _ = run_isolated(work, path, crashed, limit, partial(timed_out, seconds=limit))
             self._decide(fp, root)
 
     def _watch_head(self, now: float) -> None:

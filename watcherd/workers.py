@@ -112,19 +112,9 @@ def run_isolated(
     on_crash: Callable[[T], R],
     timeout: float | None = None,
     on_timeout: Callable[[T], R] | None = None,
-) -> R:
-    """Run one item alone in a fresh worker, so a crash (or a hang past `timeout`
-    seconds) points at that item."""
-    return _isolated(func, item, on_crash, timeout, on_timeout)[0]
-
-
-def _isolated(
-    func: Callable[[T], R],
-    item: T,
-    on_crash: Callable[[T], R],
-    timeout: float | None = None,
-    on_timeout: Callable[[T], R] | None = None,
 ) -> tuple[R, bool]:
+    """Run one item alone in a fresh worker, so a crash (or a hang past `timeout`
+    seconds) points at that item: (its result, whether the worker failed)."""
     pool = make_pool(1)
     try:
         return pool.submit(func, item).result(timeout), False
@@ -205,7 +195,7 @@ def ordered_map(
                 pending.clear()
                 crashes = 0
                 for i in stranded:
-                    result, crashed = _isolated(func, i, on_crash, timeout, on_timeout)
+                    result, crashed = run_isolated(func, i, on_crash, timeout, on_timeout)
                     crashes = crashes + 1 if crashed else 0
                     if crashes >= 3 and len(stranded) >= 3:
                         # every file kills (or hangs) its worker: the workers cannot run
