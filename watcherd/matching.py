@@ -583,10 +583,12 @@ class RegionIndex(_Rows):
         end = int(self._span_start[span + 1]) if span + 1 < self._spans else self._n
         return int(self._span_start[span]), end
 
+    def _span_lengths(self) -> np.ndarray:
+        """Rows in each span (removed ones included)."""
+        return np.diff(np.r_[self._span_start[: self._spans], self._n])
+
     def _live_rows(self) -> np.ndarray:
-        starts = self._span_start[: self._spans]
-        counts = np.diff(np.r_[starts, self._n])
-        return np.flatnonzero(np.repeat(self._span_fid[: self._spans] >= 0, counts))
+        return np.flatnonzero(np.repeat(self._span_fid[: self._spans] >= 0, self._span_lengths()))
 
     def _spans_of(self, rows: np.ndarray) -> np.ndarray:
         return np.searchsorted(self._span_start[: self._spans], rows, side="right") - 1
@@ -602,7 +604,7 @@ class RegionIndex(_Rows):
 
     def _squeeze_files(self) -> None:
         live = np.flatnonzero(self._span_fid[: self._spans] >= 0)
-        counts = np.diff(np.r_[self._span_start[: self._spans], self._n])[live]
+        counts = self._span_lengths()[live]
         starts = np.r_[0, np.cumsum(counts)[:-1]] if len(live) else np.empty(0)
         self._set_spans(starts, self._span_fid[live], self._span_mask[live])
 

@@ -259,7 +259,7 @@ class Pipeline:
                 offer(m)
         cp, cd = self.config.crop_phash_distance, self.config.crop_dhash_distance
         queries = [(0, fp.phash, fp.dhash), *fp.regions]
-        close = []  # regions of indexed pictures within reach by pHash: (dHash, match)
+        close = []  # regions within reach by pHash: (our dHash, file id, their region, distance)
         for q, file_id, their_region, pdist in self.parts.search([ph for _, ph, _ in queries], cp):
             region, _, dh = queries[q]
             if region in (0, their_region) and file_id != f.id:
