@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -600,3 +601,48 @@ def test_a_file_stuck_in_its_decoder_is_skipped_and_the_files_after_it_go_on(tmp
     for p in after:
         assert d.wait_decided(p)["event"] == "indexed"
     assert d.stop() == 0
+
+
+def _other_threads(pid: int) -> list[int]:
+    return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+
+
+def test_a_stop_signal_taken_by_another_thread_still_stops_an_idle_daemon(tmp_path, daemons):
+    """The kernel hands a process's signal to any one of its threads, and Python runs
+    its handler in the main thread only once that thread wakes: an idle daemon, asleep
+    on its inbox with no deadline, never did (the intermittent stop hang). SIGTERM goes
+    here to each other thread in turn (tgkill), as the kernel may choose; every daemon
+    must stop."""
+    import ctypes
+
+    from watcherd.daemon import status_path
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "tgkill"):
+        pytest.skip("no tgkill in this C library")
+    root = tmp_path / "r"
+    root.mkdir()
+    status = status_path(tmp_path / "index.sqlite3")  # the harness's default index
+
+    def asleep(pid: int) -> bool:  # its last status written, nothing left to wake it
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(status.read_text())["pid"] == pid:
+                return time.time() - status.stat().st_mtime > 2
+        return False
+
+    turn = 0
+    while True:
+        d = daemons(tmp_path, [root]).start()
+        assert d.db == status.parent / "index.sqlite3"
+        poll_until(lambda: asleep(d.proc.pid), 30)  # noqa: B023 - called at once
+        threads = _other_threads(d.proc.pid)
+        assert threads, "the daemon runs watchdog's threads besides its main one"
+        tid = threads[turn]
+        assert libc.tgkill(d.proc.pid, tid, signal.SIGTERM) == 0, ctypes.get_errno()
+        try:
+            assert d.proc.wait(timeout=20) == 0
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"SIGTERM taken by thread {tid} left the daemon running") from None
+        turn += 1
+        if turn >= len(threads):
+            break

@@ -21,6 +21,7 @@ import logging
 import os
 import queue
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -48,6 +49,11 @@ log = logging.getLogger("watcherd")
 
 POOL_IDLE_SECONDS = 60.0  # idle decoding processes are let go, to keep an idle daemon small
 STATUS_EVERY = 1.0
+SIGNAL_MESSAGES = {
+    signal.SIGTERM: ("stop",),
+    signal.SIGINT: ("stop",),
+    signal.SIGHUP: ("reload",),
+}
 CLOSE_FALLBACK_FACTOR = 5  # a created file never closed is taken once still this many settles
 
 
@@ -147,6 +153,7 @@ class Daemon:
         self._status_dirty = True
         self._last_status = 0.0
         self._lock_fh = None
+        self._signal_pipe: tuple[int, int] | None = None  # see _install_signals
         self._resync_at: float | None = None
         self.desktop: DesktopNotifier | None = None
 
@@ -250,9 +257,37 @@ class Daemon:
         self._lock_fh = fh
 
     def _install_signals(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.inbox.put(("stop",)))
-        signal.signal(signal.SIGINT, lambda *_: self.inbox.put(("stop",)))
-        signal.signal(signal.SIGHUP, lambda *_: self.inbox.put(("reload",)))
+        """SIGTERM and SIGINT stop the daemon, SIGHUP reloads its configuration.
+
+        Not through Python signal handlers that post to the inbox: the kernel hands a
+        signal to any one of the process's threads, and Python runs the handler in the
+        main thread only once that thread wakes, which an idle daemon asleep on its
+        inbox did not do for a minute, or ever (the stop that hung now and then). The
+        handlers do nothing; Python writes each signal's number to a wakeup pipe
+        whichever thread takes it, and a thread of ours turns it into a message."""
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)  # set_wakeup_fd requires it; the reader blocks
+        for sig in SIGNAL_MESSAGES:
+            signal.signal(sig, lambda *_: None)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        self._signal_pipe = (read_end, write_end)
+        threading.Thread(
+            target=self._relay_signals, args=(read_end,), name="watcherd-signals", daemon=True
+        ).start()
+
+    def _relay_signals(self, read_end: int) -> None:
+        while data := os.read(read_end, 64):  # empty: the write end closed at shutdown
+            for number in data:
+                message = SIGNAL_MESSAGES.get(number)
+                if message is not None:
+                    self.inbox.put(message)
+        os.close(read_end)
+
+    def _uninstall_signals(self) -> None:
+        if self._signal_pipe is not None:
+            signal.set_wakeup_fd(-1)
+            os.close(self._signal_pipe[1])
+            self._signal_pipe = None
 
     def _shutdown(self) -> None:
         self._log("stopping", "stopping", pending=len(self.pending) + len(self.ready))
@@ -272,6 +307,7 @@ class Daemon:
             index.close()
         self._write_status(final=True)
         self.notifier.close()
+        self._uninstall_signals()
         if self._lock_fh is not None:
             self._lock_fh.close()
 
