@@ -31,7 +31,11 @@ class Daemon:
         env: dict[str, str] | None = None,
         db: Path | None = None,
         run_args: list[str] | None = None,
+        own_session: bool = False,
     ) -> None:
+        """`own_session`: the daemon leads a process group of its own, so that a test
+        can signal the whole group (as a terminal's Ctrl-C does) without hitting pytest."""
+        self.own_session = own_session
         self.run_args = run_args or []
         self.db = db or tmp_path / "index.sqlite3"
         self.config = tmp_path / "config.toml"
@@ -55,8 +59,10 @@ class Daemon:
             stderr=subprocess.PIPE,
             text=True,
             env=self.env,
+            start_new_session=self.own_session,
         )  # fmt: skip
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)  # ends at EOF
+        self.reader.start()
         if wait_ready:
             self.wait_for(lambda e: e["event"] == "ready", what="ready")
         return self

@@ -646,3 +646,21 @@ def test_a_stop_signal_taken_by_another_thread_still_stops_an_idle_daemon(tmp_pa
         turn += 1
         if turn >= len(threads):
             break
+
+
+def test_ctrl_c_stops_the_daemon_and_its_workers_without_a_traceback(tmp_path, daemons):
+    """Ctrl-C in a terminal sends SIGINT to every process of the foreground group: the
+    decoding workers too, which used to die with a KeyboardInterrupt traceback on the
+    user's terminal. The daemon stops them itself."""
+    root = tmp_path / "r"
+    root.mkdir()
+    d = daemons(tmp_path, [root], own_session=True).start()
+    d.wait_path("indexed", save(photo(1), root / "a.jpg"))  # decoding workers running
+    os.killpg(d.proc.pid, signal.SIGINT)
+    assert d.proc.wait(timeout=20) == 0
+    d.wait_for(lambda e: e["event"] == "stopping", what="stopping")
+    d.reader.join(10)  # all of stderr read
+    assert not d.reader.is_alive()
+    assert not [line for line in d.other if "Traceback" in line or "KeyboardInterrupt" in line], (
+        "".join(d.other)
+    )

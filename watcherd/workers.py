@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import select
+import signal
 import threading
 import time
 from collections import deque
@@ -36,9 +37,18 @@ def make_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=ctx,
-        initializer=_exit_with_owner,
+        initializer=_init_worker,
         initargs=(os.getpid(),),
     )
+
+
+def _init_worker(owner: int) -> None:
+    """In a worker: Ctrl-C is the owner's to act on. A terminal sends SIGINT to every
+    process of its foreground group, and a worker would die of it with a
+    KeyboardInterrupt traceback on the user's screen; the owner stops its workers
+    itself (end_pool)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_owner(owner)
 
 
 def _exit_with_owner(owner: int) -> None:
@@ -207,7 +217,7 @@ def ordered_map(
             pending.popleft()
             yield from results
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        end_pool(pool)  # also on Ctrl-C: the workers ignore SIGINT, the scan stops them
 
 
 _END = object()
