@@ -295,12 +295,12 @@ def signal_costs(sc: Scenario, n: int = 300) -> dict[str, float]:
         return (time.perf_counter() - t0) / len(files) * 1000
 
     full = per_image()
-    saved = fpmod.REGIONS, fpmod.SQUARES, fpmod.trim_bars
-    fpmod.REGIONS, fpmod.SQUARES, fpmod.trim_bars = {}, {}, lambda img: img
+    saved = fpmod.REGIONS, fpmod.SQUARES, fpmod.content_box
+    fpmod.REGIONS, fpmod.SQUARES, fpmod.content_box = {}, {}, lambda img: (0, 0, *img.size)
     try:
         whole_only = per_image()
     finally:
-        fpmod.REGIONS, fpmod.SQUARES, fpmod.trim_bars = saved
+        fpmod.REGIONS, fpmod.SQUARES, fpmod.content_box = saved
 
     from watcherd.config import Config
     from watcherd.index import Index

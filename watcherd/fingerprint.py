@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import stat as stat_mod
 import time
@@ -20,8 +21,9 @@ from datetime import datetime
 from functools import cache, partial
 
 import numpy as np
-from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
+from . import resample
 from .config import IMAGE_EXTENSIONS
 
 
@@ -61,7 +63,7 @@ REGIONS = {
 # Centred squares, as a fraction of the short side: square crops (profile pictures,
 # Instagram) keep the middle of a photo.
 SQUARES = {7: 1.0, 8: 0.85, 9: 0.7}
-CONTENT = 10  # the picture without black or white bars around it (trim_bars)
+CONTENT = 10  # the picture without black or white bars around it (content_box)
 WIDE = 11  # the largest centred 16:9 crop: the picture fitted to a screen or a video frame
 THUMB_SIDE = 128  # long side of the stored thumbnail (about 3 KB as JPEG)
 THUMB_QUALITY = 70
@@ -143,39 +145,49 @@ _DCT = 2 * np.cos(np.pi * np.outer(np.arange(_N), 2 * np.arange(_N) + 1) / (2 * 
 _BIT_WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
 
 
-def hashes_of(images: list[Image.Image]) -> list[tuple[int, int]]:
-    """pHash and dHash of 32x32 greyscale images, the same bits as ImageHash's
-    `phash` and `dhash` (hash size 8), computed for all of them at once.
+def hashes_of(smalls: np.ndarray) -> list[tuple[int, int]]:
+    """pHash and dHash of 32x32 greyscale pictures (an (n, 32, 32) array of 0..255
+    integers), the same bits as ImageHash's `phash` and `dhash` (hash size 8), computed
+    for all of them at once.
 
     ImageHash costs about 150 us per picture in object overhead and two scipy calls; a
     photo needs some thirty hashes (eight poses, eleven regions, the trimmed content),
     so the DCT is done here as one batched matrix product instead.
     """
-    if not images:
+    if not len(smalls):
         return []
-    pixels = np.stack([np.asarray(img, dtype=np.float64) for img in images])
-    dct = _DCT @ pixels @ _DCT.T
+    dct = _DCT @ smalls @ _DCT.T
     # rounded so that a flat picture's coefficients are zeros, not rounding noise
-    low = np.round(dct[:, :8, :8].reshape(len(images), 64), 6)
+    low = np.round(dct[:, :8, :8].reshape(len(smalls), 64), 6)
     pbits = low > np.median(low, axis=1, keepdims=True)
     # dHash: each row of a 9x8 reduction, brighter to the right or not
-    small = np.stack(
-        [np.asarray(img.resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16) for img in images]
-    )
-    dbits = (small[:, :, 1:] > small[:, :, :-1]).reshape(len(images), 64)
+    small = resample.shrink_many(smalls, 9, 8)
+    dbits = (small[:, :, 1:] > small[:, :, :-1]).reshape(len(smalls), 64)
     ph = (pbits.astype(np.uint64) * _BIT_WEIGHTS).sum(axis=1, dtype=np.uint64)
     dh = (dbits.astype(np.uint64) * _BIT_WEIGHTS).sum(axis=1, dtype=np.uint64)
     return [(int(a), int(b)) for a, b in zip(ph, dh, strict=True)]
 
 
-def image_hashes(small: Image.Image) -> tuple[tuple[int, int], ...]:
-    """pHash and dHash of a 32x32 greyscale image in all 8 poses.
+def poses(small: np.ndarray) -> np.ndarray:
+    """A square picture in the eight poses of TRANSFORMS, in that order: the arrays
+    Pillow's `transpose` gives for each method.
 
     Turning the 32x32 image is the same as turning the photo and then shrinking it,
     because the shrink to a square treats both axes alike.
     """
-    poses = [small if method is None else small.transpose(method) for _, method in TRANSFORMS]
-    return tuple(hashes_of(poses))
+    turned = small[::-1, ::-1]
+    return np.stack(
+        [
+            small,  # identity
+            small[:, ::-1],  # mirror
+            np.rot90(small, 1),  # rotate90, counter-clockwise as Pillow's ROTATE_90
+            turned,  # rotate180
+            np.rot90(small, -1),  # rotate270
+            small[::-1],  # flip
+            small.T,  # transpose
+            turned.T,  # transverse
+        ]
+    )
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:
@@ -284,49 +296,47 @@ def _exif_date(exif: Image.Exif) -> str | None:
         return None  # "0000:00:00 00:00:00" and other placeholders
 
 
-def trim_bars(img: Image.Image) -> Image.Image:
-    """Remove black or white bars and frames around a picture (letterboxing, borders).
+def content_box(img: Image.Image) -> tuple[int, int, int, int]:
+    """The picture without black or white bars and frames around it (letterboxing,
+    borders), as a box of `img`; the whole of it when there is nothing to trim.
 
     A copy shown with bars added, and the original, then hash the same content. Only
     near-black or near-white uniform borders of at least 2% are removed, so a photo's
     own sky or wall is left alone.
     """
     w, h = img.size
+    whole = (0, 0, w, h)
     if w < 16 or h < 16:
-        return img
+        return whole
     corners = [img.getpixel(xy) for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1))]
     corner = corners[0]
     # all four corners the same near-black or near-white: the same in every pose, and
     # unchanged by a brightness edit, so a picture and its copies are trimmed alike
     if max(corners) - min(corners) > 8 or 12 < corner < 243:
-        return img
+        return whole
     mask = img.point(lambda v: 255 if abs(v - corner) > 24 else 0)
     box = mask.getbbox()
     if box is None:
-        return img  # uniform all over: nothing to trim to
+        return whole  # uniform all over: nothing to trim to
     left, top, right, bottom = box
     if (right - left) * (bottom - top) < 0.3 * w * h:
-        return img  # mostly bar: more likely a dark or bright photo than a frame
+        return whole  # mostly bar: more likely a dark or bright photo than a frame
     min_bar = 0.02
     left = left if left >= w * min_bar else 0
     top = top if top >= h * min_bar else 0
     right = right if w - right >= w * min_bar else w
     bottom = bottom if h - bottom >= h * min_bar else h
-    if (left, top, right, bottom) == (0, 0, w, h):
-        return img
-    return img.crop((left, top, right, bottom))
+    return (left, top, right, bottom)
 
 
-def region_hashes(base: Image.Image) -> tuple[tuple[int, int, int], ...]:
-    """(region id, pHash, dHash) of the parts of a picture a cropped copy may keep.
+def region_boxes(base: Image.Image) -> dict[int, tuple[int, int, int, int]]:
+    """The parts of a picture a cropped copy may keep, as boxes of `base` by region id.
 
     A copy cropped 5% on every side is the original's centre 90%; one cropped 15% off
     two sides is one of its 85% corners; one with a caption bar over the bottom keeps its
     top 85% unchanged. Hashing these regions of every picture lets such copies be found
-    from either side. Nearly uniform regions (a white studio background, a frame) are
-    left out: their hashes say nothing and would match every other blank region.
+    from either side.
     """
-    out = []
     w, h = base.size
     boxes = {
         rid: (round(w * left), round(h * top), round(w * right), round(h * bottom))
@@ -344,20 +354,70 @@ def region_hashes(base: Image.Image) -> tuple[tuple[int, int, int], ...]:
     elif w * 9 > h * 16 * 1.05:
         band = h * 16 / 9
         boxes[WIDE] = (round((w - band) / 2), 0, round((w + band) / 2), h)
-    trimmed = trim_bars(base)
-    if trimmed.size != base.size:
-        boxes[CONTENT] = (0, 0, 0, 0)  # not a box of base: the trimmed picture itself
-    ids, parts = [], []
-    for region_id, box in boxes.items():
-        part = trimmed if region_id == CONTENT else base.crop(box)
-        if part.width < 8 or part.height < 8:
-            continue
-        if ImageStat.Stat(part).stddev[0] < FLAT_STDDEV:
-            continue
-        ids.append(region_id)
-        parts.append(part.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS))
-    out = [(rid, ph, dh) for rid, (ph, dh) in zip(ids, hashes_of(parts), strict=True)]
-    return tuple(out)
+    content = content_box(base)
+    if content != (0, 0, w, h):
+        boxes[CONTENT] = content
+    return boxes
+
+
+def _flat(pixels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[bool]:
+    """Whether each box of a picture ((h, w) float64 array) is nearly uniform: the same
+    standard deviation ImageStat gives the crop, from sums taken as matrix products
+    (exact: integers far below 2**53)."""
+    height, width = pixels.shape
+    rows = np.zeros((len(boxes), height))
+    cols = np.zeros((len(boxes), width))
+    for i, (left, top, right, bottom) in enumerate(boxes):
+        rows[i, top:bottom] = 1
+        cols[i, left:right] = 1
+    by_row = rows @ np.hstack([pixels, pixels * pixels])
+    totals = (by_row[:, :width] * cols).sum(axis=1)
+    squares = (by_row[:, width:] * cols).sum(axis=1)
+    flat = []
+    for (left, top, right, bottom), total, total2 in zip(boxes, totals, squares, strict=True):
+        count = (right - left) * (bottom - top)
+        total, total2 = int(total), int(total2)
+        flat.append(math.sqrt((total2 - total**2 / count) / count) < FLAT_STDDEV)
+    return flat
+
+
+@dataclass(slots=True)
+class PictureHashes:
+    """What `picture_hashes` finds; see Fingerprint for each field."""
+
+    variants: tuple[tuple[int, int], ...]
+    regions: tuple[tuple[int, int, int], ...]
+    content_variants: tuple[tuple[int, int], ...]
+
+
+def picture_hashes(base: Image.Image) -> PictureHashes:
+    """Every hash of a picture: the whole in eight poses, its regions, its trimmed
+    content in eight poses.
+
+    Nearly uniform regions (a white studio background, a frame) are left out: their
+    hashes say nothing and would match every other blank region. All the shrinking to
+    32x32 and the hashing are done in one batch each (see resample).
+    """
+    pixels = np.asarray(base, dtype=np.float64)
+    w, h = base.size
+    sized = {
+        rid: (left, top, right, bottom)
+        for rid, (left, top, right, bottom) in region_boxes(base).items()
+        if right - left >= 8 and bottom - top >= 8
+    }
+    flat = _flat(pixels, list(sized.values())) if sized else []
+    ids = [rid for rid, is_flat in zip(sized, flat, strict=True) if not is_flat]
+    boxes = [(0, 0, w, h), *(sized[rid] for rid in ids)]
+    smalls = resample.shrink_boxes(pixels, boxes, HASH_SIDE)
+    stacks = [poses(smalls[0]), smalls[1:]]
+    has_content = CONTENT in ids
+    if has_content:
+        stacks.append(poses(smalls[1 + ids.index(CONTENT)]))
+    hashes = hashes_of(np.concatenate(stacks))
+    whole, hashes = hashes[: len(TRANSFORMS)], hashes[len(TRANSFORMS) :]
+    regions = tuple((rid, ph, dh) for rid, (ph, dh) in zip(ids, hashes, strict=False))
+    content = tuple(hashes[len(ids) :]) if has_content else ()
+    return PictureHashes(tuple(whole), regions, content)
 
 
 def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
@@ -398,14 +458,7 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
         return fp
     try:
         base, facts = decode_small(data, max_pixels)
-        small = base.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS)
-        regions = region_hashes(base)
-        trimmed = trim_bars(base)
-        content = (
-            image_hashes(trimmed.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS))
-            if trimmed.size != base.size and any(r == CONTENT for r, _, _ in regions)
-            else ()
-        )
+        hashes = picture_hashes(base)
     except ValueError as exc:
         fp.error = str(exc)
         return fp
@@ -414,10 +467,10 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
         return fp
     fp.format, fp.width, fp.height = facts["format"], facts["width"], facts["height"]
     fp.thumbnail, fp.taken_at = facts["thumbnail"], facts["taken_at"]
-    fp.variants = image_hashes(small)
+    fp.variants = hashes.variants
     fp.phash, fp.dhash = fp.variants[0]
-    fp.regions = regions
-    fp.content_variants = content
+    fp.regions = hashes.regions
+    fp.content_variants = hashes.content_variants
     return fp
 
 

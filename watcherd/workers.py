@@ -49,6 +49,18 @@ def _init_worker(owner: int) -> None:
     itself (end_pool)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_owner(owner)
+    one_blas_thread()
+
+
+def one_blas_thread() -> None:
+    """Keep numpy's BLAS to one thread in this process. Workers already fill every core,
+    one each; the matrix products of fingerprinting (resample) are big enough that
+    OpenBLAS would split each over all cores, and its threads spin while they wait, so
+    two workers would each take CPU from the other."""
+    import numpy  # noqa: F401  (threadpoolctl finds BLAS among the loaded libraries)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
 
 
 def _exit_with_owner(owner: int) -> None:

@@ -1,0 +1,128 @@
+"""The numpy resampler and the batched hashing must give Pillow's and ImageHash's bits:
+indexes hold hashes made the Pillow way, and a newcomer hashed differently would drift
+from its indexed copies."""
+
+import math
+import random
+
+import imagehash
+import numpy as np
+import PIL
+import pytest
+from helpers import busy_photo, photo
+from PIL import Image, ImageOps, ImageStat
+
+from watcherd import fingerprint, resample
+
+LANCZOS = Image.Resampling.LANCZOS
+# Pillow 13 began shrinking tall, narrow pictures height first; ours does the same.
+PILLOW_13 = int(PIL.__version__.split(".")[0]) >= 13
+
+
+def random_boxes(rng: random.Random, w: int, h: int, n: int) -> list[tuple[int, int, int, int]]:
+    boxes = []
+    for _ in range(n):
+        left = rng.randrange(0, w - 8)
+        top = rng.randrange(0, h - 8)
+        boxes.append((left, top, rng.randrange(left + 8, w + 1), rng.randrange(top + 8, h + 1)))
+    return boxes
+
+
+@pytest.mark.skipif(not PILLOW_13, reason="Pillow before 13 orders its passes differently")
+@pytest.mark.parametrize("size", [(256, 192), (192, 256), (256, 60), (40, 256), (31, 30)])
+def test_shrinking_boxes_gives_pillows_pixels(size):
+    rng = random.Random(size[0] * 1000 + size[1])
+    base = busy_photo(size[0], size).convert("L")
+    pixels = np.asarray(base)
+    boxes = [(0, 0, *size), *random_boxes(rng, *size, 40)]
+    got = resample.shrink_boxes(pixels, boxes, 32)
+    mismatched = [
+        box
+        for box, small in zip(boxes, got, strict=True)
+        if not np.array_equal(small, np.asarray(base.crop(box).resize((32, 32), LANCZOS)))
+    ]
+    assert mismatched == []
+
+
+@pytest.mark.skipif(not PILLOW_13, reason="Pillow before 13 orders its passes differently")
+def test_both_pass_orders_occur_and_match_pillow():
+    rng = np.random.default_rng(5)
+    orders = set()
+    for w, h in [(40, 200), (200, 40), (20, 90), (90, 20), (33, 35), (35, 41), (120, 120)]:
+        stack = rng.integers(0, 256, (3, h, w)).astype(np.float64)
+        got = resample.shrink_many(stack, 9, 8)
+        orders.add(resample.vertical_first(w, h, 9, 8))
+        for img, small in zip(stack, got, strict=True):
+            expected = Image.fromarray(img.astype(np.uint8)).resize((9, 8), LANCZOS)
+            assert np.array_equal(small, np.asarray(expected)), (w, h)
+    assert orders == {True, False}
+
+
+def test_poses_are_pillows_transpositions():
+    small = np.asarray(photo(4, (32, 32)).convert("L"))
+    img = Image.fromarray(small)
+    got = fingerprint.poses(small)
+    for (name, method), pose in zip(fingerprint.TRANSFORMS, got, strict=True):
+        expected = img if method is None else img.transpose(method)
+        assert np.array_equal(pose, np.asarray(expected)), name
+
+
+def reference_hashes(base: Image.Image) -> fingerprint.PictureHashes:
+    """The hashes the straightforward way: crop, ImageStat, Pillow resize, ImageHash."""
+
+    def both(img: Image.Image) -> tuple[int, int]:
+        return int(str(imagehash.phash(img)), 16), int(str(imagehash.dhash(img)), 16)
+
+    def posed(img: Image.Image) -> tuple[tuple[int, int], ...]:
+        small = img.resize((32, 32), LANCZOS)
+        return tuple(
+            both(small if method is None else small.transpose(method))
+            for _, method in fingerprint.TRANSFORMS
+        )
+
+    regions, content = [], ()
+    for rid, box in fingerprint.region_boxes(base).items():
+        part = base.crop(box)
+        if part.width < 8 or part.height < 8 or ImageStat.Stat(part).stddev[0] < 6.0:
+            continue
+        regions.append((rid, *both(part.resize((32, 32), LANCZOS))))
+        if rid == fingerprint.CONTENT:
+            content = posed(part)
+    return fingerprint.PictureHashes(posed(base), tuple(regions), content)
+
+
+def framed(seed: int) -> Image.Image:
+    """A photo letterboxed in black, with a white square in one corner of the picture
+    (a flat region), so that every kind of region is taken or left out."""
+    img = photo(seed, (200, 120))
+    img.paste((255, 255, 255), (0, 0, 90, 70))
+    return ImageOps.expand(img, border=(0, 30), fill=(0, 0, 0))
+
+
+@pytest.mark.skipif(not PILLOW_13, reason="Pillow before 13 orders its passes differently")
+@pytest.mark.parametrize(
+    "picture",
+    [
+        lambda: photo(1, (256, 192)).convert("L"),
+        lambda: busy_photo(2, (144, 256)).convert("L"),
+        lambda: framed(3).convert("L"),
+        lambda: photo(4, (70, 256)).convert("L"),  # tall and narrow: shrunk height first
+        lambda: Image.new("L", (120, 90), 128),  # flat all over: no regions
+    ],
+)
+def test_picture_hashes_are_the_straightforward_ones(picture):
+    base = picture()
+    got = fingerprint.picture_hashes(base)
+    assert got == reference_hashes(base)
+
+
+def test_flatness_is_imagestat_standard_deviation():
+    rng = random.Random(9)
+    base = photo(6, (200, 150)).convert("L")
+    base.paste(40, (10, 10, 120, 90))  # a flat patch, so some boxes fall under the limit
+    boxes = random_boxes(rng, 200, 150, 200)
+    got = fingerprint._flat(np.asarray(base, dtype=np.float64), boxes)
+    expected = [ImageStat.Stat(base.crop(b)).stddev[0] < fingerprint.FLAT_STDDEV for b in boxes]
+    assert got == expected
+    assert True in got and False in got
+    assert math.isfinite(ImageStat.Stat(base).stddev[0])
