@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session, aliased, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import db
 from .models import (
@@ -61,6 +62,30 @@ def _batches(ids: Iterable[int]) -> Iterator[list[int]]:
         yield ids[i : i + IN_BATCH]
 
 
+# The statements of deciding one new file, built once: the ORM's unit of work and
+# statement building cost ~0.2-0.5 ms each, several times the statement's own time, and
+# they ran some eight times per file, the main cost of a scan's main process. They run
+# on the session's connection (see Index._core) with the ORM's objects kept in step by
+# hand, each where it is used.
+_F, _D = File.__table__, Decision.__table__
+_R, _T = RegionHash.__table__, Thumbnail.__table__
+_SAME_BYTES = select(_F.c.id, _F.c.status).where(_F.c.sha256 == bindparam("sha")).order_by(_F.c.id)
+_INSERT_FILE = insert(_F)
+_DELETE_REGIONS = delete(_R).where(_R.c.file_id == bindparam("fid"))
+_INSERT_REGIONS = insert(_R)
+_DELETE_THUMBNAIL = delete(_T).where(_T.c.file_id == bindparam("fid"))
+_INSERT_THUMBNAIL = insert(_T)
+_REGION_DHASHES = select(_R.c.file_id, _R.c.region, _R.c.dhash).where(
+    _R.c.file_id.in_(bindparam("ids", expanding=True))
+)
+_LIVE_PAIRINGS = select(_D.c.id).where(_D.c.file_id == bindparam("fid"), _D.c.current.is_(True))
+_END_PAIRINGS = (
+    update(_D).where(_D.c.id.in_(bindparam("ids", expanding=True))).values(current=False)
+)
+_SET_PARTNER = update(_F).where(_F.c.id == bindparam("fid")).values(duplicate_of_id=bindparam("of"))
+_INSERT_DECISION = insert(_D)
+
+
 class Index:
     def __init__(self, target: str | Path, writer: bool = False, daemon: bool = False) -> None:
         """`daemon`: this is the daemon's own index; every other writer's commits are
@@ -87,6 +112,13 @@ class Index:
 
     def rollback(self) -> None:
         self.session.rollback()
+
+    def _core(self) -> Connection:
+        """The session's connection, for statements that need none of the ORM's
+        bookkeeping. Pending ORM changes are flushed first (a no-op when there are
+        none), so that these statements see them as the ORM's own queries would."""
+        self.session.flush()
+        return self.session.connection()
 
     def generation(self) -> int:
         """A number that changes whenever a file's hashes, status or regions change."""
@@ -119,9 +151,7 @@ class Index:
         # Filter on sha256 alone in SQL: given `status = 'active'` too, SQLite may pick the
         # status index (nearly every row) over the sha256 one and scan the whole table.
         # ids first (no ORM objects for the common case: no file has these bytes)
-        ids = self.session.execute(
-            select(File.id, File.status).where(File.sha256 == sha256).order_by(File.id)
-        ).all()
+        ids = self._core().execute(_SAME_BYTES, {"sha": sha256}).all()
         wanted = [i for i, status in ids if status == ACTIVE and i != exclude_id]
         return [f for f in (self.get(i) for i in wanted) if f is not None]
 
@@ -152,11 +182,12 @@ class Index:
     def set_regions(self, file_id: int, regions, fresh: bool = False) -> None:
         """Replace a file's region hashes with (region, phash, dhash) rows (`fresh`: a
         row created just now, with nothing to replace)."""
+        conn = self._core()  # no RegionHash objects are ever loaded: nothing to keep in step
         if not fresh:
-            self.session.execute(delete(RegionHash).where(RegionHash.file_id == file_id))
+            conn.execute(_DELETE_REGIONS, {"fid": file_id})
         if regions:
-            self.session.execute(
-                insert(RegionHash),
+            conn.execute(
+                _INSERT_REGIONS,
                 [
                     {"file_id": file_id, "region": r, "phash": to_signed(p), "dhash": to_signed(d)}
                     for r, p, d in regions
@@ -164,10 +195,11 @@ class Index:
             )
 
     def set_thumbnail(self, file_id: int, jpeg: bytes | None, fresh: bool = False) -> None:
+        conn = self._core()  # nor Thumbnail objects
         if not fresh:
-            self.session.execute(delete(Thumbnail).where(Thumbnail.file_id == file_id))
+            conn.execute(_DELETE_THUMBNAIL, {"fid": file_id})
         if jpeg:
-            self.session.execute(insert(Thumbnail), [{"file_id": file_id, "jpeg": jpeg}])
+            conn.execute(_INSERT_THUMBNAIL, {"file_id": file_id, "jpeg": jpeg})
 
     def thumbnails(self, file_ids: Iterable[int]) -> dict[int, bytes]:
         """Stored thumbnails of these files (those that have one)."""
@@ -188,11 +220,9 @@ class Index:
         pHash came close to a newcomer's: the matcher keeps only region pHashes in memory."""
         wanted = set(pairs)
         out: dict[tuple[int, int], int] = {}
+        conn = self._core()
         for ids in _batches({fid for fid, _ in wanted}):
-            stmt = select(RegionHash.file_id, RegionHash.region, RegionHash.dhash).where(
-                RegionHash.file_id.in_(ids)
-            )
-            for fid, region, dhash in self.session.execute(stmt):
+            for fid, region, dhash in conn.execute(_REGION_DHASHES, {"ids": ids}):
                 if (fid, region) in wanted:
                     out[fid, region] = to_unsigned(dhash)
         return out
@@ -213,14 +243,18 @@ class Index:
             values[key] = to_signed(values.get(key))
         values["indexed_at"] = utcnow()
         if existing is None:
-            f = File(**values)
+            # Inserted directly, then handed to the session as if just loaded: every
+            # column is given, so none of them needs loading back.
+            values.update(first_seen=values["indexed_at"], duplicate_of_id=None)
+            new_id = self._core().execute(_INSERT_FILE, values).inserted_primary_key[0]
+            f = File(id=new_id, **values)
+            make_transient_to_detached(f)
             self.session.add(f)
-        else:
-            f = existing
-            for key, value in values.items():
-                setattr(f, key, value)
+            return f
+        for key, value in values.items():
+            setattr(existing, key, value)
         self.session.flush()
-        return f
+        return existing
 
     def move_file(self, f: File, new_path: str, root: str) -> None:
         """The same file under a new name: keep its fingerprints and its decisions."""
@@ -300,26 +334,37 @@ class Index:
         distance: int,
         transform: str | None,
         action: str = "flagged",
-    ) -> Decision:
-        # A file is redundant to one partner at a time: older live pairings of it end.
-        self.session.execute(
-            update(Decision)
-            .where(Decision.file_id == redundant.id, Decision.current.is_(True))
-            .values(current=False)
-        )
-        redundant.duplicate_of_id = kept.id
-        d = Decision(
-            file_id=redundant.id,
-            original_id=kept.id,
-            kind=kind,
-            distance=distance,
-            transform=transform,
-            action=action,
-            decided_at=utcnow(),
-        )
-        self.session.add(d)
-        self.session.flush()
-        return d
+    ) -> int:
+        """Record that `redundant` is a copy of `kept`; returns the decision's id (see
+        `decision`: most decisions are only flagged and never need the object)."""
+        conn = self._core()
+        # A file is redundant to one partner at a time: older live pairings of it end,
+        # in the session too if it holds them.
+        ended = conn.execute(_LIVE_PAIRINGS, {"fid": redundant.id}).scalars().all()
+        if ended:
+            conn.execute(_END_PAIRINGS, {"ids": ended})
+            for decision_id in ended:
+                loaded = self.session.identity_map.get(Session.identity_key(Decision, decision_id))
+                if loaded is not None:
+                    set_committed_value(loaded, "current", False)
+        conn.execute(_SET_PARTNER, {"fid": redundant.id, "of": kept.id})
+        set_committed_value(redundant, "duplicate_of_id", kept.id)
+        row = {
+            "file_id": redundant.id,
+            "original_id": kept.id,
+            "kind": kind,
+            "distance": distance,
+            "transform": transform,
+            "action": action,
+            "decided_at": utcnow(),
+            "current": True,
+        }
+        return conn.execute(_INSERT_DECISION, row).inserted_primary_key[0]
+
+    def decision(self, decision_id: int) -> Decision:
+        decision = self.session.get(Decision, decision_id)
+        assert decision is not None, decision_id  # recorded in this transaction
+        return decision
 
     def last_quarantine(self, file_id: int) -> Move | None:
         """The completed move that put a file where it is in the quarantine."""

@@ -210,7 +210,7 @@ class Pipeline:
         else:
             redundant, kept = f, partner
             transform = INVERSE.get(transform, transform)
-        decision = self.index.record_decision(redundant, kept, kind, distance, transform)
+        decision_id = self.index.record_decision(redundant, kept, kind, distance, transform)
         verdict = Verdict(redundant.path, kept.path, kind, distance, transform, redundant.size)
         if self.config.action != "quarantine":
             return verdict
@@ -220,7 +220,7 @@ class Pipeline:
         if self.dry_run:
             return replace(verdict, action="would quarantine")
         try:
-            moved = self.mover.quarantine(redundant, decision)
+            moved = self.mover.quarantine(redundant, self.index.decision(decision_id))
         except ActionError as exc:
             return replace(verdict, note=str(exc))
         if not moved.moved:
