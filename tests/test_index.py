@@ -102,6 +102,32 @@ def test_region_dhashes_are_read_back_unsigned_for_the_pairs_asked(index):
     assert got == {(f.id, 1): 2**64 - 1, (g.id, 1): 9}
 
 
+def test_a_new_file_rolled_back_leaves_no_object_behind(index):
+    """New rows skip the ORM's unit of work; a rollback must still forget them, as the
+    ORM does its own, or the next row given the same id clashes with a stale object."""
+    index.upsert_file(None, path="/p/keep.jpg", root="/p", size=1, mtime_ns=1, inode=1)
+    index.commit()
+    gone = index.upsert_file(None, path="/p/gone.jpg", root="/p", size=2, mtime_ns=1, inode=2)
+    gone_id = gone.id
+    index.rollback()
+    assert gone not in index.session
+    again = index.upsert_file(None, path="/p/new.jpg", root="/p", size=3, mtime_ns=1, inode=3)
+    assert again.id == gone_id  # SQLite hands out the rolled-back id again
+    index.commit()
+    assert index.get(again.id).path == "/p/new.jpg"
+    assert index.file_by_path("/p/gone.jpg") is None
+
+
+def test_new_file_objects_read_as_loaded_rows(index):
+    f = index.upsert_file(
+        None, path="/p/a.jpg", root="/p", size=5, mtime_ns=7, inode=9, sha256="ab", phash=3
+    )
+    index.record_decision(f, f, "exact", 0, None)  # a partner set by statement, not object
+    assert (f.status, f.size, f.sha256, f.duplicate_of_id) == ("active", 5, "ab", f.id)
+    index.commit()
+    assert (f.status, f.size, f.sha256, f.duplicate_of_id) == ("active", 5, "ab", f.id)
+
+
 def test_known_under_is_prefix_exact(index):
     for p in ("/a/b/1.jpg", "/a/b/c/2.jpg", "/a/bc/3.jpg", "/a/b"):
         index.upsert_file(None, path=p, root="/a", size=1, mtime_ns=1, inode=1)

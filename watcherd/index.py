@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, event, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -94,6 +94,12 @@ class Index:
         self._foreign = writer and not daemon
         self.Session = db.open_sessionmaker(target, writer)
         self.session: Session = self.Session()
+        # Files inserted directly in this transaction (upsert_file): the ORM forgets the
+        # objects of rows it inserted when their transaction rolls back, and so must we,
+        # or a later row given the same id would clash with a stale object.
+        self._inserted: list[File] = []
+        event.listen(self.session, "after_commit", lambda _session: self._inserted.clear())
+        event.listen(self.session, "after_soft_rollback", self._forget_inserted)
 
     def close(self) -> None:
         self.session.close()
@@ -112,6 +118,12 @@ class Index:
 
     def rollback(self) -> None:
         self.session.rollback()
+
+    def _forget_inserted(self, session: Session, _previous) -> None:
+        for f in self._inserted:
+            if f in session:
+                session.expunge(f)
+        self._inserted.clear()
 
     def _core(self) -> Connection:
         """The session's connection, for statements that need none of the ORM's
@@ -250,6 +262,7 @@ class Index:
             f = File(id=new_id, **values)
             make_transient_to_detached(f)
             self.session.add(f)
+            self._inserted.append(f)
             return f
         for key, value in values.items():
             setattr(existing, key, value)
