@@ -255,9 +255,12 @@ def decode_small(data: bytes | io.BufferedIOBase, max_pixels: int) -> tuple[Imag
 
 
 def _jpeg_thumbnail(img: Image.Image, orientation: int, side: int = THUMB_SIDE) -> bytes:
-    """An upright JPEG at most `side` pixels across, from a decoded L or RGB image."""
+    """An upright JPEG at most `side` pixels across, from a decoded L or RGB image.
+
+    Box-averaged by a whole factor first (reducing_gap 1): a third cheaper than the
+    finer default, and no different to the eye at this size; it is only a preview."""
     small = img.copy()
-    small.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    small.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=1.0)
     method = _EXIF_ORIENTATION.get(orientation)
     if method is not None:
         small = small.transpose(method)
@@ -370,9 +373,8 @@ def _flat(pixels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[bo
     for i, (left, top, right, bottom) in enumerate(boxes):
         rows[i, top:bottom] = 1
         cols[i, left:right] = 1
-    by_row = rows @ np.hstack([pixels, pixels * pixels])
-    totals = (by_row[:, :width] * cols).sum(axis=1)
-    squares = (by_row[:, width:] * cols).sum(axis=1)
+    totals = ((rows @ pixels) * cols).sum(axis=1)
+    squares = ((rows @ (pixels * pixels)) * cols).sum(axis=1)
     flat = []
     for (left, top, right, bottom), total, total2 in zip(boxes, totals, squares, strict=True):
         count = (right - left) * (bottom - top)

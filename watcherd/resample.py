@@ -65,8 +65,12 @@ def weights(in_size: int, out_size: int) -> np.ndarray:
 
 
 def _round(sums: np.ndarray) -> np.ndarray:
-    """Pillow's clip8: add half, shift right (floor), clamp to 0..255."""
-    return np.clip(np.floor((sums + _HALF) / _ONE), 0, 255)
+    """Pillow's clip8: add half, shift right (floor), clamp to 0..255. In place: `sums`
+    is always a fresh product."""
+    sums += _HALF
+    sums *= 1.0 / _ONE  # a power of two: exact
+    np.floor(sums, out=sums)
+    return np.clip(sums, 0, 255, out=sums)
 
 
 def vertical_first(in_w: int, in_h: int, out_w: int, out_h: int) -> bool:
