@@ -108,6 +108,7 @@ MIH_MIN_ROWS = 65_536
 # reads against one sequential XOR + popcount; benchmarks/scale.py, 1 M rows): at wide
 # radii (the `similar` search, 16 bits) the plain pass wins.
 SCAN_COST_RATIO = 20
+TAIL_SLICE = 1 << 18  # hash comparisons per slice of a plain pass (2 MB of XORs)
 _CHUNKS = ((0, 21), (21, 21), (42, 22))  # (shift, bits)
 _FULL = 0xFFFFFFFFFFFFFFFF
 
@@ -372,12 +373,15 @@ class _Rows:
             near = pdist <= max_phash
             parts.append((found[near], asked[near], pdist[near]))
         start = 0 if mih is None else mih.n  # rows the tables do not cover: all compared
-        if start < self._n:
-            block = self._ph[start : self._n]
-            for q, value in enumerate(phashes):
-                pdist = np.bitwise_count(block ^ value)
-                near = np.flatnonzero(pdist <= max_phash)
-                parts.append((near + start, np.full(len(near), q), pdist[near]))
+        # All queries at once over slices of those rows: one pass of numpy calls per
+        # slice instead of one per query (a newcomer asks a dozen), with temporaries
+        # kept to a few MB however long the tail grows.
+        step = max(1, TAIL_SLICE // max(1, len(phashes)))
+        for lo in range(start, self._n, step):
+            block = self._ph[lo : min(lo + step, self._n)]
+            pdist = np.bitwise_count(block[np.newaxis, :] ^ phashes[:, np.newaxis])
+            asked, near = np.nonzero(pdist <= max_phash)
+            parts.append((near + lo, asked, pdist[asked, near]))
         if not parts:
             empty = np.empty(0, dtype=np.int64)
             return empty, empty, empty, empty
