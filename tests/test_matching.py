@@ -121,15 +121,19 @@ def test_region_index_add_remove_compact_and_search():
 
 @pytest.mark.parametrize("radius", [0, 6, 8, 10, 16])
 @pytest.mark.parametrize("scan_ratio", [0, 10**9], ids=["tables", "plain-pass"])
-def test_multi_index_search_finds_exactly_what_a_full_scan_finds(monkeypatch, radius, scan_ratio):
+@pytest.mark.parametrize("tail_slice", [1 << 18, 5], ids=["one-slice", "many-slices"])
+def test_multi_index_search_finds_exactly_what_a_full_scan_finds(
+    monkeypatch, radius, scan_ratio, tail_slice
+):
     """With the multi-index tables on (a few hundred rows here instead of 65,536), the
     results equal a brute-force pass: after the build, in the tail, after removals and
     after a rebuild; whether the tables are used or a wide radius makes the search pass
-    over every row."""
+    over every row, and whether that pass takes the rows in one slice or many."""
     import watcherd.matching as m
 
     monkeypatch.setattr(m, "MIH_MIN_ROWS", 256)
     monkeypatch.setattr(m, "SCAN_COST_RATIO", scan_ratio)
+    monkeypatch.setattr(m, "TAIL_SLICE", tail_slice)
     rng = np.random.default_rng(radius)
     base = [int(v) for v in rng.integers(0, 2**64, size=40, dtype=np.uint64)]
 
