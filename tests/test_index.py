@@ -118,6 +118,22 @@ def test_a_new_file_rolled_back_leaves_no_object_behind(index):
     assert index.file_by_path("/p/gone.jpg") is None
 
 
+def test_new_file_objects_are_not_kept_alive_until_commit(index):
+    """A dry-run scan inserts every file in one transaction it then rolls back: holding
+    each File object until then would grow with the scan."""
+    import gc
+    import weakref
+
+    refs = [
+        weakref.ref(index.upsert_file(None, path=f"/p/{i}.jpg", root="/p", size=1, mtime_ns=1))
+        for i in range(200)
+    ]
+    gc.collect()
+    assert sum(r() is not None for r in refs) == 0
+    index.rollback()
+    assert index.file_by_path("/p/3.jpg") is None
+
+
 def test_new_file_objects_read_as_loaded_rows(index):
     f = index.upsert_file(
         None, path="/p/a.jpg", root="/p", size=5, mtime_ns=7, inode=9, sha256="ab", phash=3

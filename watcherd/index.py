@@ -6,6 +6,7 @@ writer and commits in batches. Readers (report, status) open their own Index.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,8 +97,9 @@ class Index:
         self.session: Session = self.Session()
         # Files inserted directly in this transaction (upsert_file): the ORM forgets the
         # objects of rows it inserted when their transaction rolls back, and so must we,
-        # or a later row given the same id would clash with a stale object.
-        self._inserted: list[File] = []
+        # or a later row given the same id would clash with a stale object. Weakly, as
+        # the ORM's own list: a dry-run scan's one transaction can insert 50,000 files.
+        self._inserted: weakref.WeakSet[File] = weakref.WeakSet()
         event.listen(self.session, "after_commit", lambda _session: self._inserted.clear())
         event.listen(self.session, "after_soft_rollback", self._forget_inserted)
 
@@ -120,7 +122,7 @@ class Index:
         self.session.rollback()
 
     def _forget_inserted(self, session: Session, _previous) -> None:
-        for f in self._inserted:
+        for f in list(self._inserted):
             if f in session:
                 session.expunge(f)
         self._inserted.clear()
@@ -262,7 +264,7 @@ class Index:
             f = File(id=new_id, **values)
             make_transient_to_detached(f)
             self.session.add(f)
-            self._inserted.append(f)
+            self._inserted.add(f)
             return f
         for key, value in values.items():
             setattr(existing, key, value)
