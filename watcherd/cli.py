@@ -10,17 +10,21 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import config as config_mod
 from . import log as log_mod
-from . import report as report_mod
 from .config import Config, ConfigError
-from .db import SchemaTooNew
-from .index import Index
-from .scanner import scan as run_scan
-from .workers import WorkersFailing
+from .workers import WorkersFailing, start_forkserver
+
+# The index, the scanner and the report (SQLAlchemy, numpy, Pillow: ~0.4 s to import)
+# are imported by the commands that use them. Besides `--help` answering at once, this
+# module is what a decoding worker pool's forkserver imports when watcherd runs as its
+# console script, and every scan waited for that before its first file was read.
+if TYPE_CHECKING:
+    from .index import Index
 
 
 # rich is imported where output is made, not at the top: the daemon (`watcherd run`)
@@ -76,6 +80,7 @@ class App:
         """
         from .actions import Mover
         from .daemon import daemon_running
+        from .index import Index
 
         if not daemon_running(self.db_path):
             with Index(self.db_path, writer=True) as index:
@@ -97,10 +102,13 @@ class Main(click.Group):
             return super().invoke(ctx)
         except ConfigError as exc:
             fail(str(exc))
-        except SchemaTooNew as exc:
-            fail(str(exc))
         except WorkersFailing as exc:
             fail(f"{exc}: check that Python can start worker processes here", 1)
+        except Exception as exc:
+            db = sys.modules.get("watcherd.db")  # loaded by any command that opened an index
+            if db is not None and isinstance(exc, db.SchemaTooNew):
+                fail(str(exc))
+            raise
 
 
 @click.group(cls=Main)
@@ -177,6 +185,10 @@ class RichProgress:
 def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash: bool) -> None:
     """Index every photo under PATHS (default: the configured roots) and find duplicates."""
     cfg = app.config
+    if cfg.effective_workers() > 1:
+        start_forkserver(["watcherd.fingerprint"])  # warms up while the scanner is imported
+    from .scanner import scan as run_scan
+
     targets = list(paths) or [r.path for r in cfg.roots]
     if not targets:
         fail("nothing to scan: name a folder, or set `roots` in the configuration")
@@ -270,6 +282,8 @@ def report(
     fail_on_duplicates: bool,
 ) -> None:
     """Show the duplicates found so far."""
+    from . import report as report_mod
+
     filters = report_mod.Filters(
         since=parse_since(since) if since else None,
         root=str(root.expanduser().absolute()) if root else None,
@@ -366,6 +380,7 @@ def run(app: App, paths: tuple[Path, ...], dry_run: bool) -> None:
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
     """Whether a daemon is running on this index, what it watches, and the counts."""
+    from . import report as report_mod
     from .daemon import daemon_running, read_status
 
     running = daemon_running(app.db_path)
@@ -450,6 +465,7 @@ def quarantine_list(app: App, fmt: str) -> None:
 def quarantine_purge(app: App, older: str, yes: bool) -> None:
     """Send files quarantined before --older-than to the desktop trash."""
     from . import quarantine as q
+    from .report import human_size
 
     cutoff = parse_since(older)
     with app.open_index(writer=True) as index:
@@ -458,7 +474,7 @@ def quarantine_purge(app: App, older: str, yes: bool) -> None:
             click.echo("Nothing in quarantine is that old.")
             return
         total = sum(e.size for e in victims)
-        click.echo(f"{len(victims)} files ({report_mod.human_size(total)}) to the trash:")
+        click.echo(f"{len(victims)} files ({human_size(total)}) to the trash:")
         for e in victims[:20]:
             click.echo(f"  {e.path}")
         if not yes and not click.confirm("Move them to the trash?", default=False):

@@ -42,6 +42,18 @@ def make_pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
+def start_forkserver(preload: list[str]) -> None:
+    """Start the process workers are forked from now, with `preload` imported in it, for
+    a command that is about to read files: it gets ready while the command imports the
+    rest of what it needs, and each worker then starts with its modules loaded instead
+    of importing them first. Only short-lived commands do this; the daemon's forkserver,
+    which lives as long as it does, stays small (see make_pool)."""
+    import multiprocessing.forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["__main__", *preload])
+    multiprocessing.forkserver.ensure_running()
+
+
 def _init_worker(owner: int) -> None:
     """In a worker: Ctrl-C is the owner's to act on. A terminal sends SIGINT to every
     process of its foreground group, and a worker would die of it with a
