@@ -208,6 +208,26 @@ def test_a_stuck_worker_costs_one_file_not_the_scan():
     assert out == [None if i == 13 else i * 2 for i in items]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_small_scan_is_isolated_from_its_decoder_too(workers):
+    """One or two files, or one worker configured: still read in a worker process, so
+    a decoder that crashes or hangs costs that file, not the scan (it used to run in
+    the scan's own process, where a crash killed it and a hang never ended)."""
+    from helpers import double_or_die, double_or_hang
+
+    from watcherd.workers import ordered_map
+
+    crashed = ordered_map(double_or_die, [13, 2], workers=workers, on_crash=lambda i: -i)
+    assert list(crashed) == [-13, 4]
+    if workers > 1:
+        return  # a hang costs seconds to show; once is enough
+    stuck = ordered_map(
+        double_or_hang, [13], workers=workers, on_crash=lambda i: -i, timeout=1,
+        on_timeout=lambda i: None,
+    )  # fmt: skip
+    assert list(stuck) == [None]
+
+
 def test_workers_that_die_on_everything_stop_the_scan_with_a_clear_error():
     from helpers import always_die
 

@@ -188,9 +188,12 @@ def ordered_map(
     is handled the same way: its worker is stuck (a stalled mount), and the item that
     hangs again alone gets `on_timeout(item)`.
     """
-    if workers <= 1 or len(items) < 2 * workers:
-        yield from map(func, items)
+    if not items:
         return
+    # Always in worker processes, however few the files: a decoder that crashes or
+    # hangs on the one file of a small scan must not take the scan with it. No more
+    # workers than there are chunks to read.
+    workers = max(1, min(workers, -(-len(items) // chunk)))
     window = window or workers * 3
     chunks = (items[i : i + chunk] for i in range(0, len(items), chunk))
     pending: deque[tuple[list[T], Future | None]] = deque()
