@@ -257,8 +257,9 @@ class Index:
             values[key] = to_signed(values.get(key))
         values["indexed_at"] = utcnow()
         if existing is None:
-            # Inserted directly, then handed to the session as if just loaded: every
-            # column is given, so none of them needs loading back.
+            # Inserted directly, then handed to the session as if just loaded: the
+            # values given count as loaded (the pipeline gives every column), any other
+            # column is read back when first used.
             values.update(first_seen=values["indexed_at"], duplicate_of_id=None)
             new_id = self._core().execute(_INSERT_FILE, values).inserted_primary_key[0]
             f = File(id=new_id, **values)

@@ -30,8 +30,9 @@ R = TypeVar("R")
 def make_pool(workers: int) -> ProcessPoolExecutor:
     """A pool started through a forkserver: safe beside threads (watchdog's observers).
 
-    Nothing is preloaded into the forkserver, which lives as long as the daemon: it stays
-    a few MB, and each worker imports the decoders once when it starts.
+    The daemon preloads nothing into the forkserver, which lives as long as it does: it
+    stays a few MB, and each worker imports the decoders once when it starts. `scan`
+    preloads them (start_forkserver): it is short-lived and wants its workers at once.
     """
     ctx = multiprocessing.get_context("forkserver")
     return ProcessPoolExecutor(
