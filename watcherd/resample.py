@@ -79,15 +79,6 @@ def vertical_first(in_w: int, in_h: int, out_w: int, out_h: int) -> bool:
     return in_h - out_h > 0 and in_h - out_h > (in_w - out_w) * 2
 
 
-def _one(crop: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
-    """One picture ((h, w) array of 0..255 integers), passes in Pillow's order."""
-    h, w = crop.shape
-    across, down = weights(w, out_w).T, weights(h, out_h)
-    if vertical_first(w, h, out_w, out_h):
-        return _round(_round(down @ crop) @ across)
-    return _round(down @ _round(crop @ across))
-
-
 def shrink_boxes(
     pixels: np.ndarray, boxes: list[tuple[int, int, int, int]], side: int
 ) -> np.ndarray:
@@ -102,7 +93,7 @@ def shrink_boxes(
     batch = []
     for n, (left, top, right, bottom) in enumerate(boxes):
         if vertical_first(right - left, bottom - top, side, side):  # tall, narrow boxes
-            out[n] = _one(pixels[top:bottom, left:right], side, side)
+            out[n] = shrink_many(pixels[top:bottom, left:right], side, side)
         else:
             batch.append(n)
     if not batch:
@@ -130,9 +121,10 @@ def shrink_boxes(
 
 
 def shrink_many(images: np.ndarray, width: int, height: int) -> np.ndarray:
-    """`Image.resize((width, height), LANCZOS)` of each of a stack of equal-size L
-    pictures ((n, h, w) array of 0..255 integers); returns (n, height, width)."""
-    _, h, w = images.shape
+    """`Image.resize((width, height), LANCZOS)` of an L picture ((h, w) array of 0..255
+    integers) or of each of a stack of equal-size ones ((n, h, w)); returns (height,
+    width) or (n, height, width). Both passes run in Pillow's order."""
+    h, w = images.shape[-2:]
     across, down = weights(w, width).T, weights(h, height)
     if vertical_first(w, h, width, height):
         return _round(_round(down @ images) @ across)
