@@ -14,6 +14,8 @@ files in the same run:
 - the decode floor: Pillow opening each file, `draft()` to the hash size and loading
   it, nothing else, in one process, and spread over all cores the same way as the scan.
 
+Each is timed twice and its better run counts.
+
 Targets (issue 8): at least 2x imagededup's images per second; at most 1.3x the decode
 floor's time.
 """
@@ -102,6 +104,11 @@ def imagededup_encode(folder: Path) -> float | None:
     return time.perf_counter() - t0
 
 
+def imagededup_best(folder: Path) -> float | None:
+    first = imagededup_encode(folder)
+    return None if first is None else min(first, imagededup_encode(folder) or first)
+
+
 def warm(files: list[Path]) -> None:
     for p in files:
         p.read_bytes()
@@ -129,10 +136,11 @@ def main() -> None:
         for label, files in sets.items():
             folder = files[0].parent
             warm(files)
+            # the best of two runs for every contender alike: the host's speed varies
             ours = min(watcherd_scan(folder, Path(tmp)) for _ in range(2))
-            peer = None if args.no_peers else imagededup_encode(folder)
-            floor1 = decode_floor(files, 1)
-            floor_n = decode_floor(files, cores)
+            peer = None if args.no_peers else imagededup_best(folder)
+            floor1 = min(decode_floor(files, 1) for _ in range(2))
+            floor_n = min(decode_floor(files, cores) for _ in range(2))
             n = len(files)
             rate = f"{n / ours:7.1f}/s"
             peer_s = "-" if peer is None else f"{n / peer:7.1f}/s"
