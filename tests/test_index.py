@@ -144,10 +144,13 @@ def test_new_file_objects_read_as_loaded_rows(index):
     assert (f.status, f.size, f.sha256, f.duplicate_of_id) == ("active", 5, "ab", f.id)
 
 
-def test_known_under_is_prefix_exact(index):
-    for p in ("/a/b/1.jpg", "/a/b/c/2.jpg", "/a/bc/3.jpg", "/a/b"):
+def test_known_in_order_is_prefix_exact_and_ordered_across_pages(index):
+    for p in ("/a/b/c/2.jpg", "/a/bc/3.jpg", "/a/b", "/a/b/1.jpg", "/a/b/a b.jpg"):
         index.upsert_file(None, path=p, root="/a", size=1, mtime_ns=1, inode=1)
-    assert sorted(index.known_under("/a/b")) == ["/a/b", "/a/b/1.jpg", "/a/b/c/2.jpg"]
+    want = ["/a/b", "/a/b/1.jpg", "/a/b/a b.jpg", "/a/b/c/2.jpg"]
+    for page in (1, 2, 3, 5000):
+        assert [p for p, _ in index.known_in_order("/a/b", page=page)] == want
+    assert index.known_by_path(["/a/bc/3.jpg", "/nowhere"]).keys() == {"/a/bc/3.jpg"}
 
 
 def test_reader_sees_committed_rows_while_writer_holds_transaction(tmp_path):

@@ -9,7 +9,7 @@ from PIL import Image
 from watcherd.config import Config
 from watcherd.index import Index
 from watcherd.models import ERROR, MISSING, Decision, File
-from watcherd.scanner import scan
+from watcherd.scanner import entries_under, scan
 
 
 def decisions(index: Index) -> dict[str, tuple[str, str]]:
@@ -89,6 +89,46 @@ def test_rescan_reads_nothing_unchanged(tmp_path, index, config, monkeypatch):
     monkeypatch.setattr(scanner_mod, "reader", lambda max_pixels: boom)
     stats = scan([tmp_path], config, index)
     assert (stats.seen, stats.skipped, stats.new) == (4, 4, 0)
+
+
+# Names whose order within a folder differs from the order of their full paths.
+AWKWARD = [
+    "a b.jpg", "a.jpg", "a/z.jpg", "a-c.jpg", "a0.jpg", "B.jpg", "é.jpg", "ä/ö.jpg",
+    "x/y/z.jpg", "x.y.jpg", "x/y.jpg", "日本.jpg",
+]  # fmt: skip
+
+
+def test_the_walk_comes_in_the_index_order(tmp_path, index, config):
+    """A re-scan merges the tree with the index's rows, both read in path order: the
+    walk must give the order SQLite sorts full paths in, which is not the order of the
+    names within each folder ("a b.jpg", "a.jpg", then all of "a/", then "a-c.jpg"
+    would be wrong: "-" sorts before "/")."""
+    for name in AWKWARD:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    walked = [e.path for e in entries_under(tmp_path, config, [])]
+    assert sorted(walked) == sorted(str(tmp_path / n) for n in AWKWARD)
+    for path in reversed(walked):
+        index.upsert_file(None, path=path, root=str(tmp_path), size=1, mtime_ns=1, inode=1)
+    assert [p for p, _ in index.known_in_order(str(tmp_path), page=3)] == walked
+
+
+def test_rescan_merges_changes_anywhere_in_the_tree(tmp_path, index, config):
+    files = {}
+    for s, name in enumerate(AWKWARD):
+        files[name] = save(photo(s), tmp_path / name)
+    assert scan([tmp_path], config, index).new == len(AWKWARD)
+    files["a.jpg"].unlink()  # gone
+    files["x/y.jpg"].rename(tmp_path / "a" / "moved.jpg")  # renamed into another folder
+    save(photo(40), tmp_path / "a" / "new.jpg")  # new
+    changed = files["é.jpg"]
+    save(photo(41), changed)  # overwritten
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    stats = scan([tmp_path], config, index)
+    assert (stats.seen, stats.skipped) == (len(AWKWARD), len(AWKWARD) - 3)
+    assert (stats.new, stats.changed, stats.moved, stats.missing) == (1, 1, 1, 1)
+    assert index.file_by_path(str(files["a.jpg"])).status == MISSING
+    assert index.file_by_path(str(tmp_path / "a" / "moved.jpg")) is not None
 
 
 def test_changed_file_is_refingerprinted(tmp_path, index, config):

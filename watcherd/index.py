@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Connection, bindparam, delete, event, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, make_transient_to_detached
@@ -47,6 +48,13 @@ class KnownFile:
     error: str | None
 
 
+_KNOWN = select(File.path, File.id, File.size, File.mtime_ns, File.inode, File.status, File.error)
+
+
+def _known(row) -> KnownFile:
+    return KnownFile(row.id, row.size, row.mtime_ns, row.inode, row.status, row.error)
+
+
 def _under(column, folder: str):
     """SQL filter: a path column equal to or below `folder` (LIKE-free, index friendly)."""
     prefix = folder.rstrip("/") + "/"
@@ -54,13 +62,14 @@ def _under(column, folder: str):
     return or_(column == folder, (column >= prefix) & (column < folder.rstrip("/") + "0"))
 
 
+T = TypeVar("T")
 IN_BATCH = 500  # ids per `IN (...)` list: well below SQLite's limit on bound parameters
 
 
-def _batches(ids: Iterable[int]) -> Iterator[list[int]]:
-    ids = list(ids)
-    for i in range(0, len(ids), IN_BATCH):
-        yield ids[i : i + IN_BATCH]
+def _batches(items: Iterable[T]) -> Iterator[list[T]]:
+    items = list(items)
+    for i in range(0, len(items), IN_BATCH):
+        yield items[i : i + IN_BATCH]
 
 
 # The statements of deciding one new file, built once: the ORM's unit of work and
@@ -150,16 +159,28 @@ class Index:
     def file_by_path(self, path: str) -> File | None:
         return self.session.scalar(select(File).where(File.path == path))
 
-    def known_under(self, folder: str) -> dict[str, KnownFile]:
-        """Stat facts of every indexed file at or below `folder`, keyed by path."""
-        rows = self.session.execute(
-            select(
-                File.path, File.id, File.size, File.mtime_ns, File.inode, File.status, File.error
-            ).where(_under(File.path, folder))
-        )
-        return {
-            r.path: KnownFile(r.id, r.size, r.mtime_ns, r.inode, r.status, r.error) for r in rows
-        }
+    def known_in_order(self, folder: str, page: int = 5000) -> Iterator[tuple[str, KnownFile]]:
+        """(path, stat facts) of every indexed file at or below `folder`, in path order,
+        a page at a time: a re-scan merges them with the tree as it walks it, and no
+        statement stays open while it writes."""
+        after = None
+        while True:
+            stmt = _KNOWN.where(_under(File.path, folder))
+            if after is not None:
+                stmt = stmt.where(File.path > after)
+            rows = self.session.execute(stmt.order_by(File.path).limit(page)).all()
+            yield from ((r.path, _known(r)) for r in rows)
+            if len(rows) < page:
+                return
+            after = rows[-1].path
+
+    def known_by_path(self, paths: Iterable[str]) -> dict[str, KnownFile]:
+        """Stat facts of the files among `paths` that have a row, keyed by path."""
+        out = {}
+        for chunk in _batches(paths):
+            rows = self.session.execute(_KNOWN.where(File.path.in_(chunk)))
+            out.update({r.path: _known(r) for r in rows})
+        return out
 
     def active_with_sha(self, sha256: str, exclude_id: int | None = None) -> list[File]:
         # Filter on sha256 alone in SQL: given `status = 'active'` too, SQLite may pick the

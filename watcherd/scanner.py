@@ -68,15 +68,25 @@ class Entry:
     inode: int
 
 
+def _in_path_order(entry: os.DirEntry) -> str:
+    """A folder's entries sort as their full paths do, byte for byte (the index's order):
+    a subfolder's files come where `name/` sorts, not where `name` does, so "a b.jpg"
+    and "a.jpg" come before everything in "a/"."""
+    try:
+        return entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
+    except OSError:
+        return entry.name
+
+
 def _walk(folder: str, config: Config, errors: list[tuple[str, str]]) -> Iterator[os.DirEntry]:
-    """Included regular files below `folder`, in sorted order; symlinks are not followed.
+    """Included regular files below `folder`, in path order; symlinks are not followed.
 
     A symlink is not clutter (it takes no space) and following links risks loops, so
     links to files and folders are both skipped.
     """
     try:
         with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            entries = sorted(it, key=_in_path_order)
     except OSError as exc:
         errors.append((folder, f"cannot list folder: {exc.strerror or exc}"))
         return
@@ -94,26 +104,43 @@ def _walk(folder: str, config: Config, errors: list[tuple[str, str]]) -> Iterato
             errors.append((entry.path, f"cannot stat: {exc.strerror or exc}"))
 
 
-def collect(paths: Iterable[Path], config: Config, errors: list[tuple[str, str]]) -> list[Entry]:
-    """Stat every included file under `paths`; each file is tagged with its root."""
-    out: list[Entry] = []
-    for path in paths:
-        root_cfg = config.root_for(path)
-        if path.is_file():
+def entries_under(path: Path, config: Config, errors: list[tuple[str, str]]) -> Iterator[Entry]:
+    """Stat every included file under `path` (or `path` itself), in path order, each
+    tagged with its root. A generator: a tree of a million files is never held whole."""
+    root_cfg = config.root_for(path)
+    if path.is_file():
+        if config.is_included(path):
+            st = path.stat()
             root = str(root_cfg.path if root_cfg else path.parent)
-            if config.is_included(path):
-                st = path.stat()
-                out.append(Entry(str(path), root, st.st_size, st.st_mtime_ns, st.st_ino))
+            yield Entry(str(path), root, st.st_size, st.st_mtime_ns, st.st_ino)
+        return
+    root = str(root_cfg.path if root_cfg else path)
+    for entry in _walk(str(path), config, errors):
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            errors.append((entry.path, f"cannot stat: {exc.strerror or exc}"))
             continue
-        root = str(root_cfg.path if root_cfg else path)
-        for entry in _walk(str(path), config, errors):
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                errors.append((entry.path, f"cannot stat: {exc.strerror or exc}"))
-                continue
-            out.append(Entry(entry.path, root, st.st_size, st.st_mtime_ns, st.st_ino))
-    return out
+        yield Entry(entry.path, root, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _paired(
+    entries: Iterator[Entry], known: Iterator[tuple[str, KnownFile]]
+) -> Iterator[tuple[Entry | None, str, KnownFile | None]]:
+    """(entry, path, known) for every path on disk or in the index, merging two streams
+    that are both in path order: an entry with no row has known None, a row with no
+    file on disk has entry None."""
+    e, k = next(entries, None), next(known, None)
+    while e is not None or k is not None:
+        if k is None or (e is not None and e.path < k[0]):
+            yield e, e.path, None
+            e = next(entries, None)
+        elif e is None or k[0] < e.path:
+            yield None, k[0], k[1]
+            k = next(known, None)
+        else:
+            yield e, e.path, k[1]
+            e, k = next(entries, None), next(known, None)
 
 
 def _unchanged(entry: Entry, known: KnownFile | None) -> bool:
@@ -141,25 +168,37 @@ def reconcile(
     re-read); files no longer on disk are marked missing. Used by `scan` and by the
     daemon's catch-up at start and after lost events.
     """
-    entries = collect(paths, config, stats.error_paths)
-    stats.seen += len(entries)
-    known: dict[str, KnownFile] = {}
+    # Both the tree and the index's rows are read as streams in path order and merged:
+    # what is held is only what changed (to read, vanished, perhaps renamed), so a tree
+    # of a million unchanged files costs no more memory than a small one.
+    changed: list[tuple[Entry, KnownFile | None]] = []
+    vanished: dict[str, KnownFile] = {}
     for path in paths:
-        known.update(index.known_under(str(path)))
-    seen_paths = {e.path for e in entries}
-    vanished = {
-        p: k
-        for p, k in known.items()
-        if p not in seen_paths and k.status in (ACTIVE, ERROR) and not Path(p).exists()
-    }
+        pairs = _paired(
+            entries_under(path, config, stats.error_paths), index.known_in_order(str(path))
+        )
+        for e, p, k in pairs:
+            if e is None:
+                if k is not None and k.status in (ACTIVE, ERROR) and not Path(p).exists():
+                    vanished[p] = k
+                continue
+            stats.seen += 1
+            if not rehash and _unchanged(e, k):
+                stats.skipped += 1
+            else:
+                changed.append((e, k))
+    # A file the merge found no row for is looked up by path too: the two orders agree
+    # for every path SQLite can store, and this keeps it right if they ever do not.
+    unmatched = index.known_by_path(e.path for e, k in changed if k is None)
     by_inode = {(k.inode, k.size, k.mtime_ns): p for p, k in vanished.items()}
 
     todo: list[Entry] = []
-    for e in entries:
-        k = known.get(e.path)
-        if not rehash and _unchanged(e, k):
-            stats.skipped += 1
-            continue
+    for e, k in changed:
+        if k is None and e.path in unmatched:
+            k = unmatched[e.path]
+            if not rehash and _unchanged(e, k):
+                stats.skipped += 1
+                continue
         old_path = by_inode.pop((e.inode, e.size, e.mtime_ns), None) if k is None else None
         if old_path is not None:
             f = index.get(vanished.pop(old_path).id)
