@@ -162,17 +162,20 @@ class Index:
     def known_in_order(self, folder: str, page: int = 5000) -> Iterator[tuple[str, KnownFile]]:
         """(path, stat facts) of every indexed file at or below `folder`, in path order,
         a page at a time: a re-scan merges them with the tree as it walks it, and no
-        statement stays open while it writes."""
-        after = None
+        statement stays open while it writes. Each page is one range of the path index
+        (an OR, as in `_under`, would make SQLite sort every row below `folder` again
+        for each page)."""
+        exact = self.session.execute(_KNOWN.where(File.path == folder)).all()
+        yield from ((r.path, _known(r)) for r in exact)
+        base = folder.rstrip("/")
+        lower, upper = File.path >= base + "/", File.path < base + "0"
         while True:
-            stmt = _KNOWN.where(_under(File.path, folder))
-            if after is not None:
-                stmt = stmt.where(File.path > after)
-            rows = self.session.execute(stmt.order_by(File.path).limit(page)).all()
+            stmt = _KNOWN.where(lower, upper).order_by(File.path).limit(page)
+            rows = self.session.execute(stmt).all()
             yield from ((r.path, _known(r)) for r in rows)
             if len(rows) < page:
                 return
-            after = rows[-1].path
+            lower = File.path > rows[-1].path
 
     def known_by_path(self, paths: Iterable[str]) -> dict[str, KnownFile]:
         """Stat facts of the files among `paths` that have a row, keyed by path."""

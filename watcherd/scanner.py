@@ -1,8 +1,9 @@
 """`watcherd scan`: bring the index up to date with folders as they are on disk.
 
-Three passes: walk (stat only), reconcile (skip unchanged files, follow renames by
-inode, mark vanished files missing), then fingerprint what is new or changed in worker
-processes and decide each file in walk order through the shared Pipeline.
+Two passes: reconcile (walk the tree, stat only, merged with the index's rows in path
+order: skip unchanged files, follow renames by inode, mark vanished files missing),
+then fingerprint what is new or changed in worker processes and decide each file in
+walk order through the shared Pipeline.
 """
 
 from __future__ import annotations
