@@ -206,3 +206,31 @@ def test_version_3_index_gains_thumbnails_and_dates(tmp_path):
         idx.set_thumbnail(f.id, b"jpeg")
         idx.commit()
         assert idx.thumbnails([f.id, 99]) == {f.id: b"jpeg"}
+
+
+def test_mark_missing_many_ends_every_pairing_of_those_files_only(index):
+    """A deleted folder's files, marked at once: their pairings end in both directions,
+    copies kept because of them stop being redundant, objects already loaded read the
+    new state, and files outside the batch keep theirs."""
+    from watcherd.models import Decision
+
+    f = {
+        n: index.upsert_file(None, path=f"/r/{n}.jpg", root="/r", size=1, mtime_ns=1, inode=i)
+        for i, n in enumerate("abcde")
+    }
+    index.record_decision(f["b"], f["a"], "near", 3, None)  # b copy of a (a goes)
+    index.record_decision(f["c"], f["d"], "exact", 0, None)  # c copy of d (c goes)
+    index.record_decision(f["e"], f["d"], "near", 2, None)  # untouched pair
+    index.commit()
+    loaded = index.get(f["b"].id)
+    index.mark_missing_many(x.id for x in (f["a"], f["c"]))
+    index.commit()
+    assert {n: index.get(x.id).status for n, x in f.items()} == {
+        "a": "missing", "b": "active", "c": "missing", "d": "active", "e": "active",
+    }  # fmt: skip
+    assert loaded.duplicate_of_id is None  # b is no longer redundant: a is gone
+    assert index.get(f["c"].id).duplicate_of_id is None
+    assert index.get(f["e"].id).duplicate_of_id == f["d"].id
+    live = index.session.query(Decision.file_id).filter(Decision.current.is_(True)).all()
+    assert [fid for (fid,) in live] == [f["e"].id]
+    assert sorted(index.live_under("/r")) == [(x.id, x.path) for n, x in f.items() if n in "bde"]

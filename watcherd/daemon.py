@@ -556,12 +556,10 @@ class Daemon:
     def _on_dir_deleted(self, folder: str) -> None:
         for path in [p for p in self.pending if p.startswith(folder.rstrip("/") + "/")]:
             del self.pending[path]
-        gone = 0
-        for f in self.index.files_under(folder):
-            if not os.path.lexists(f.path):
-                self.index.mark_missing(f)
-                gone += 1
+        missing = [fid for fid, path in self.index.live_under(folder) if not os.path.lexists(path)]
+        self.index.mark_missing_many(missing)
         self.index.commit()
+        gone = len(missing)
         if gone:
             self.counters.missing += gone
             self._log("missing", "folder gone: %s (%d files)", folder, gone, path=folder)

@@ -221,12 +221,10 @@ def reconcile(
             stats.changed += 1
         todo.append(e)
 
-    for p, k in vanished.items():
-        f = index.get(k.id)
-        if f is not None:
-            index.mark_missing(f)
-            stats.missing += 1
-            log.info("missing %s", p, extra={"event": "missing", "path": p})
+    index.mark_missing_many(k.id for k in vanished.values())
+    for p in vanished:
+        stats.missing += 1
+        log.info("missing %s", p, extra={"event": "missing", "path": p})
     return todo
 
 
