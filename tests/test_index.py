@@ -234,3 +234,25 @@ def test_mark_missing_many_ends_every_pairing_of_those_files_only(index):
     live = index.session.query(Decision.file_id).filter(Decision.current.is_(True)).all()
     assert [fid for (fid,) in live] == [f["e"].id]
     assert sorted(index.live_under("/r")) == [(x.id, x.path) for n, x in f.items() if n in "bde"]
+
+
+def test_a_recent_unfinished_move_into_a_path_is_under_way(index):
+    """The daemon waits for a restore another process has journalled but not recorded
+    (it would index the file as new); a finished or old intent is not waited for."""
+    from datetime import timedelta
+
+    from watcherd.models import DONE, Move, utcnow
+
+    f = index.upsert_file(None, path="/q/a.jpg", root="/r", size=1, mtime_ns=1, inode=1)
+    move = Move(file_id=f.id, kind="restore", src="/q/a.jpg", dest="/r/a.jpg", sha256="ab",
+                size=1, mtime_ns=1)  # fmt: skip
+    index.session.add(move)
+    index.commit()
+    assert index.move_under_way_to("/r/a.jpg")
+    assert not index.move_under_way_to("/r/b.jpg")
+    move.created_at = utcnow() - timedelta(minutes=5)  # left by a crash: recovery's job
+    index.commit()
+    assert not index.move_under_way_to("/r/a.jpg")
+    move.created_at, move.state = utcnow(), DONE
+    index.commit()
+    assert not index.move_under_way_to("/r/a.jpg")

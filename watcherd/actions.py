@@ -206,7 +206,10 @@ class Mover:
     def _apply(self, move: Move, f: File | None) -> None:
         """Record in the index where a completed move put the file, and close the move."""
         if f is not None:
-            f.path = move.dest
+            # A daemon watching the folder a file is restored to may index it as new
+            # before this process records the move (it sees the file arrive): that row is
+            # this very file, and gives way to the row that has its history.
+            self.index.take_path(f, move.dest)
             if move.kind == "quarantine":
                 f.status = QUARANTINED
                 if move.decision is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +22,7 @@ from .models import (
     ACTIVE,
     DONE,
     ERROR,
+    INTENT,
     MISSING,
     QUARANTINED,
     Decision,
@@ -319,7 +320,7 @@ class Index:
 
     def move_file(self, f: File, new_path: str, root: str) -> None:
         """The same file under a new name: keep its fingerprints and its decisions."""
-        self._take_path(f, new_path)
+        self.take_path(f, new_path)
         f.root = root
         f.status = ACTIVE
         self.session.flush()
@@ -345,13 +346,13 @@ class Index:
         """A folder renamed: every file row below it follows, keeping its history."""
         moved = 0
         for f in self.session.scalars(select(File).where(_under(File.path, src))):
-            self._take_path(f, dest + f.path[len(src) :])
+            self.take_path(f, dest + f.path[len(src) :])
             f.root = root
             moved += 1
         self.session.flush()
         return moved
 
-    def _take_path(self, f: File, new_path: str) -> None:
+    def take_path(self, f: File, new_path: str) -> None:
         """Give `f` a new path; a row already there was renamed over, and is dropped."""
         clash = self.file_by_path(new_path)
         if clash is not None and clash.id != f.id:
@@ -442,6 +443,16 @@ class Index:
         decision = self.session.get(Decision, decision_id)
         assert decision is not None, decision_id  # recorded in this transaction
         return decision
+
+    def move_under_way_to(self, path: str, within: float = 60.0) -> bool:
+        """Whether a move into `path` was journalled in the last `within` seconds and has
+        not finished: another process (`watcherd restore`) is putting a file there and has
+        yet to record it. Older intents are left to crash recovery."""
+        since = utcnow() - timedelta(seconds=within)
+        stmt = select(Move.id).where(
+            Move.state == INTENT, Move.dest == path, Move.created_at >= since
+        )
+        return self.session.execute(stmt.limit(1)).first() is not None
 
     def last_quarantine(self, file_id: int) -> Move | None:
         """The completed move that put a file where it is in the quarantine."""
