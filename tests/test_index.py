@@ -58,6 +58,27 @@ def test_migration_runner_applies_steps_in_order(tmp_path, monkeypatch):
     engine.dispose()
 
 
+def test_version_5_index_gains_the_original_id_index(tmp_path):
+    path = tmp_path / "i.sqlite3"
+    Index(path).close()
+    con = sqlite3.connect(path)
+    con.execute("DROP INDEX ix_decisions_original_id")
+    con.execute("UPDATE schema_version SET version = 5")
+    con.commit()
+    con.close()
+    Index(path).close()
+    con = sqlite3.connect(path)
+    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    plan = " ".join(
+        str(r) for r in con.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM decisions WHERE file_id = 1 OR original_id = 1"
+        )
+    )  # fmt: skip
+    assert con.execute("SELECT version FROM schema_version").fetchone()[0] == db.LATEST
+    con.close()
+    assert "ix_decisions_original_id" in names and "ix_decisions_original_id" in plan
+
+
 def test_failed_migration_keeps_old_version(tmp_path, monkeypatch):
     path = tmp_path / "i.sqlite3"
     Index(path).close()

@@ -95,7 +95,10 @@ class File(Base):
 
 class Decision(Base):
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_file_id", "file_id"),)
+    __table_args__ = (
+        Index("ix_decisions_file_id", "file_id"),
+        Index("ix_decisions_original_id", "original_id"),  # since schema 6
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
