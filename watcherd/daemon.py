@@ -697,7 +697,7 @@ class Daemon:
             # written to while we read it: wait until it holds still, then read it again
             self._touch(path, root, wait_close=False)
             return
-        if self.index.file_by_path(path) is None and self.index.move_under_way_to(path):
+        if self.index.move_under_way_to(path) and self.index.file_by_path(path) is None:
             # being restored here by another process, which has not recorded it yet:
             # indexed now, it would count as a new file (and in quarantine mode be moved
             # straight back); read again once the restore is on record

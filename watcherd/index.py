@@ -366,16 +366,16 @@ class Index:
         self.session.flush()
 
     def mark_missing(self, f: File) -> None:
-        self.forget_decisions(f)
-        f.status = MISSING
-        self.session.flush()
+        self.mark_missing_many([f.id])
 
     def mark_missing_many(self, file_ids: Iterable[int]) -> None:
-        """`mark_missing` for many files at once, by id: a folder deleted or unmounted can
-        hold a hundred thousand. One by one, each ORM update also checked every object in
-        the session, and a folder's files were all loaded: 45 s for 4,000 files, growing
-        with the square. Here three statements per 500 files, then every loaded object
-        is expired so that it reads its new state when next used."""
+        """Files no longer on disk, by id: each is marked missing, its pairings end on both
+        sides, and copies kept because of it stop being redundant. Many at once, since a
+        folder deleted or unmounted can hold a hundred thousand: one by one through the
+        ORM, each update also checked every object in the session, and a folder's files
+        were all loaded (45 s for 4,000 files, growing with the square). Here three
+        statements per 500 files, then every loaded object is expired so that it reads
+        its new state when next used. `mark_missing` is this for one file."""
         conn = self._core()
         for ids in _batches(file_ids):
             conn.execute(_END_PAIRINGS_OF, {"ids": ids, "same_ids": ids})
