@@ -179,19 +179,19 @@ class Pipeline:
             matches = self._near_matches(f, fp)
             # one query for every match, not one each: a photo with several copies
             # indexed matches them all
-            found = self.index.files_by_id(m.file_id for m in matches) if matches else {}
-            files = []
+            states = self.index.file_states(m.file_id for m in matches) if matches else {}
+            live = []
             for m in matches:
-                candidate = found.get(m.file_id)
-                if candidate is not None and candidate.status == ACTIVE:
-                    if candidate.id not in ignored:
-                        files.append(candidate)
+                state = states.get(m.file_id)
+                if state is not None and state[0] == ACTIVE:
+                    if m.file_id not in ignored:
+                        live.append(m.file_id)
                 else:  # gone or changed since it was indexed: drop it from the arrays
                     self._forget_hashes(m.file_id)
             matches = [m for m in matches if m.file_id in self.hashes]
-            if files:
+            if live:
                 by_id = {m.file_id: m for m in matches}
-                partner = self._prefer_kept(files)
+                partner = self._kept_of(live, states)
                 if partner is not None:
                     kind = "near"
                     m = by_id.get(partner.id)
@@ -210,7 +210,9 @@ class Pipeline:
         else:
             redundant, kept = f, partner
             transform = INVERSE.get(transform, transform)
-        decision_id = self.index.record_decision(redundant, kept, kind, distance, transform)
+        decision_id = self.index.record_decision(
+            redundant, kept, kind, distance, transform, first=fresh and redundant is f
+        )
         verdict = Verdict(redundant.path, kept.path, kind, distance, transform, redundant.size)
         if self.config.action != "quarantine":
             return verdict
@@ -329,6 +331,14 @@ class Pipeline:
     def _forget_hashes(self, file_id: int) -> None:
         self.hashes.remove(file_id)
         self.parts.remove(file_id)
+
+    def _kept_of(self, ids: list[int], states: dict[int, tuple[str, int | None]]) -> File | None:
+        """`_prefer_kept` for matches known by id and state: only the partner is loaded."""
+        kept = next((i for i in ids if states[i][1] is None), None)
+        if kept is not None:
+            return self.index.get(kept)
+        first = self.index.get(ids[0])
+        return None if first is None else self.index.group_root(first)
 
     def _prefer_kept(self, files: list[File]) -> File | None:
         """Among matching files (best first), the kept file of the best match's group.
