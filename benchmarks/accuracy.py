@@ -363,6 +363,7 @@ def main() -> None:
         "--as-labelled", action="store_true", help="score groups.tsv as written (no DISPUTED)"
     )
     ap.add_argument("--show-wrong", action="store_true", help="list every false link")
+    ap.add_argument("--show-similar", action="store_true", help="list every 'similar' verdict")
     ap.add_argument("--show-missed", action="store_true", help="list every copy not found")
     ap.add_argument("--costs", action="store_true", help="also time each signal per image")
     args = ap.parse_args()
@@ -378,6 +379,9 @@ def main() -> None:
     results["watcherd"] = {**evaluate(sc, links), "seconds": seconds}
     sim = evaluate(sc, extra["similar"])
     results["watcherd"]["similar"] = len(extra["similar"])
+    if args.show_similar:
+        for a, b in extra["similar"]:
+            print(f"similar: {Path(a).name} ~ {Path(b).name}")
     results["watcherd"]["similar_negatives"] = sim["negatives"]
     if not args.no_peers:
         for name, runner in (

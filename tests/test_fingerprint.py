@@ -173,6 +173,17 @@ def test_unreadable_as_root_via_directory(tmp_path):
     assert fp.error.startswith("cannot open")
 
 
+def test_a_folder_where_a_file_was_is_an_error(tmp_path):
+    # a photo replaced by a folder of the same name between the event and the read
+    p = tmp_path / "was-a-photo.jpg"
+    p.mkdir()
+    assert fingerprint_file(str(p)).error == "not a regular file"
+    # a named pipe with no writer: opening it must not wait for one
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    assert fingerprint_file(str(fifo)).error == "not a regular file"
+
+
 def test_decompression_bomb_is_refused(tmp_path):
     p = tmp_path / "huge.png"
     Image.new("L", (5000, 5000)).save(p)
