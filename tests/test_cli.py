@@ -174,6 +174,26 @@ def test_nothing_to_scan(tmp_path):
     assert proc.returncode == 2 and "nothing to scan" in proc.stderr
 
 
+def test_quick_exit_keeps_output_exit_code_and_clean_up(tmp_path):
+    """The command skips the interpreter's teardown (cli.entry): all its output still
+    arrives, its exit code is kept, and multiprocessing's exit handlers still remove the
+    forkserver's temporary folder (kept in TMPDIR here)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    lib = tmp_path / "lib"
+    for i in range(40):  # more output than one pipe write
+        save(photo(i, (64, 48)), lib / f"p{i:02}.jpg")
+    db = str(tmp_path / "i.sqlite3")
+    out = run_cli("--db", db, "-v", "scan", "--json", str(lib), env={"TMPDIR": str(tmp)})
+    assert json.loads(out.stdout)["new"] == 40
+    assert sum("indexed" in line for line in out.stderr.splitlines()) >= 1
+    assert list(tmp.iterdir()) == []
+    proc = run_cli("--db", db, "scan", str(tmp_path / "gone"), check=False)
+    assert proc.returncode == 1 and "none of the folders" in proc.stderr
+    proc = run_cli("--db", db, "report", "--no-such-option", check=False)
+    assert proc.returncode == 2 and "No such option" in proc.stderr
+
+
 def test_json_log_line_per_decision(tmp_path):
     save(photo(1), tmp_path / "lib" / "a.jpg")
     save(photo(1).resize((300, 225)), tmp_path / "lib" / "b.jpg")

@@ -613,5 +613,42 @@ def config_show(app: App, as_json: bool) -> None:
         click.echo(f"# warning: root does not exist: {p}", err=True)
 
 
+def entry() -> None:
+    """The `watcherd` command (console script and `python -m watcherd`): `main`, then
+    an exit that skips tearing the interpreter down.
+
+    Once a command is done, freeing every module and object it loaded (SQLAlchemy,
+    numpy) took another 0.15 s before the shell got its prompt back: a tenth of a quick
+    `report`, 4% of a scan of a thousand photos. Everything that matters at exit still
+    runs first: the atexit handlers (logging's flush, multiprocessing's clean-up of its
+    forkserver and temporary folder) and the flush of stdout and stderr; the index was
+    committed and closed by the command itself. If any other thread is still running,
+    the normal exit waits for it as usual.
+    """
+    import atexit
+    import os
+    import threading
+
+    try:
+        main()
+        code: object = 0
+    except SystemExit as done:
+        code = done.code
+    if threading.active_count() > 1:
+        sys.exit(code)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)  # what the interpreter does with a message
+        code = 1
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: the interpreter's own code for it
+        code = code or 120
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()
