@@ -602,9 +602,7 @@ class RegionIndex(_Rows):
 
     def _region_of(self, row: int, span: int) -> int:
         """The region a row holds: its place in the span picks a set bit of the mask."""
-        k = row - int(self._span_start[span])
-        mask = int(self._span_mask[span])
-        return [b for b in range(16) if mask >> b & 1][k]
+        return _set_bits(int(self._span_mask[span]))[row - int(self._span_start[span])]
 
     def _squeeze_files(self) -> None:
         live = np.flatnonzero(self._span_fid[: self._spans] >= 0)
@@ -713,6 +711,12 @@ class RegionIndex(_Rows):
         row = int(self._span_start[span]) + (mask & ((1 << region) - 1)).bit_count()
         stored = int(self._ph[row])
         return min((stored ^ (vp & _FULL)).bit_count() for vp, _ in variants)
+
+
+@functools.cache
+def _set_bits(mask: int) -> tuple[int, ...]:
+    """The bits set in a span's 16-bit region mask, lowest first (few masks occur)."""
+    return tuple(b for b in range(16) if mask >> b & 1)
 
 
 ARRAYS_FORMAT = 7  # bump when the saved layout changes: older files are then ignored
