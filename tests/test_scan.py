@@ -131,6 +131,50 @@ def test_rescan_merges_changes_anywhere_in_the_tree(tmp_path, index, config):
     assert index.file_by_path(str(tmp_path / "a" / "moved.jpg")) is not None
 
 
+def _tree_state(index: Index) -> tuple:
+    files = sorted((f.path, f.status, f.sha256) for f in index.session.query(File))
+    return files, sorted(decisions(index).items())
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_scan_too_large_to_hold_walks_again_and_decides_alike(
+    tmp_path, config, monkeypatch, dry_run
+):
+    """Past HOLD files to read, a scan does not hold them: renames and vanished files are
+    settled by another walk, then the files are found again as they are read. Every
+    count, row and decision is what the held list gives, including a file renamed to a
+    path that comes before its old one (x/y.jpg -> a/moved.jpg)."""
+    from watcherd import scanner
+
+    results = {}
+    for hold in (1000, 2):
+        monkeypatch.setattr(scanner, "HOLD", hold)
+        root = tmp_path / f"hold{hold}"
+        files = {name: save(photo(s), root / name) for s, name in enumerate(AWKWARD)}
+        save(photo(3), root / "x" / "copy.jpg", quality=60)  # a near copy of a/z.jpg
+        with Index(tmp_path / f"i{hold}.sqlite3") as index:
+            first = scan([root], config, index)
+            files["a.jpg"].unlink()
+            files["x/y.jpg"].rename(root / "a" / "moved.jpg")
+            save(photo(40), root / "a" / "new.jpg")
+            save(photo(41), files["é.jpg"])
+            st = files["é.jpg"].stat()
+            os.utime(files["é.jpg"], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+            before = _tree_state(index)
+            second = scan([root], config, index, dry_run=dry_run)
+            after = _tree_state(index)
+            if dry_run:
+                assert after == before
+            rows = [(p.replace(str(root), ""), *rest) for p, *rest in after[0]]
+            results[hold] = (first.as_dict(), second.as_dict(), rows, after[1])
+    for r in results.values():
+        del r[0]["seconds"], r[1]["seconds"]
+    assert results[2] == results[1000]
+    first, second = results[2][:2]
+    assert (first["new"], first["near"]) == (len(AWKWARD) + 1, 1)
+    assert (second["new"], second["changed"], second["moved"], second["missing"]) == (1, 1, 1, 1)
+
+
 def test_changed_file_is_refingerprinted(tmp_path, index, config):
     p = save(photo(1), tmp_path / "a.jpg")
     save(photo(1), tmp_path / "b.jpg", quality=60)

@@ -3,14 +3,17 @@
 Two passes: reconcile (walk the tree, stat only, merged with the index's rows in path
 order: skip unchanged files, follow renames by inode, mark vanished files missing),
 then fingerprint what is new or changed in worker processes and decide each file in
-walk order through the shared Pipeline.
+walk order through the shared Pipeline. A scan with more files to read than it holds
+(HOLD) finds them by walking the tree again as it reads them (see Todo).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -20,7 +23,7 @@ from typing import Protocol, TypeVar
 from .actions import Mover
 from .config import Config, Root
 from .fingerprint import Fingerprint, crashed, reader, timed_out
-from .index import Index, KnownFile
+from .index import IN_BATCH, Index, KnownFile
 from .models import ACTIVE, ERROR, MISSING
 from .pipeline import Outcome, Pipeline, log_outcome
 from .workers import ordered_map
@@ -28,6 +31,9 @@ from .workers import ordered_map
 log = logging.getLogger("watcherd")
 
 COMMIT_EVERY = 500
+# New or changed files a scan plans in memory (~0.4 KB each); past this many it walks
+# the tree again as it reads them (see Todo).
+HOLD = 20_000
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -154,46 +160,100 @@ def _unchanged(entry: Entry, known: KnownFile | None) -> bool:
     return not (known.status == ERROR and (known.error or "").startswith("cannot "))
 
 
+class Todo:
+    """The files a reconcile found to read, in path order, each with whether the index
+    has no row for it yet (`new`: the pipeline then skips looking for one).
+
+    Held as a list, unless there are more than the caller's `hold` (a first scan of a
+    large archive): then the tree is walked and merged with the index again as the
+    files are read, so that a million new files never sit in memory at once.
+    """
+
+    def __init__(
+        self, held: list[tuple[Entry, bool]], count: int, again: Callable[[], Iterator] | None
+    ) -> None:
+        self._held, self._count, self._again = held, count, again
+
+    def __len__(self) -> int:
+        """How many files to read (as planned: the tree may change while they are read)."""
+        return self._count
+
+    def __iter__(self) -> Iterator[Entry]:
+        return (e for e, _ in self.with_rows())
+
+    def with_rows(self) -> Iterator[tuple[Entry, bool]]:
+        return iter(self._held) if self._again is None else self._again()
+
+
+def _pairs(
+    paths: list[Path], config: Config, index: Index, errors: list[tuple[str, str]]
+) -> Iterator[tuple[Entry | None, str, KnownFile | None]]:
+    """Every path on disk or in the index under `paths`: the tree and the index's rows,
+    both read as streams in path order and merged."""
+    for path in paths:
+        yield from _paired(entries_under(path, config, errors), index.known_in_order(str(path)))
+
+
+def _to_read(
+    paths: list[Path], config: Config, index: Index, rehash: bool
+) -> Iterator[tuple[Entry, KnownFile | None]]:
+    """A walk again: (entry, row) of each file that needs reading (what the first walk
+    could not find, it recorded)."""
+    for e, _, k in _pairs(paths, config, index, []):
+        if e is not None and (rehash or not _unchanged(e, k)):
+            yield e, k
+
+
+def _log_moved(old_path: str, e: Entry) -> None:
+    log.info("moved %s -> %s", old_path, e.path,
+             extra={"event": "moved", "path": e.path, "from": old_path})  # fmt: skip
+
+
 def reconcile(
     paths: list[Path],
     config: Config,
     index: Index,
     stats: ScanStats,
-    new_paths: set[str] | None = None,
     rehash: bool = False,
-) -> list[Entry]:
+    hold: int | None = None,
+) -> Todo:
     """Compare folders on disk with the index; returns the files that need reading.
 
     Unchanged files are skipped on size and mtime alone; a new path whose inode, size
     and mtime match a vanished file is that file renamed (its row follows it, no
     re-read); files no longer on disk are marked missing. Used by `scan` and by the
-    daemon's catch-up at start and after lost events.
+    daemon's catch-up at start and after lost events. With `hold`, more files to read
+    than that are not held but walked again as they are read (see Todo).
     """
-    # Both the tree and the index's rows are read as streams in path order and merged:
-    # what is held is only what changed (to read, vanished, perhaps renamed), so a tree
+    # What is held is only what changed (to read, vanished, perhaps renamed), so a tree
     # of a million unchanged files costs no more memory than a small one.
     changed: list[tuple[Entry, KnownFile | None]] = []
     vanished: dict[str, KnownFile] = {}
-    for path in paths:
-        pairs = _paired(
-            entries_under(path, config, stats.error_paths), index.known_in_order(str(path))
-        )
-        for e, p, k in pairs:
-            if e is None:
-                if k is not None and k.status in (ACTIVE, ERROR) and not Path(p).exists():
-                    vanished[p] = k
-                continue
-            stats.seen += 1
-            if not rehash and _unchanged(e, k):
-                stats.skipped += 1
-            else:
-                changed.append((e, k))
+    count = new = 0
+    for e, p, k in _pairs(paths, config, index, stats.error_paths):
+        if e is None:
+            if k is not None and k.status in (ACTIVE, ERROR) and not Path(p).exists():
+                vanished[p] = k
+            continue
+        stats.seen += 1
+        if not rehash and _unchanged(e, k):
+            stats.skipped += 1
+            continue
+        count += 1
+        new += k is None or k.status == MISSING
+        if hold is None or len(changed) < hold:
+            changed.append((e, k))
+        elif changed:
+            changed = []  # past `hold`: the reading walks the tree again instead
+    if hold is not None and count > hold:
+        return _streamed(paths, config, index, stats, vanished, rehash, count, new)
+
     # A file the merge found no row for is looked up by path too: the two orders agree
     # for every path SQLite can store, and this keeps it right if they ever do not.
     unmatched = index.known_by_path(e.path for e, k in changed if k is None)
     by_inode = {(k.inode, k.size, k.mtime_ns): p for p, k in vanished.items()}
 
-    todo: list[Entry] = []
+    todo: list[tuple[Entry, bool]] = []
     for e, k in changed:
         if k is None and e.path in unmatched:
             k = unmatched[e.path]
@@ -206,26 +266,68 @@ def reconcile(
             if f is not None:
                 index.move_file(f, e.path, e.root)
                 stats.moved += 1
-                log.info(
-                    "moved %s -> %s",
-                    old_path,
-                    e.path,
-                    extra={"event": "moved", "path": e.path, "from": old_path},
-                )
+                _log_moved(old_path, e)
                 continue
         if k is None or k.status == MISSING:
             stats.new += 1
-            if k is None and new_paths is not None:
-                new_paths.add(e.path)  # no row in the index yet
         else:
             stats.changed += 1
-        todo.append(e)
+        todo.append((e, k is None))
+    _mark_vanished(index, stats, vanished)
+    return Todo(todo, len(todo), None)
 
+
+def _mark_vanished(index: Index, stats: ScanStats, vanished: dict[str, KnownFile]) -> None:
     index.mark_missing_many(k.id for k in vanished.values())
     for p in vanished:
         stats.missing += 1
         log.info("missing %s", p, extra={"event": "missing", "path": p})
-    return todo
+
+
+def _streamed(
+    paths: list[Path],
+    config: Config,
+    index: Index,
+    stats: ScanStats,
+    vanished: dict[str, KnownFile],
+    rehash: bool,
+    count: int,
+    new: int,
+) -> Todo:
+    """More files to read than a scan holds. Renames are settled first, by one more
+    walk if anything vanished (a renamed file's new path may come before its old one),
+    and vanished files marked missing, all before anything is read: a newcomer must
+    never be paired with a file that is gone. The files are then found by a last walk
+    as they are read, in batches checked against the index by path as well."""
+    stats.new, stats.changed = new, count - new
+    by_inode = {(k.inode, k.size, k.mtime_ns): p for p, k in vanished.items()}
+    if by_inode:
+        for e, k in _to_read(paths, config, index, rehash):
+            old_path = by_inode.pop((e.inode, e.size, e.mtime_ns), None) if k is None else None
+            f = index.get(vanished.pop(old_path).id) if old_path is not None else None
+            if f is not None:
+                index.move_file(f, e.path, e.root)
+                stats.moved += 1
+                stats.new -= 1
+                count -= 1
+                _log_moved(old_path, e)
+    _mark_vanished(index, stats, vanished)
+
+    def again() -> Iterator[tuple[Entry, bool]]:
+        batch: list[tuple[Entry, KnownFile | None]] = []
+        for item in itertools.chain(_to_read(paths, config, index, rehash), [None]):
+            if item is not None:
+                batch.append(item)
+                if len(batch) < IN_BATCH:
+                    continue
+            unmatched = index.known_by_path(e.path for e, k in batch if k is None)
+            for e, k in batch:
+                k = k or unmatched.get(e.path)
+                if rehash or not _unchanged(e, k):
+                    yield e, k is None
+            batch = []
+
+    return Todo([], count, again)
 
 
 def scan(
@@ -248,26 +350,33 @@ def scan(
     started = time.monotonic()
     stats = ScanStats()
     paths = [Path(p).expanduser().absolute() for p in paths]
-    new_paths: set[str] = set()
-    todo = reconcile(paths, config, index, stats, new_paths, rehash=rehash)
+    todo = reconcile(paths, config, index, stats, rehash=rehash, hold=HOLD)
 
     if progress is not None:
         progress.start(len(todo))
     extra = [Root(p) for p in paths if config.root_for(p) is None]
     pipeline = Pipeline(index, config, mover=Mover(index, config, extra), dry_run=dry_run)
     work = reader(config.max_pixels)
-    roots = {e.path: e.root for e in todo}
-    paths_todo = [e.path for e in todo]
+    sent: deque[tuple[Entry, bool]] = deque()  # handed to the workers, not yet decided
+
+    def paths_to_read() -> Iterator[str]:
+        for e, new in todo.with_rows():
+            sent.append((e, new))
+            yield e.path
+
     results = ordered_map(
         work,
-        paths_todo,
+        paths_to_read(),
         config.effective_workers(),
         on_crash=crashed,
         timeout=config.read_timeout,
         on_timeout=partial(timed_out, seconds=config.read_timeout),
+        count=len(todo),
     )
     for done, fp in enumerate(results, 1):
-        outcome = pipeline.process(fp, roots[fp.path], new=fp.path in new_paths)
+        e, new = sent.popleft()  # results come in the order the paths went out
+        assert e.path == fp.path, (e.path, fp.path)
+        outcome = pipeline.process(fp, e.root, new=new)
         log_outcome(outcome)
         _count(stats, fp, outcome)
         if on_outcome is not None:

@@ -6,6 +6,7 @@ that crashes or leaks costs one worker, never the scan or the daemon.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -14,7 +15,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -167,13 +168,14 @@ def _run_chunk(func: Callable[[T], R], items: list[T]) -> list[R]:
 
 def ordered_map(
     func: Callable[[T], R],
-    items: list[T],
+    items: Iterable[T],
     workers: int,
     on_crash: Callable[[T], R],
     window: int | None = None,
     chunk: int = 4,
     timeout: float | None = None,
     on_timeout: Callable[[T], R] | None = None,
+    count: int | None = None,
 ) -> Iterator[R]:
     """map() over worker processes, results in input order, at most `window` chunks of
     `chunk` items in flight.
@@ -188,15 +190,23 @@ def ordered_map(
     still unfinished `timeout` seconds per item after the scan started waiting for it
     is handled the same way: its worker is stuck (a stalled mount), and the item that
     hangs again alone gets `on_timeout(item)`.
+
+    `items` may be a generator (a scan too large to hold its list walks its tree as it
+    reads): it is consumed in order, a window ahead of the results; `count`, how many
+    it will give about, sizes the pool (a list's own length when not given).
     """
-    if not items:
+    if count is None:
+        items = list(items)
+        count = len(items)
+    if not count:
         return
     # Always in worker processes, however few the files: a decoder that crashes or
     # hangs on the one file of a small scan must not take the scan with it. No more
     # workers than there are chunks to read.
-    workers = max(1, min(workers, -(-len(items) // chunk)))
+    workers = max(1, min(workers, -(-count // chunk)))
     window = window or workers * 3
-    chunks = (items[i : i + chunk] for i in range(0, len(items), chunk))
+    source = iter(items)
+    chunks = iter(lambda: list(itertools.islice(source, chunk)), [])
     pending: deque[tuple[list[T], Future | None]] = deque()
     pool = make_pool(workers)
     job = partial(_run_chunk, func)
