@@ -80,7 +80,11 @@ def _batches(items: Iterable[T]) -> Iterator[list[T]]:
 # hand, each where it is used.
 _F, _D = File.__table__, Decision.__table__
 _R, _T = RegionHash.__table__, Thumbnail.__table__
-_SAME_BYTES = select(_F.c.id, _F.c.status).where(_F.c.sha256 == bindparam("sha")).order_by(_F.c.id)
+_SAME_BYTES = (
+    select(_F.c.id, _F.c.status, _F.c.duplicate_of_id)
+    .where(_F.c.sha256 == bindparam("sha"))
+    .order_by(_F.c.id)
+)
 _INSERT_FILE = insert(_F)
 _BY_ID = select(_F).where(_F.c.id == bindparam("fid"))
 _DELETE_REGIONS = delete(_R).where(_R.c.file_id == bindparam("fid"))
@@ -188,9 +192,13 @@ class Index:
         if held is not None:
             return self.session.get(File, file_id)  # the ORM's rules for held objects
         row = self._core().execute(_BY_ID, {"fid": file_id}).mappings().first()
-        if row is None:
-            return None
-        f = File(**row)
+        return None if row is None else self._adopt(**row)
+
+    def _adopt(self, **values) -> File:
+        """A File made from a row's values and handed to the session as if the ORM had
+        loaded it: the values count as loaded, any column not given is read when first
+        used. For rows read or written on the connection (see `_core`)."""
+        f = File(**values)
         make_transient_to_detached(f)
         self.session.add(f)
         return f
@@ -224,13 +232,15 @@ class Index:
             out.update({r.path: _known(r) for r in rows})
         return out
 
-    def active_with_sha(self, sha256: str, exclude_id: int | None = None) -> list[File]:
+    def active_with_sha(
+        self, sha256: str, exclude_id: int | None = None
+    ) -> dict[int, tuple[str, int | None]]:
+        """The active files with these bytes, oldest first, as `file_states` gives them:
+        no objects are loaded (the pipeline loads only the partner it picks)."""
         # Filter on sha256 alone in SQL: given `status = 'active'` too, SQLite may pick the
         # status index (nearly every row) over the sha256 one and scan the whole table.
-        # ids first (no ORM objects for the common case: no file has these bytes)
-        ids = self._core().execute(_SAME_BYTES, {"sha": sha256}).all()
-        wanted = [i for i, status in ids if status == ACTIVE and i != exclude_id]
-        return [f for f in (self.get(i) for i in wanted) if f is not None]
+        rows = self._core().execute(_SAME_BYTES, {"sha": sha256})
+        return {i: (st, of) for i, st, of in rows if st == ACTIVE and i != exclude_id}
 
     def hash_rows(self) -> Iterator[tuple[int, int, int]]:
         """(id, phash, dhash) of every active image, streamed for building the HashIndex."""
@@ -325,9 +335,7 @@ class Index:
             # column is read back when first used.
             values.update(first_seen=values["indexed_at"], duplicate_of_id=None)
             new_id = self._core().execute(_INSERT_FILE, values).inserted_primary_key[0]
-            f = File(id=new_id, **values)
-            make_transient_to_detached(f)
-            self.session.add(f)
+            f = self._adopt(id=new_id, **values)
             self._inserted.add(f)
             return f
         for key, value in values.items():

@@ -168,13 +168,10 @@ class Pipeline:
         kind, distance, transform = "exact", 0, None
         ignored = set() if fresh else self.index.ignored_partners(f.id)  # a new row has none
         if fp.sha256:
-            same = [
-                x
-                for x in self.index.active_with_sha(fp.sha256, exclude_id=f.id)
-                if x.id not in ignored
-            ]
-            if same:
-                partner = self._prefer_kept(same)
+            same = self.index.active_with_sha(fp.sha256, exclude_id=f.id)
+            ids = [i for i in same if i not in ignored]
+            if ids:
+                partner = self._prefer_kept(ids, same)
         if partner is None and fp.variants:
             matches = self._near_matches(f, fp)
             # one query for every match, not one each: a photo with several copies
@@ -191,7 +188,7 @@ class Pipeline:
             matches = [m for m in matches if m.file_id in self.hashes]
             if live:
                 by_id = {m.file_id: m for m in matches}
-                partner = self._kept_of(live, states)
+                partner = self._prefer_kept(live, states)
                 if partner is not None:
                     kind = "near"
                     m = by_id.get(partner.id)
@@ -332,26 +329,20 @@ class Pipeline:
         self.hashes.remove(file_id)
         self.parts.remove(file_id)
 
-    def _kept_of(self, ids: list[int], states: dict[int, tuple[str, int | None]]) -> File | None:
-        """`_prefer_kept` for matches known by id and state: only the partner is loaded."""
+    def _prefer_kept(
+        self, ids: list[int], states: dict[int, tuple[str, int | None]]
+    ) -> File | None:
+        """Among matching files (ids best first, with their (status, partner) rows), the
+        kept file of the best match's group; only that file is loaded.
+
+        A file already judged redundant is never the one kept: the newcomer is measured
+        against the copy its group keeps.
+        """
         kept = next((i for i in ids if states[i][1] is None), None)
         if kept is not None:
             return self.index.get(kept)
         first = self.index.get(ids[0])
         return None if first is None else self.index.group_root(first)
-
-    def _prefer_kept(self, files: list[File]) -> File | None:
-        """Among matching files (best first), the kept file of the best match's group.
-
-        A file already judged redundant is never the one kept: the newcomer is measured
-        against the copy its group keeps.
-        """
-        if not files:
-            return None
-        for f in files:
-            if f.duplicate_of_id is None:
-                return f
-        return self.index.group_root(files[0])
 
 
 def log_outcome(outcome: Outcome) -> None:
