@@ -204,9 +204,36 @@ def _to_read(
             yield e, k
 
 
-def _log_moved(old_path: str, e: Entry) -> None:
+def _checked(
+    batch: list[tuple[Entry, KnownFile | None]], index: Index, rehash: bool
+) -> Iterator[tuple[Entry, KnownFile | None]]:
+    """The files of `batch` still to read once those the merge found no row for are
+    looked up by path too: the two orders agree for every path SQLite can store, and
+    this keeps it right if they ever do not."""
+    unmatched = index.known_by_path(e.path for e, k in batch if k is None)
+    for e, k in batch:
+        k = k or unmatched.get(e.path)
+        if rehash or not _unchanged(e, k):
+            yield e, k
+
+
+def _renamed(
+    e: Entry,
+    k: KnownFile | None,
+    index: Index,
+    vanished: dict[str, KnownFile],
+    by_inode: dict[tuple, str],
+) -> bool:
+    """Whether `e`, a path with no row, is a vanished file under a new name (same inode,
+    size and mtime); if so its row follows it, with its fingerprints and decisions."""
+    old_path = by_inode.pop((e.inode, e.size, e.mtime_ns), None) if k is None else None
+    f = index.get(vanished.pop(old_path).id) if old_path is not None else None
+    if f is None:
+        return False
+    index.move_file(f, e.path, e.root)
     log.info("moved %s -> %s", old_path, e.path,
              extra={"event": "moved", "path": e.path, "from": old_path})  # fmt: skip
+    return True
 
 
 def reconcile(
@@ -248,26 +275,15 @@ def reconcile(
     if hold is not None and count > hold:
         return _streamed(paths, config, index, stats, vanished, rehash, count, new)
 
-    # A file the merge found no row for is looked up by path too: the two orders agree
-    # for every path SQLite can store, and this keeps it right if they ever do not.
-    unmatched = index.known_by_path(e.path for e, k in changed if k is None)
+    checked = list(_checked(changed, index, rehash))
+    stats.skipped += len(changed) - len(checked)
     by_inode = {(k.inode, k.size, k.mtime_ns): p for p, k in vanished.items()}
 
     todo: list[tuple[Entry, bool]] = []
-    for e, k in changed:
-        if k is None and e.path in unmatched:
-            k = unmatched[e.path]
-            if not rehash and _unchanged(e, k):
-                stats.skipped += 1
-                continue
-        old_path = by_inode.pop((e.inode, e.size, e.mtime_ns), None) if k is None else None
-        if old_path is not None:
-            f = index.get(vanished.pop(old_path).id)
-            if f is not None:
-                index.move_file(f, e.path, e.root)
-                stats.moved += 1
-                _log_moved(old_path, e)
-                continue
+    for e, k in checked:
+        if _renamed(e, k, index, vanished, by_inode):
+            stats.moved += 1
+            continue
         if k is None or k.status == MISSING:
             stats.new += 1
         else:
@@ -303,29 +319,16 @@ def _streamed(
     by_inode = {(k.inode, k.size, k.mtime_ns): p for p, k in vanished.items()}
     if by_inode:
         for e, k in _to_read(paths, config, index, rehash):
-            old_path = by_inode.pop((e.inode, e.size, e.mtime_ns), None) if k is None else None
-            f = index.get(vanished.pop(old_path).id) if old_path is not None else None
-            if f is not None:
-                index.move_file(f, e.path, e.root)
+            if _renamed(e, k, index, vanished, by_inode):
                 stats.moved += 1
                 stats.new -= 1
                 count -= 1
-                _log_moved(old_path, e)
     _mark_vanished(index, stats, vanished)
 
     def again() -> Iterator[tuple[Entry, bool]]:
-        batch: list[tuple[Entry, KnownFile | None]] = []
-        for item in itertools.chain(_to_read(paths, config, index, rehash), [None]):
-            if item is not None:
-                batch.append(item)
-                if len(batch) < IN_BATCH:
-                    continue
-            unmatched = index.known_by_path(e.path for e, k in batch if k is None)
-            for e, k in batch:
-                k = k or unmatched.get(e.path)
-                if rehash or not _unchanged(e, k):
-                    yield e, k is None
-            batch = []
+        rows = _to_read(paths, config, index, rehash)
+        while batch := list(itertools.islice(rows, IN_BATCH)):
+            yield from ((e, k is None) for e, k in _checked(batch, index, rehash))
 
     return Todo([], count, again)
 
