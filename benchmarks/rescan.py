@@ -28,8 +28,8 @@ from watcherd.index import Index
 
 # `watcherd` as its console script runs it, then (from an atexit handler, which the
 # command's quick exit still runs) the peak memory of that process alone (VmHWM: since
-# its exec). getrusage's figure for children would include the memory
-# this benchmark process held when it forked the scan (its list of 50,000 paths).
+# its exec). getrusage's figure for children would include the memory this benchmark
+# process held when it forked the scan (its list of 50,000 paths).
 WITH_PEAK = """
 import atexit, sys
 from watcherd.cli import entry

@@ -28,7 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from photos import upright
@@ -104,9 +106,11 @@ def imagededup_encode(folder: Path) -> float | None:
     return time.perf_counter() - t0
 
 
-def imagededup_best(folder: Path) -> float | None:
-    first = imagededup_encode(folder)
-    return None if first is None else min(first, imagededup_encode(folder) or first)
+def best_of_two(timed: Callable[[], float | None]) -> float | None:
+    """The quicker of two runs (None when the contender is not installed): the host's
+    speed varies, and every contender gets the same two tries."""
+    first = timed()
+    return None if first is None else min(first, timed() or first)
 
 
 def warm(files: list[Path]) -> None:
@@ -137,10 +141,10 @@ def main() -> None:
             folder = files[0].parent
             warm(files)
             # the best of two runs for every contender alike: the host's speed varies
-            ours = min(watcherd_scan(folder, Path(tmp)) for _ in range(2))
-            peer = None if args.no_peers else imagededup_best(folder)
-            floor1 = min(decode_floor(files, 1) for _ in range(2))
-            floor_n = min(decode_floor(files, cores) for _ in range(2))
+            ours = best_of_two(partial(watcherd_scan, folder, Path(tmp)))
+            peer = None if args.no_peers else best_of_two(partial(imagededup_encode, folder))
+            floor1 = best_of_two(partial(decode_floor, files, 1))
+            floor_n = best_of_two(partial(decode_floor, files, cores))
             n = len(files)
             rate = f"{n / ours:7.1f}/s"
             peer_s = "-" if peer is None else f"{n / peer:7.1f}/s"
