@@ -126,3 +126,19 @@ def test_flatness_is_imagestat_standard_deviation():
     assert got == expected
     assert True in got and False in got
     assert math.isfinite(ImageStat.Stat(base).stddev[0])
+
+
+def test_warm_leaves_no_size_for_a_worker_to_work_out():
+    """The forkserver of `watcherd scan` works out the weights for every size once
+    (watcherd.preload); hashing any picture must then meet none it lacks, or each worker
+    works them out again."""
+    resample.weights.cache_clear()
+    resample.warm(fingerprint.BASE_SIDE, fingerprint.HASH_SIDE)
+    warmed = resample.weights.cache_info().currsize
+    for size in [(4000, 3000), (1600, 900), (900, 1600), (257, 31), (640, 640), (40, 30)]:
+        base = busy_photo(7, size).convert("L")
+        if max(base.size) > fingerprint.BASE_SIDE:  # as decode_small reduces it
+            base = base.reduce(math.ceil(max(base.size) / fingerprint.BASE_SIDE))
+        fingerprint.picture_hashes(base)
+    info = resample.weights.cache_info()
+    assert (info.currsize, info.misses) == (warmed, warmed)

@@ -185,7 +185,7 @@ class RichProgress:
 def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash: bool) -> None:
     """Index every photo under PATHS (default: the configured roots) and find duplicates."""
     cfg = app.config
-    start_forkserver(["watcherd.fingerprint"])  # warms up while the scanner is imported
+    start_forkserver(["watcherd.preload"])  # warms up while the scanner is imported
     from .scanner import scan as run_scan
 
     targets = list(paths) or [r.path for r in cfg.roots]

@@ -64,6 +64,22 @@ def weights(in_size: int, out_size: int) -> np.ndarray:
     return matrix
 
 
+def warm(max_side: int, side: int) -> None:
+    """Work out ahead of use the weights for shrinking every size up to `max_side` to
+    `side`, and `side` to the 9x8 of dHash.
+
+    Done in the process a short-lived command forks its workers from (see
+    watcherd.preload), while the command itself is still starting: each worker then
+    starts with all of them. Otherwise every worker works out its own as it meets new
+    sizes, about 1 ms each, and a first scan of phone pictures meets some 150 per worker
+    (every region of every aspect ratio): 0.15 s of each worker's time.
+    """
+    for n in range(1, max_side + 1):
+        weights(n, side)
+    weights(side, 9)
+    weights(side, 8)
+
+
 def _round(sums: np.ndarray) -> np.ndarray:
     """Pillow's clip8: add half, shift right (floor), clamp to 0..255. In place: `sums`
     is always a fresh product."""
