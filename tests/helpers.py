@@ -116,3 +116,16 @@ def busy_photo(seed: int, size: tuple[int, int] = (800, 600)) -> Image.Image:
         else:
             draw.rectangle((x - r, y - r // 2, x + r, y + r // 2), fill=colour)
     return img
+
+
+def logged_double(item: tuple[str, int]) -> int:
+    """For read-ahead tests: a 'decoder' that notes every call in the file the item
+    names, and kills its process on 13 when that file's name says "die"."""
+    import os
+
+    log, x = item
+    if x == 13 and "die" in os.path.basename(log):
+        os._exit(3)
+    with open(log, "a") as fh:
+        fh.write(f"{x}\n")
+    return x * 2

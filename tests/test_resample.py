@@ -142,3 +142,48 @@ def test_warm_leaves_no_size_for_a_worker_to_work_out():
         fingerprint.picture_hashes(base)
     info = resample.weights.cache_info()
     assert (info.currsize, info.misses) == (warmed, warmed)
+
+
+def _pillow_coefficients(in_size: int, out_size: int) -> np.ndarray:
+    """Pillow's precompute_coeffs and normalize_coeffs_8bpc transcribed loop for loop,
+    with libm's sin (math.sin): the reference for resample.weights."""
+
+    def lanczos(x: float) -> float:
+        if not -3.0 <= x < 3.0:
+            return 0.0
+        out = 1.0
+        for v in (x, x / 3):
+            if v != 0.0:
+                v = v * math.pi
+                out *= math.sin(v) / v
+        return out
+
+    scale = in_size / out_size
+    support, ss = 3.0 * max(scale, 1.0), 1.0 / max(scale, 1.0)
+    matrix = np.zeros((out_size, in_size))
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), in_size)
+        ws = [lanczos((x - center + 0.5) * ss) for x in range(xmin, xmax)]
+        total = 0.0
+        for w in ws:
+            total += w
+        for x, w in zip(range(xmin, xmax), ws, strict=True):
+            w = w / total if total != 0.0 else w
+            matrix[xx, x] = int(w * (1 << resample.PRECISION_BITS) + (0.5 if w >= 0 else -0.5))
+    return matrix
+
+
+def test_weights_are_pillows_coefficients_for_every_size_hashing_meets():
+    """numpy's sin is not libm's to the last bit: the rounding to fixed point must
+    absorb the difference for every size a picture's hashing can meet (up to
+    BASE_SIDE, to 32, then 32 to dHash's 9 and 8), and for some beyond them."""
+    pairs = [(n, fingerprint.HASH_SIDE) for n in range(1, 2 * fingerprint.BASE_SIDE + 1)]
+    pairs += [(fingerprint.HASH_SIDE, 9), (fingerprint.HASH_SIDE, 8), (1600, 32), (7, 9)]
+    differ = [
+        (n, out)
+        for n, out in pairs
+        if not np.array_equal(resample.weights(n, out), _pillow_coefficients(n, out))
+    ]
+    assert differ == []

@@ -9,7 +9,8 @@ from PIL import Image
 from watcherd.config import Config
 from watcherd.index import Index
 from watcherd.models import ERROR, MISSING, Decision, File
-from watcherd.scanner import entries_under, scan
+from watcherd.scanner import scan
+from watcherd.walk import entries_under
 
 
 def decisions(index: Index) -> dict[str, tuple[str, str]]:

@@ -16,6 +16,7 @@ import click
 
 from . import config as config_mod
 from . import log as log_mod
+from . import readahead
 from .config import Config, ConfigError
 from .workers import WorkersFailing, start_forkserver
 
@@ -185,9 +186,6 @@ class RichProgress:
 def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash: bool) -> None:
     """Index every photo under PATHS (default: the configured roots) and find duplicates."""
     cfg = app.config
-    start_forkserver(["watcherd.preload"])  # warms up while the scanner is imported
-    from .scanner import scan as run_scan
-
     targets = list(paths) or [r.path for r in cfg.roots]
     if not targets:
         fail("nothing to scan: name a folder, or set `roots` in the configuration")
@@ -199,14 +197,28 @@ def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash
             err_console().print(f"[yellow]watcherd:[/] folder not found, skipped: {t}")
     if not existing:
         fail("none of the folders to scan exist", 1)
-    progress = RichProgress(err_console())
-    with app.open_index(writer=True) as index:
-        try:
-            stats = run_scan(
-                existing, cfg, index, dry_run=dry_run, progress=progress, rehash=rehash
-            )
-        finally:
-            progress.stop()
+    start_forkserver(["watcherd.preload"])  # warms up while the scanner is imported
+    ahead = readahead.start(existing, cfg, app.db_path)  # reading while it is imported too
+    try:
+        from .scanner import scan as run_scan
+
+        progress = RichProgress(err_console())
+        with app.open_index(writer=True) as index:
+            try:
+                stats = run_scan(
+                    existing,
+                    cfg,
+                    index,
+                    dry_run=dry_run,
+                    progress=progress,
+                    rehash=rehash,
+                    ahead=ahead,
+                )
+            finally:
+                progress.stop()
+    finally:
+        if ahead is not None:
+            ahead.close()  # a no-op once the scan took it over
     if as_json:
         click.echo(json.dumps({**stats.as_dict(), "dry_run": dry_run}))
         return

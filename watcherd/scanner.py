@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -26,7 +25,8 @@ from .fingerprint import Fingerprint, crashed, reader, timed_out
 from .index import IN_BATCH, Index, KnownFile
 from .models import ACTIVE, ERROR, MISSING
 from .pipeline import Outcome, Pipeline, log_outcome
-from .workers import ordered_map
+from .walk import Entry, entries_under
+from .workers import ReadAhead, ordered_map
 
 log = logging.getLogger("watcherd")
 
@@ -64,71 +64,6 @@ class ScanStats:
         d.pop("error_paths")
         d["seconds"] = round(self.seconds, 3)
         return d
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    path: str
-    root: str
-    size: int
-    mtime_ns: int
-    inode: int
-
-
-def _in_path_order(entry: os.DirEntry) -> str:
-    """A folder's entries sort as their full paths do, byte for byte (the index's order):
-    a subfolder's files come where `name/` sorts, not where `name` does, so "a b.jpg"
-    and "a.jpg" come before everything in "a/"."""
-    try:
-        return entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
-    except OSError:
-        return entry.name
-
-
-def _walk(folder: str, config: Config, errors: list[tuple[str, str]]) -> Iterator[os.DirEntry]:
-    """Included regular files below `folder`, in path order; symlinks are not followed.
-
-    A symlink is not clutter (it takes no space) and following links risks loops, so
-    links to files and folders are both skipped.
-    """
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=_in_path_order)
-    except OSError as exc:
-        errors.append((folder, f"cannot list folder: {exc.strerror or exc}"))
-        return
-    for entry in entries:
-        try:
-            if entry.is_symlink():
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                if not config.is_included_dir(entry.name) or config.in_quarantine(entry.path):
-                    continue
-                yield from _walk(entry.path, config, errors)
-            elif entry.is_file(follow_symlinks=False) and config.is_included(entry.name):
-                yield entry
-        except OSError as exc:
-            errors.append((entry.path, f"cannot stat: {exc.strerror or exc}"))
-
-
-def entries_under(path: Path, config: Config, errors: list[tuple[str, str]]) -> Iterator[Entry]:
-    """Stat every included file under `path` (or `path` itself), in path order, each
-    tagged with its root. A generator: a tree of a million files is never held whole."""
-    root_cfg = config.root_for(path)
-    if path.is_file():
-        if config.is_included(path):
-            st = path.stat()
-            root = str(root_cfg.path if root_cfg else path.parent)
-            yield Entry(str(path), root, st.st_size, st.st_mtime_ns, st.st_ino)
-        return
-    root = str(root_cfg.path if root_cfg else path)
-    for entry in _walk(str(path), config, errors):
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError as exc:
-            errors.append((entry.path, f"cannot stat: {exc.strerror or exc}"))
-            continue
-        yield Entry(entry.path, root, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def _paired(
@@ -342,13 +277,15 @@ def scan(
     progress: Progress | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     rehash: bool = False,
+    ahead: ReadAhead | None = None,
 ) -> ScanStats:
     """Index every included file under `paths`; returns what was found.
 
     With `dry_run` every decision is made exactly as it would be, then rolled back.
     With `rehash` unchanged files are read again too, so that fingerprints added by a
     newer watcherd (region hashes, thumbnails, dates) reach files indexed before it;
-    their decisions stand.
+    their decisions stand. `ahead`: files already being read (see readahead), taken
+    over if they are the first this scan reads.
     """
     started = time.monotonic()
     stats = ScanStats()
@@ -375,6 +312,7 @@ def scan(
         timeout=config.read_timeout,
         on_timeout=partial(timed_out, seconds=config.read_timeout),
         count=len(todo),
+        ahead=ahead,
     )
     for done, fp in enumerate(results, 1):
         e, new = sent.popleft()  # results come in the order the paths went out

@@ -166,6 +166,60 @@ def _run_chunk(func: Callable[[T], R], items: list[T]) -> list[R]:
     return [func(item) for item in items]
 
 
+class ReadAhead:
+    """Items handed to workers before their caller knows it wants them, for
+    `ordered_map` to take over (see watcherd.readahead).
+
+    Started from a thread: starting a worker waits for the forkserver to have imported
+    what it preloads, and the caller has its own importing to do meanwhile. Anything
+    that goes wrong here only means nothing was read ahead.
+    """
+
+    def __init__(
+        self, func: Callable[[T], R], first: Callable[[], list[T]], workers: int, chunk: int = 4
+    ) -> None:
+        self.func = func
+        self.items: list[T] = []
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: deque[tuple[list[T], Future | None]] = deque()
+        self._thread = threading.Thread(
+            target=self._start, args=(first, workers, chunk), name="read-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _start(self, first: Callable[[], list[T]], workers: int, chunk: int) -> None:
+        try:
+            items = first()
+            if not items:
+                return
+            self._pool = make_pool(max(1, min(workers, -(-len(items) // chunk))))
+            job = partial(_run_chunk, self.func)
+            for i in range(0, len(items), chunk):
+                part = items[i : i + chunk]
+                self._pending.append((part, self._pool.submit(job, part)))
+            self.items = items
+        except Exception as exc:  # a walk or a pool that fails: read as usual instead
+            log.debug("nothing read ahead: %s", exc)
+
+    def take(self) -> tuple[list[T], ProcessPoolExecutor, deque] | None:
+        """What was handed out (items, their pool, (chunk, future) in order), once: the
+        taker ends the pool."""
+        self._thread.join()
+        if self._pool is None or not self.items:
+            self.close()
+            return None
+        taken = (self.items, self._pool, self._pending)
+        self._pool, self.items = None, []
+        return taken
+
+    def close(self) -> None:
+        """Stop reading ahead, unless taken over."""
+        self._thread.join()
+        if self._pool is not None:
+            end_pool(self._pool)
+            self._pool = None
+
+
 def ordered_map(
     func: Callable[[T], R],
     items: Iterable[T],
@@ -176,6 +230,7 @@ def ordered_map(
     timeout: float | None = None,
     on_timeout: Callable[[T], R] | None = None,
     count: int | None = None,
+    ahead: ReadAhead | None = None,
 ) -> Iterator[R]:
     """map() over worker processes, results in input order, at most `window` chunks of
     `chunk` items in flight.
@@ -194,11 +249,18 @@ def ordered_map(
     `items` may be a generator (a scan too large to hold its list walks its tree as it
     reads): it is consumed in order, a window ahead of the results; `count`, how many
     it will give about, sizes the pool (a list's own length when not given).
+
+    `ahead`: items already handed to workers (by `ahead.func`, which must compute what
+    `func` does). Their pool and results are taken over when `items` begins with them,
+    in the same order; otherwise that pool is ended and the items are read as usual.
     """
+    taken = ahead.take() if ahead is not None else None
     if count is None:
         items = list(items)
         count = len(items)
     if not count:
+        if taken is not None:
+            end_pool(taken[1])
         return
     # Always in worker processes, however few the files: a decoder that crashes or
     # hangs on the one file of a small scan must not take the scan with it. No more
@@ -206,9 +268,19 @@ def ordered_map(
     workers = max(1, min(workers, -(-count // chunk)))
     window = window or workers * 3
     source = iter(items)
-    chunks = iter(lambda: list(itertools.islice(source, chunk)), [])
     pending: deque[tuple[list[T], Future | None]] = deque()
-    pool = make_pool(workers)
+    pool = None
+    if taken is not None:
+        first = list(itertools.islice(source, len(taken[0])))
+        if first == taken[0]:
+            _, pool, pending = taken
+            log.debug("reading on from %d files read ahead", len(first))
+        else:
+            end_pool(taken[1])
+            source = itertools.chain(first, source)
+            log.debug("dropped what was read ahead: other files come first")
+    chunks = iter(lambda: list(itertools.islice(source, chunk)), [])
+    pool = pool or make_pool(workers)
     job = partial(_run_chunk, func)
 
     def fill() -> None:
