@@ -105,7 +105,6 @@ def shrink_boxes(
     `pixels` is the picture as a (height, width) array of 0..255; boxes lie inside it.
     Returns an (n, side, side) float64 array of 0..255 integers.
     """
-    height, width = pixels.shape
     out = np.empty((len(boxes), side, side))
     pixels = np.asarray(pixels, dtype=np.float64)
     batch = []
@@ -116,25 +115,26 @@ def shrink_boxes(
             batch.append(n)
     if not batch:
         return out
-    # Horizontal pass: one product over every row for all boxes. Boxes over the same
-    # columns share their columns of the product.
-    columns: dict[tuple[int, int], int] = {}
+    # Horizontal pass: once per distinct span of columns (boxes over the same columns
+    # share it), over only those columns and the rows its boxes cover. One product over
+    # the whole width for all spans at once was twice as slow: the weights are a narrow
+    # band, and most of that product multiplied zeros.
+    spans: dict[tuple[int, int], tuple[int, int]] = {}
     for n in batch:
-        left, _, right, _ = boxes[n]
-        columns.setdefault((left, right), len(columns))
-    across = np.zeros((width, side * len(columns)))
-    for (left, right), i in columns.items():
-        across[left:right, i * side : (i + 1) * side] = weights(right - left, side).T
-    rows = _round(pixels @ across)  # (height, side * spans)
+        left, top, right, bottom = boxes[n]
+        lo, hi = spans.get((left, right), (top, bottom))
+        spans[left, right] = (min(lo, top), max(hi, bottom))
+    across = {
+        (left, right): (lo, _round(pixels[lo:hi, left:right] @ weights(right - left, side).T))
+        for (left, right), (lo, hi) in spans.items()
+    }
     # Vertical pass: each box's rows of its span, shrunk to `side` rows.
-    down = np.zeros((len(batch), side, height))
-    spans = np.empty((len(batch), height, side))
+    down = np.empty((len(batch), side, side))
     for j, n in enumerate(batch):
         left, top, right, bottom = boxes[n]
-        down[j, :, top:bottom] = weights(bottom - top, side)
-        i = columns[(left, right)]
-        spans[j] = rows[:, i * side : (i + 1) * side]
-    out[batch] = _round(down @ spans)
+        lo, shrunk = across[left, right]
+        np.matmul(weights(bottom - top, side), shrunk[top - lo : bottom - lo], out=down[j])
+    out[batch] = _round(down)
     return out
 
 
