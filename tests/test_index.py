@@ -277,3 +277,29 @@ def test_a_recent_unfinished_move_into_a_path_is_under_way(index):
     move.created_at, move.state = utcnow(), DONE
     index.commit()
     assert not index.move_under_way_to("/r/a.jpg")
+
+
+def test_statements_on_the_driver_match_sqlalchemys_own_execution(index):
+    """_OnDriver writes the positional values in SQLAlchemy's order, one per item of
+    each IN list, and keeps the values a statement binds itself (current=False)."""
+    from watcherd import index as index_mod
+
+    ids = []
+    for i in range(6):
+        values = dict(root="/p", size=i, mtime_ns=i, inode=i, phash=i, dhash=i, status="active")
+        ids.append(index.upsert_file(None, path=f"/p/{i}.jpg", sha256=f"s{i % 2}", **values).id)
+    for a, b in [(1, 0), (2, 0), (3, 4), (5, 4)]:
+        index.record_decision(index.get(ids[a]), index.get(ids[b]), "near", 1, None)
+    conn = index._core()
+    for chosen in ([ids[0]], ids[:3], ids):
+        params = {"ids": list(chosen)}
+        assert sorted(index_mod._STATES.run(conn, params)) == sorted(
+            tuple(r) for r in conn.execute(index_mod._STATES._stmt, params)
+        )
+    ended = index_mod._OnDriver(index_mod._END_PAIRINGS_OF)
+    ended.run(conn, {"ids": [ids[1]], "same_ids": [ids[4], ids[0]]})
+    live = conn.execute(text("SELECT file_id FROM decisions WHERE current = 1")).scalars()
+    assert sorted(live) == []  # 1 as the copy; 4 and 0 as the originals of the rest
+    assert index_mod._SAME_BYTES.run(conn, {"sha": "s1"}).fetchall() == [
+        (ids[1], "active", ids[0]), (ids[3], "active", ids[4]), (ids[5], "active", ids[4])
+    ]  # fmt: skip

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from sqlalchemy import Connection, bindparam, delete, event, func, insert, or_, select, update
-from sqlalchemy.orm import Session, aliased, make_transient_to_detached
+from sqlalchemy.orm import Session, aliased, configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.instrumentation import manager_of_class
 
@@ -84,31 +84,64 @@ _F, _D = File.__table__, Decision.__table__
 _R, _T = RegionHash.__table__, Thumbnail.__table__
 
 
+class _Slot(NamedTuple):
+    """Where a statement's positional value comes from: a parameter, or one item of a
+    list parameter (an expanding IN)."""
+
+    name: str
+    item: int | None = None
+
+
 class _OnDriver:
     """A statement run on the database driver's own cursor, within the session's
     transaction: for the few that every new file runs whose parameters and results are
     plain integers, text and bytes, so there is nothing for SQLAlchemy to convert. Its
     execution (parameter processing, the result object) costs some 20 us a statement,
-    ten times what SQLite takes for these. Compiled once, for the connection's dialect,
-    as `_plain_rows` does."""
+    ten times what SQLite takes for these.
+
+    SQLAlchemy still writes the SQL, once per dialect and per length of each IN list,
+    from the statement compiled with markers for values (`_Slot`), so that where each
+    positional value comes from is its word, not a guess at its naming."""
 
     def __init__(self, stmt, columns: list[str] | None = None) -> None:
         self._stmt, self._columns = stmt, columns
-        self._compiled: tuple[object, str, tuple[str, ...]] | None = None
+        self._dialect: object = None
+        self._sql: dict[tuple, tuple[str, tuple]] = {}
 
-    def _sql(self, conn: Connection) -> tuple[str, tuple[str, ...]]:
-        if self._compiled is None or self._compiled[0] is not conn.dialect:
-            done = self._stmt.compile(dialect=conn.dialect, column_keys=self._columns)
-            self._compiled = (conn.dialect, str(done), tuple(done.positiontup or ()))
-        return self._compiled[1], self._compiled[2]
+    def _for(self, conn: Connection, params: dict) -> tuple[str, tuple]:
+        if self._dialect is not conn.dialect:
+            self._dialect, self._sql = conn.dialect, {}
+        key = tuple(len(v) for v in params.values() if isinstance(v, list))
+        found = self._sql.get(key)
+        if found is None:
+            compiled = self._stmt.compile(dialect=conn.dialect, column_keys=self._columns)
+            slots = {
+                name: [_Slot(name, i) for i in range(len(v))]
+                if isinstance(v, list)
+                else _Slot(name)
+                for name, v in params.items()
+            }
+            state = compiled.construct_expanded_state(slots)
+            found = self._sql[key] = (state.statement, tuple(state.positional_parameters))
+        return found
 
     def run(self, conn: Connection, params: dict | list[dict]):
-        """The driver's cursor after executing with `params` (a list: one row each)."""
-        sql, names = self._sql(conn)
+        """The driver's cursor after executing with `params` (a list of dicts: one row
+        each; a list as a value: the items of an IN)."""
+        sql, slots = self._for(conn, params[0] if isinstance(params, list) else params)
         cursor = conn.connection.driver_connection.cursor()
         if isinstance(params, list):
-            return cursor.executemany(sql, [tuple(p[n] for n in names) for p in params])
-        return cursor.execute(sql, tuple(params[n] for n in names))
+            return cursor.executemany(sql, [_values(slots, p) for p in params])
+        return cursor.execute(sql, _values(slots, params))
+
+
+def _values(slots: tuple, params: dict) -> tuple:
+    return tuple(
+        (params[s.name] if s.item is None else params[s.name][s.item])
+        if isinstance(s, _Slot)
+        else s  # a value the statement itself binds
+        for s in slots
+    )
 
 
 _SAME_BYTES = _OnDriver(
@@ -122,11 +155,15 @@ _DELETE_REGIONS = delete(_R).where(_R.c.file_id == bindparam("fid"))
 _INSERT_REGIONS = _OnDriver(insert(_R), ["file_id", "region", "phash", "dhash"])
 _DELETE_THUMBNAIL = delete(_T).where(_T.c.file_id == bindparam("fid"))
 _INSERT_THUMBNAIL = _OnDriver(insert(_T), ["file_id", "jpeg"])
-_REGION_DHASHES = select(_R.c.file_id, _R.c.region, _R.c.dhash).where(
-    _R.c.file_id.in_(bindparam("ids", expanding=True))
+_REGION_DHASHES = _OnDriver(
+    select(_R.c.file_id, _R.c.region, _R.c.dhash).where(
+        _R.c.file_id.in_(bindparam("ids", expanding=True))
+    )
 )
-_STATES = select(_F.c.id, _F.c.status, _F.c.duplicate_of_id).where(
-    _F.c.id.in_(bindparam("ids", expanding=True))
+_STATES = _OnDriver(
+    select(_F.c.id, _F.c.status, _F.c.duplicate_of_id).where(
+        _F.c.id.in_(bindparam("ids", expanding=True))
+    )
 )
 _LIVE_PAIRINGS = _OnDriver(
     select(_D.c.id).where(_D.c.file_id == bindparam("fid"), _D.c.current.is_(True))
@@ -165,6 +202,7 @@ class Index:
     def __init__(self, target: str | Path, writer: bool = False, daemon: bool = False) -> None:
         """`daemon`: this is the daemon's own index; every other writer's commits are
         counted (see foreign_commits)."""
+        configure_mappers()  # a bare File (see _adopt) may come before any query would
         self.target = target
         self._foreign = writer and not daemon
         self.Session = db.open_sessionmaker(target, writer)
@@ -349,7 +387,7 @@ class Index:
         out: dict[tuple[int, int], int] = {}
         conn = self._core()
         for ids in _batches({fid for fid, _ in wanted}):
-            for fid, region, dhash in conn.execute(_REGION_DHASHES, {"ids": ids}):
+            for fid, region, dhash in _REGION_DHASHES.run(conn, {"ids": ids}):
                 if (fid, region) in wanted:
                     out[fid, region] = to_unsigned(dhash)
         return out
@@ -568,7 +606,7 @@ class Index:
         out: dict[int, tuple[str, int | None]] = {}
         conn = self._core()
         for ids in _batches(file_ids):
-            out.update({i: (status, of) for i, status, of in conn.execute(_STATES, {"ids": ids})})
+            out.update({i: (st, of) for i, st, of in _STATES.run(conn, {"ids": ids})})
         return out
 
     def files_by_id(self, file_ids: Iterable[int]) -> dict[int, File]:
