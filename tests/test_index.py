@@ -296,6 +296,9 @@ def test_statements_on_the_driver_match_sqlalchemys_own_execution(index):
         assert sorted(index_mod._STATES.run(conn, params)) == sorted(
             tuple(r) for r in conn.execute(index_mod._STATES._stmt, params)
         )
+    for n in range(1, 70):  # one SQL text per power of two, not per length
+        assert len(index_mod._STATES.run(conn, {"ids": (ids * 12)[:n]}).fetchall()) == min(n, 6)
+    assert len(index_mod._STATES._sql) <= 8  # 1, 2, 4 ... 128
     ended = index_mod._OnDriver(index_mod._END_PAIRINGS_OF)
     ended.run(conn, {"ids": [ids[1]], "same_ids": [ids[4], ids[0]]})
     live = conn.execute(text("SELECT file_id FROM decisions WHERE current = 1")).scalars()

@@ -101,7 +101,10 @@ class _OnDriver:
 
     SQLAlchemy still writes the SQL, once per dialect and per length of each IN list,
     from the statement compiled with markers for values (`_Slot`), so that where each
-    positional value comes from is its word, not a guess at its naming."""
+    positional value comes from is its word, not a guess at its naming. An IN list is
+    padded to a power of two with its last item repeated, which changes no result: one
+    SQL text per length up to IN_BATCH grew the cache by 10 MB over a 50,000-file
+    scan, and SQLite's cache of prepared statements churned."""
 
     def __init__(self, stmt, columns: list[str] | None = None) -> None:
         self._stmt, self._columns = stmt, columns
@@ -128,11 +131,19 @@ class _OnDriver:
     def run(self, conn: Connection, params: dict | list[dict]):
         """The driver's cursor after executing with `params` (a list of dicts: one row
         each; a list as a value: the items of an IN)."""
+        if isinstance(params, dict):
+            params = {k: _padded(v) if isinstance(v, list) else v for k, v in params.items()}
         sql, slots = self._for(conn, params[0] if isinstance(params, list) else params)
         cursor = conn.connection.driver_connection.cursor()
         if isinstance(params, list):
             return cursor.executemany(sql, [_values(slots, p) for p in params])
         return cursor.execute(sql, _values(slots, params))
+
+
+def _padded(items: list) -> list:
+    """`items` (not empty) with its last item repeated up to a power of two."""
+    size = 1 << (len(items) - 1).bit_length()
+    return items + items[-1:] * (size - len(items))
 
 
 def _values(slots: tuple, params: dict) -> tuple:
