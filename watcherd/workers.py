@@ -166,6 +166,19 @@ def _run_chunk(func: Callable[[T], R], items: list[T]) -> list[R]:
     return [func(item) for item in items]
 
 
+def _chunks(items: Iterable[T], chunk: int) -> Iterator[list[T]]:
+    """`items` a few at a time, in order (see ordered_map for why not one by one)."""
+    source = iter(items)
+    return iter(lambda: list(itertools.islice(source, chunk)), [])
+
+
+def _pool_size(workers: int, count: int, chunk: int) -> int:
+    """Always at least one worker process, however few the items: a decoder that
+    crashes or hangs on the one file of a small scan must not take the scan with it. No
+    more workers than there are chunks to read."""
+    return max(1, min(workers, -(-count // chunk)))
+
+
 class ReadAhead:
     """Items handed to workers before their caller knows it wants them, for
     `ordered_map` to take over (see watcherd.readahead).
@@ -192,10 +205,9 @@ class ReadAhead:
             items = first()
             if not items:
                 return
-            self._pool = make_pool(max(1, min(workers, -(-len(items) // chunk))))
+            self._pool = make_pool(_pool_size(workers, len(items), chunk))
             job = partial(_run_chunk, self.func)
-            for i in range(0, len(items), chunk):
-                part = items[i : i + chunk]
+            for part in _chunks(items, chunk):
                 self._pending.append((part, self._pool.submit(job, part)))
             self.items = items
         except Exception as exc:  # a walk or a pool that fails: read as usual instead
@@ -262,10 +274,7 @@ def ordered_map(
         if taken is not None:
             end_pool(taken[1])
         return
-    # Always in worker processes, however few the files: a decoder that crashes or
-    # hangs on the one file of a small scan must not take the scan with it. No more
-    # workers than there are chunks to read.
-    workers = max(1, min(workers, -(-count // chunk)))
+    workers = _pool_size(workers, count, chunk)
     window = window or workers * 3
     source = iter(items)
     pending: deque[tuple[list[T], Future | None]] = deque()
@@ -279,7 +288,7 @@ def ordered_map(
             end_pool(taken[1])
             source = itertools.chain(first, source)
             log.debug("dropped what was read ahead: other files come first")
-    chunks = iter(lambda: list(itertools.islice(source, chunk)), [])
+    chunks = _chunks(source, chunk)
     pool = pool or make_pool(workers)
     job = partial(_run_chunk, func)
 
