@@ -1,3 +1,5 @@
+import mmap
+
 import numpy as np
 import pytest
 
@@ -316,3 +318,78 @@ def test_large_arrays_grow_into_their_own_zeroed_mappings():
     assert np.array_equal(grown[:1_500_000], rows[:1_500_000])
     grown[2_499_999] = 1
     assert grown[2_499_999] == 1
+
+
+def test_saved_arrays_load_into_memory_of_their_own_with_room_to_grow(tmp_path):
+    """Loaded columns are read straight into mappings of their own, with room: the
+    first newcomer after a start appends in place instead of copying every column (and
+    leaving the loaded copies in malloc's heap). A cut-short file is not used."""
+    import zipfile
+
+    import watcherd.matching as m
+
+    rng = np.random.default_rng(5)
+    n = 150_000  # a column over a megabyte: a mapping of its own
+    values = rng.integers(0, 2**63, size=n)
+    hashes = m.HashIndex.from_rows((i, int(v), int(v) >> 3) for i, v in enumerate(values, 1))
+    parts = m.RegionIndex.from_rows((i, 1, int(v) >> 1) for i, v in enumerate(values, 1))
+    path = tmp_path / "arrays.npz"
+    m.save_arrays(path, 7, hashes, parts)
+    loaded_hashes, loaded_parts = m.load_arrays(path, 7)
+
+    def own(a: np.ndarray) -> bool:
+        return isinstance(getattr(a.base, "obj", None), mmap.mmap)
+
+    for index in (loaded_hashes, loaded_parts):
+        assert len(index._ph) > index._n == n and own(index._ph)
+    assert len(loaded_parts._span_start) > loaded_parts._spans == n
+
+    def columns() -> list[np.ndarray]:
+        return [loaded_hashes._ph, loaded_parts._ph, loaded_parts._span_start]
+
+    before = columns()
+    loaded_hashes.add(n + 1, 12345, 678)
+    loaded_parts.add(n + 1, [(2, 999, 0)])
+    assert all(a is b for a, b in zip(before, columns(), strict=True))
+    assert loaded_hashes.distance(n + 1, [(12345, 678)]) == 0
+    assert loaded_parts.search([999], 0) == [(0, n + 1, 2, 0)]
+    assert loaded_hashes.search([(int(values[9]), int(values[9]) >> 3)], 0, 0)[0].file_id == 10
+
+    cut = tmp_path / "cut.npz"  # the region column loses its last bytes
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(cut, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            dst.writestr(item, data[:-8] if item.filename == "r_ph.npy" else data)
+    assert m.load_arrays(cut, 7) is None
+
+
+def test_distinct_keys_as_numpy_unique_gives_them():
+    """_first_of_each and _distinct stand in for np.unique (which imports numpy.ma)."""
+    import watcherd.matching as m
+
+    keys = np.random.default_rng(6).integers(0, 50, size=500)
+    _, first = np.unique(keys, return_index=True)
+    assert m._first_of_each(keys).tolist() == first.tolist()
+    assert m._distinct(keys).tolist() == np.unique(keys).tolist()
+    assert m._first_of_each(np.empty(0, dtype=np.int64)).tolist() == []
+
+
+def test_region_search_does_not_copy_the_span_starts():
+    """The rows found are looked up among the spans' int32 starts as int32: int64 rows
+    made numpy copy every start to int64 first (8 MB per search at a million photos)."""
+    import tracemalloc
+
+    from watcherd.matching import RegionIndex
+
+    n = 500_000  # starts: 2 MB as int32, 4 MB as an int64 copy
+    values = np.random.default_rng(7).integers(0, 2**63, size=n)
+    idx = RegionIndex.from_rows((i, 1, int(v)) for i, v in enumerate(values, 1))
+    queries = [int(v) for v in values[:20]]
+    tracemalloc.start()
+    try:
+        found = idx.search(queries, 8)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(q, f) for q, f, _, _ in found][:20] == [(q, q + 1) for q in range(20)]
+    assert peak < 3_000_000, f"a search drew {peak / 1e6:.1f} MB"

@@ -120,7 +120,20 @@ def _masks(bits: int, radius: int, tbits: int) -> np.ndarray:
     out = [0]
     for r in range(1, radius + 1):
         out += [sum(1 << b for b in combo) for combo in itertools.combinations(range(bits), r)]
-    return np.unique(np.array(out, dtype=np.int64) & ((1 << tbits) - 1))
+    return _distinct(np.array(out, dtype=np.int64) & ((1 << tbits) - 1))
+
+
+def _first_of_each(keys: np.ndarray) -> np.ndarray:
+    """Where each distinct key first occurs, in key order: np.unique(return_index=True)
+    without it, since np.unique imports numpy.ma (1.2 MB of a daemon) on first use."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    return order[np.r_[True, ordered[1:] != ordered[:-1]][: len(order)]]
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted (np.unique: see _first_of_each)."""
+    return values[_first_of_each(values)]
 
 
 def _pack_rows(rows: np.ndarray) -> np.ndarray:
@@ -176,9 +189,11 @@ class ChunkTables:
     def build(cls, values: np.ndarray) -> ChunkTables:
         n = len(values)
         tables = []
-        # Each table is keyed on a chunk's low `tb` bits, a slot (4 bytes) for every one
+        # Each table is keyed on a chunk's low `tb` bits, a slot (2 bytes) for every one
         # or two rows: cheaper than the rows themselves, and a slot holds a row or two.
-        tb = max(12, int(n).bit_length() - 1)
+        # Never more than 21 bits: the last chunk's 22nd would double its slots (4 MB at
+        # ten million region rows) to spare one candidate row in eight.
+        tb = min(21, max(12, int(n).bit_length() - 1))
         for shift, bits in _CHUNKS:
             tbits = min(bits, tb)
             keys = ((values >> np.uint64(shift)) & np.uint64((1 << tbits) - 1)).astype(np.int32)
@@ -187,7 +202,12 @@ class ChunkTables:
                 order = _pack_rows(order)
             offsets = np.zeros((1 << tbits) + 1, dtype=np.int32)
             np.cumsum(np.bincount(keys, minlength=1 << tbits), out=offsets[1:])
-            tables.append((shift, bits, tbits, SlotOffsets.pack(offsets), order))
+            offsets = SlotOffsets.pack(offsets)
+            if isinstance(offsets, SlotOffsets):
+                offsets.rel = _owned(offsets.rel)
+            else:
+                offsets = _owned(offsets)
+            tables.append((shift, bits, tbits, offsets, _owned(order)))
         return cls(n, tables)
 
     def estimate(self, radius: int) -> float:
@@ -257,6 +277,44 @@ def _unwritten(capacity: int, dtype: np.dtype, used: int = 0, zeroed: bool = Fal
     return np.frombuffer(mapping, dtype=dtype, count=capacity)
 
 
+def _owned(arr: np.ndarray) -> np.ndarray:
+    """A long-lived array copied into memory of its own (see _unwritten): left in
+    malloc's heap, the heap would keep what is freed around it when it goes (a table
+    rebuilt, a column grown), and the daemon's memory would only ever rise."""
+    new = _unwritten(len(arr), arr.dtype, len(arr))
+    new[:] = arr
+    return new
+
+
+def _spare(n: int) -> int:
+    """Room for appended rows kept behind a column built or loaded with `n` rows (never
+    written, so not resident, until rows come)."""
+    return n + n // 4 + 16
+
+
+def _read_saved(npz, key: str, spare: bool) -> tuple[np.ndarray, int]:
+    """(array, entries saved): one array of a saved .npz read straight into memory of
+    its own, plus room to grow if `spare`; np.load would read it into malloc's heap."""
+    with npz.zip.open(f"{key}.npy") as fp:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        if len(shape) != 1 or fortran or dtype.hasobject:
+            raise ValueError(f"saved array {key} is not a plain vector")
+        n = shape[0]
+        arr = _unwritten(_spare(n) if spare else n, dtype, n)
+        view = memoryview(arr[:n].view(np.uint8))
+        done = 0
+        while done < len(view):
+            got = fp.readinto(view[done:])
+            if not got:
+                raise ValueError(f"saved array {key} is cut short")
+            done += got
+    return arr, n
+
+
 class _Rows:
     """Append-only rows of (pHash, ...) in numpy arrays, each row belonging to a file:
     removed rows are holes (their file -1), squeezed out when they are many; searched
@@ -265,10 +323,10 @@ class _Rows:
 
     _columns: tuple[tuple[str, np.dtype, int], ...] = (("_ph", np.dtype(np.uint64), 0),)
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, filled: int = 0) -> None:
         capacity = max(capacity, 16)
-        for name, dtype, _ in self._columns:
-            setattr(self, name, np.empty(capacity, dtype=dtype))
+        for name, dtype, _ in self._columns:  # `filled`: rows written at once (_unwritten)
+            setattr(self, name, _unwritten(capacity, dtype, filled))
         self._n = 0
         self._dead = 0
         self._mih: ChunkTables | None = None
@@ -336,11 +394,13 @@ class _Rows:
                 out[f"{prefix}mih{i}_order"] = order
         return out
 
-    def _restore(self, data, prefix: str) -> None:
+    def _restore(self, data: dict, lengths: dict, prefix: str) -> None:
+        """Take over arrays read by load_arrays (`lengths`: entries saved in each; a
+        column may have room for more)."""
         n, dead = (int(v) for v in data[f"{prefix}counts"])
         for name, dtype, _ in self._columns:  # the loaded arrays themselves, not copies
             column = data[f"{prefix}{name}"]
-            if column.dtype != dtype or len(column) != n:
+            if column.dtype != dtype or lengths[f"{prefix}{name}"] != n:
                 raise ValueError(f"saved column {prefix}{name} does not fit")
             setattr(self, name, column)
         self._n, self._dead = n, dead
@@ -390,7 +450,7 @@ class _Rows:
         live = files >= 0
         rows, queries, pdist, files = rows[live], queries[live], pdist[live], files[live]
         if len(rows) > 1:  # a row found through two tables is reported once per query
-            _, first = np.unique(queries * self._n + rows, return_index=True)
+            first = _first_of_each(queries * self._n + rows)
             rows, queries, pdist, files = rows[first], queries[first], pdist[first], files[first]
         return rows, queries, pdist, files
 
@@ -408,8 +468,8 @@ class HashIndex(_Rows):
         ("_dh", np.dtype(np.uint64), 0),
     )
 
-    def __init__(self, capacity: int = 1024) -> None:
-        super().__init__(capacity)
+    def __init__(self, capacity: int = 1024, filled: int = 0) -> None:
+        super().__init__(capacity, filled)
         self._row = IdMap()
         self._live = 0
 
@@ -426,7 +486,7 @@ class HashIndex(_Rows):
         dtype = np.dtype([("f", np.int64), ("p", np.uint64), ("d", np.uint64)])
         data = np.fromiter(((f, p & _FULL, d & _FULL) for f, p, d in rows), dtype=dtype)
         n = len(data)
-        index = cls(n)
+        index = cls(_spare(n), filled=n)
         index._fid[:n], index._ph[:n], index._dh[:n] = data["f"], data["p"], data["d"]
         index._n = index._live = n
         index._row.set_many(data["f"], np.arange(n, dtype=np.int64))
@@ -564,11 +624,11 @@ class RegionIndex(_Rows):
 
     _SPAN_COLUMNS = (("_span_start", np.int32), ("_span_fid", np.int32), ("_span_mask", np.uint16))
 
-    def __init__(self, capacity: int = 1024) -> None:
-        super().__init__(capacity)
+    def __init__(self, capacity: int = 1024, filled: int = 0) -> None:
+        super().__init__(capacity, filled)
         spans = max(capacity // 8, 16)
         for name, dtype in self._SPAN_COLUMNS:  # _span_fid -1: removed
-            setattr(self, name, np.empty(spans, dtype=dtype))
+            setattr(self, name, _unwritten(spans, np.dtype(dtype)))
         self._spans = 0
         self._span = IdMap()  # file id -> its span
 
@@ -579,9 +639,12 @@ class RegionIndex(_Rows):
         return file_id in self._span
 
     def _set_spans(self, starts: np.ndarray, fids: np.ndarray, masks: np.ndarray) -> None:
+        spans = len(starts)
         for (name, dtype), values in zip(self._SPAN_COLUMNS, (starts, fids, masks), strict=True):
-            setattr(self, name, np.asarray(values).astype(dtype))
-        self._spans = len(starts)
+            column = _unwritten(_spare(spans), np.dtype(dtype), spans)
+            column[:spans] = values
+            setattr(self, name, column)
+        self._spans = spans
 
     def _span_rows(self, span: int) -> tuple[int, int]:
         end = int(self._span_start[span + 1]) if span + 1 < self._spans else self._n
@@ -595,7 +658,10 @@ class RegionIndex(_Rows):
         return np.flatnonzero(np.repeat(self._span_fid[: self._spans] >= 0, self._span_lengths()))
 
     def _spans_of(self, rows: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self._span_start[: self._spans], rows, side="right") - 1
+        # Rows as the starts' own int32: with int64 rows numpy would first copy all the
+        # starts to int64 (8 MB and a millisecond per search at a million photos).
+        starts = self._span_start[: self._spans]
+        return np.searchsorted(starts, rows.astype(starts.dtype), side="right") - 1
 
     def _files_of(self, rows: np.ndarray) -> np.ndarray:
         return self._span_fid[self._spans_of(rows)]
@@ -622,7 +688,7 @@ class RegionIndex(_Rows):
             raise ValueError("region rows must come ordered by file id, then region")
         if n and not (r.min() > 0 and r.max() < 16):  # a span's mask has 16 bits
             raise ValueError(f"region ids must be 1..15, not {int(r.min())}..{int(r.max())}")
-        index = cls(n)
+        index = cls(_spare(n), filled=n)
         index._ph[:n] = data["p"].view(np.uint64)
         index._n = n
         first = np.flatnonzero(np.r_[True, f[1:] != f[:-1]]) if n else np.empty(0, np.int64)
@@ -645,9 +711,15 @@ class RegionIndex(_Rows):
             out[f"{prefix}{name}"] = getattr(self, name)[: self._spans]
         return out
 
-    def _restore(self, data, prefix: str) -> None:
-        self._set_spans(*(data[f"{prefix}{name}"] for name, _ in self._SPAN_COLUMNS))
-        super()._restore(data, prefix)
+    def _restore(self, data: dict, lengths: dict, prefix: str) -> None:
+        keys = [f"{prefix}{name}" for name, _ in self._SPAN_COLUMNS]
+        spans = lengths[keys[0]]
+        for (name, dtype), key in zip(self._SPAN_COLUMNS, keys, strict=True):
+            if data[key].dtype != dtype or lengths[key] != spans:
+                raise ValueError(f"saved column {key} does not fit")
+            setattr(self, name, data[key])
+        self._spans = spans
+        super()._restore(data, lengths, prefix)
 
     def add(self, file_id: int, regions: Sequence[tuple[int, int, int]]) -> None:
         """Hold a file's (region, phash, dhash) rows; the dHash stays in the index."""
@@ -734,15 +806,24 @@ def save_arrays(path: Path, generation: int, hashes: HashIndex, parts: RegionInd
 
 def load_arrays(path: Path, generation: int) -> tuple[HashIndex, RegionIndex] | None:
     """The saved arrays, if they were saved at this very generation of the index."""
+    growing = {
+        *(f"h{name}" for name, _, _ in HashIndex._columns),
+        *(f"r{name}" for name, _, _ in RegionIndex._columns),
+        *(f"r{name}" for name, _ in RegionIndex._SPAN_COLUMNS),
+    }
     try:
         with np.load(path) as npz:
             stamp = npz["stamp"]
             if int(stamp[0]) != ARRAYS_FORMAT or int(stamp[1]) != generation:
                 return None
-            data = {k: npz[k] for k in npz.files}
+            data, lengths = {}, {}
+            for key in npz.files:
+                data[key], lengths[key] = _read_saved(npz, key, spare=key in growing)
+                if key not in growing:
+                    data[key] = data[key][: lengths[key]]
         hashes, parts = HashIndex(16), RegionIndex(16)
-        hashes._restore(data, "h")
-        parts._restore(data, "r")
+        hashes._restore(data, lengths, "h")
+        parts._restore(data, lengths, "r")
     except (OSError, KeyError, ValueError):
         return None
     return hashes, parts
