@@ -306,3 +306,38 @@ def test_statements_on_the_driver_match_sqlalchemys_own_execution(index):
     assert index_mod._SAME_BYTES.run(conn, {"sha": "s1"}).fetchall() == [
         (ids[1], "active", ids[0]), (ids[3], "active", ids[4]), (ids[5], "active", ids[4])
     ]  # fmt: skip
+
+
+def test_rows_written_and_read_on_the_driver_convert_as_sqlalchemy_does(index):
+    """The insert of a new file and of a decision, and Index.get, run on the driver:
+    their datetimes are stored in SQLAlchemy's text format and read back as aware UTC
+    datetimes, equal to what the ORM itself reads; a column not given takes its
+    default; an insert missing a column it names is refused, not written as NULL."""
+    from datetime import timezone
+
+    from watcherd import index as index_mod
+    from watcherd.models import Decision
+
+    a = index.upsert_file(None, path="/p/a.jpg", root="/p", size=1, mtime_ns=1)
+    b = index.upsert_file(None, path="/p/b.jpg", root="/p", size=2, mtime_ns=2, sha256="x")
+    decision_id = index.record_decision(b, a, "near", 3, "mirror")
+    index.commit()
+    stored = (
+        index.session.connection()
+        .exec_driver_sql("SELECT first_seen, indexed_at, status FROM files WHERE id = ?", (a.id,))
+        .one()
+    )
+    assert stored[0] == a.first_seen.replace(tzinfo=None).isoformat(sep=" ")
+    assert stored[2] == "active" and a.status == "active"
+    index.session.expunge_all()
+    got = index.get(b.id)
+    assert got.first_seen.tzinfo is timezone.utc and got.sha256 == "x"
+    assert got.duplicate_of_id == a.id
+    orm = index.session.get(Decision, decision_id)
+    assert (orm.kind, orm.distance, orm.transform, orm.current) == ("near", 3, "mirror", True)
+    assert orm.decided_at.tzinfo is not None and orm.quarantined_path is None
+    index.session.expunge_all()
+    again = index.session.get(File, b.id)
+    assert again.first_seen == got.first_seen and again.indexed_at == got.indexed_at
+    with pytest.raises(KeyError, match="size"):
+        index_mod._INSERT_FILE.run(index._core(), {"path": "/p/c.jpg", "root": "/p"})

@@ -94,50 +94,81 @@ class _Slot(NamedTuple):
 
 class _OnDriver:
     """A statement run on the database driver's own cursor, within the session's
-    transaction: for the few that every new file runs whose parameters and results are
-    plain integers, text and bytes, so there is nothing for SQLAlchemy to convert. Its
-    execution (parameter processing, the result object) costs some 20 us a statement,
-    ten times what SQLite takes for these.
+    transaction, for those that every new file runs. SQLAlchemy's execution (parameter
+    processing, the result object) costs some 20-60 us a statement, ten times what
+    SQLite takes for these.
 
     SQLAlchemy still writes the SQL, once per dialect and per length of each IN list,
     from the statement compiled with markers for values (`_Slot`), so that where each
-    positional value comes from is its word, not a guess at its naming. An IN list is
-    padded to a power of two with its last item repeated, which changes no result: one
-    SQL text per length up to IN_BATCH grew the cache by 10 MB over a 50,000-file
-    scan, and SQLite's cache of prepared statements churned."""
+    positional value comes from is its word, not a guess at its naming; and each value
+    that needs converting (a datetime column) goes through the processor its column's
+    type gives for the dialect, as SQLAlchemy's own execution would, and so does each
+    value read (`first`). An INSERT names every column it writes (`columns`) and must
+    be given them all: it would not fill in the columns' defaults. An IN list is padded
+    to a power of two with its last item repeated, which changes no result: one SQL
+    text per length up to IN_BATCH grew the cache by 10 MB over a 50,000-file scan,
+    and SQLite's cache of prepared statements churned."""
 
     def __init__(self, stmt, columns: list[str] | None = None) -> None:
         self._stmt, self._columns = stmt, columns
         self._dialect: object = None
-        self._sql: dict[tuple, tuple[str, tuple]] = {}
+        self._sql: dict[tuple, tuple[str, tuple, tuple | None]] = {}
+        self._read: tuple | None = None  # processors of the columns read, if any
 
-    def _for(self, conn: Connection, params: dict) -> tuple[str, tuple]:
-        if self._dialect is not conn.dialect:
-            self._dialect, self._sql = conn.dialect, {}
+    def _for(self, conn: Connection, params: dict) -> tuple[str, tuple, tuple | None]:
+        dialect = conn.dialect
+        if self._dialect is not dialect:
+            self._dialect, self._sql = dialect, {}
+            self._read = self._readers(dialect)
         key = tuple(len(v) for v in params.values() if isinstance(v, list))
         found = self._sql.get(key)
         if found is None:
-            compiled = self._stmt.compile(dialect=conn.dialect, column_keys=self._columns)
-            slots = {
-                name: [_Slot(name, i) for i in range(len(v))]
-                if isinstance(v, list)
-                else _Slot(name)
-                for name, v in params.items()
-            }
-            state = compiled.construct_expanded_state(slots)
-            found = self._sql[key] = (state.statement, tuple(state.positional_parameters))
+            found = self._sql[key] = self._compile(dialect, params)
         return found
+
+    def _compile(self, dialect, params: dict) -> tuple[str, tuple, tuple | None]:
+        compiled = self._stmt.compile(dialect=dialect, column_keys=self._columns)
+        slots = {
+            name: [_Slot(name, i) for i in range(len(v))] if isinstance(v, list) else _Slot(name)
+            for name, v in params.items()
+        }
+        state = compiled.construct_expanded_state(slots)
+        sources = tuple(state.positional_parameters)
+        procs = []
+        for name, source in zip(state.positiontup, sources, strict=True):
+            if self._columns is not None and not isinstance(source, _Slot):
+                raise ValueError(f"{name}: an INSERT on the driver must be given every column")
+            bind = compiled.binds[source.name if isinstance(source, _Slot) else name]
+            procs.append(bind.type.dialect_impl(dialect).bind_processor(dialect))
+        return state.statement, sources, tuple(procs) if any(procs) else None
+
+    def _readers(self, dialect) -> tuple | None:
+        if not getattr(self._stmt, "is_select", False):
+            return None
+        procs = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in self._stmt.selected_columns
+        )
+        return procs if any(procs) else None
 
     def run(self, conn: Connection, params: dict | list[dict]):
         """The driver's cursor after executing with `params` (a list of dicts: one row
-        each; a list as a value: the items of an IN)."""
+        each; a list as a value: the items of an IN). Rows read from it are as the
+        driver gives them: see `first` for a statement whose columns need converting."""
         if isinstance(params, dict):
             params = {k: _padded(v) if isinstance(v, list) else v for k, v in params.items()}
-        sql, slots = self._for(conn, params[0] if isinstance(params, list) else params)
+        sql, slots, procs = self._for(conn, params[0] if isinstance(params, list) else params)
         cursor = conn.connection.driver_connection.cursor()
         if isinstance(params, list):
-            return cursor.executemany(sql, [_values(slots, p) for p in params])
-        return cursor.execute(sql, _values(slots, params))
+            return cursor.executemany(sql, [_values(slots, procs, p) for p in params])
+        return cursor.execute(sql, _values(slots, procs, params))
+
+    def first(self, conn: Connection, params: dict) -> tuple | None:
+        """The first row, each value converted as SQLAlchemy would."""
+        row = self.run(conn, params).fetchone()
+        if row is None or self._read is None:
+            return row
+        return tuple(v if f is None else f(v) for f, v in zip(self._read, row, strict=True))
 
 
 def _padded(items: list) -> list:
@@ -146,13 +177,16 @@ def _padded(items: list) -> list:
     return items + items[-1:] * (size - len(items))
 
 
-def _values(slots: tuple, params: dict) -> tuple:
-    return tuple(
+def _values(slots: tuple, procs: tuple | None, params: dict) -> tuple:
+    values = tuple(
         (params[s.name] if s.item is None else params[s.name][s.item])
         if isinstance(s, _Slot)
         else s  # a value the statement itself binds
         for s in slots
     )
+    if procs is None:
+        return values
+    return tuple(v if f is None or v is None else f(v) for f, v in zip(procs, values, strict=True))
 
 
 _SAME_BYTES = _OnDriver(
@@ -160,8 +194,16 @@ _SAME_BYTES = _OnDriver(
     .where(_F.c.sha256 == bindparam("sha"))
     .order_by(_F.c.id)
 )
-_INSERT_FILE = insert(_F)
-_BY_ID = select(_F).where(_F.c.id == bindparam("fid"))
+_INSERT_FILE = _OnDriver(insert(_F), [c.key for c in _F.columns if c.key != "id"])
+_FILE_KEYS = tuple(c.key for c in _F.columns)
+# What an insert on the driver writes for a column not given: the column's own scalar
+# default (callable ones, the timestamps, upsert_file sets itself), else NULL.
+_FILE_DEFAULTS = {
+    c.key: c.default.arg if c.default is not None and c.default.is_scalar else None
+    for c in _F.columns
+    if c.key != "id" and (c.nullable or c.default is not None)
+}
+_BY_ID = _OnDriver(select(*_F.columns).where(_F.c.id == bindparam("fid")))
 _DELETE_REGIONS = delete(_R).where(_R.c.file_id == bindparam("fid"))
 _INSERT_REGIONS = _OnDriver(insert(_R), ["file_id", "region", "phash", "dhash"])
 _DELETE_THUMBNAIL = delete(_T).where(_T.c.file_id == bindparam("fid"))
@@ -185,7 +227,7 @@ _END_PAIRINGS = (
 _SET_PARTNER = _OnDriver(
     update(_F).where(_F.c.id == bindparam("fid")).values(duplicate_of_id=bindparam("of"))
 )
-_INSERT_DECISION = insert(_D)
+_INSERT_DECISION = _OnDriver(insert(_D), [c.key for c in _D.columns if c.key != "id"])
 # Marking many files missing at once (a deleted folder): see mark_missing_many.
 _END_PAIRINGS_OF = (
     update(_D)
@@ -275,8 +317,8 @@ class Index:
         held = self.session.identity_map.get(Session.identity_key(File, file_id))
         if held is not None:
             return self.session.get(File, file_id)  # the ORM's rules for held objects
-        row = self._core().execute(_BY_ID, {"fid": file_id}).mappings().first()
-        return None if row is None else self._adopt(**row)
+        row = _BY_ID.first(self._core(), {"fid": file_id})
+        return None if row is None else self._adopt(**dict(zip(_FILE_KEYS, row, strict=True)))
 
     def _adopt(self, **values) -> File:
         """A File made from a row's values and handed to the session as if the ORM had
@@ -422,8 +464,9 @@ class Index:
             # Inserted directly, then handed to the session as if just loaded: the
             # values given count as loaded (the pipeline gives every column), any other
             # column is read back when first used.
+            values = {**_FILE_DEFAULTS, **values}
             values.update(first_seen=values["indexed_at"], duplicate_of_id=None)
-            new_id = self._core().execute(_INSERT_FILE, values).inserted_primary_key[0]
+            new_id = _INSERT_FILE.run(self._core(), values).lastrowid
             f = self._adopt(id=new_id, **values)
             self._inserted.add(f)
             return f
@@ -551,9 +594,10 @@ class Index:
             "transform": transform,
             "action": action,
             "decided_at": utcnow(),
+            "quarantined_path": None,  # set by the mover if it moves the file
             "current": True,
         }
-        return conn.execute(_INSERT_DECISION, row).inserted_primary_key[0]
+        return _INSERT_DECISION.run(conn, row).lastrowid
 
     def decision(self, decision_id: int) -> Decision:
         decision = self.session.get(Decision, decision_id)
