@@ -281,9 +281,7 @@ def _owned(arr: np.ndarray) -> np.ndarray:
     """A long-lived array copied into memory of its own (see _unwritten): left in
     malloc's heap, the heap would keep what is freed around it when it goes (a table
     rebuilt, a column grown), and the daemon's memory would only ever rise."""
-    new = _unwritten(len(arr), arr.dtype, len(arr))
-    new[:] = arr
-    return new
+    return _grown(arr, len(arr), len(arr))
 
 
 def _spare(n: int) -> int:
@@ -821,8 +819,6 @@ def load_arrays(path: Path, generation: int) -> tuple[HashIndex, RegionIndex] | 
             data, lengths = {}, {}
             for key in npz.files:
                 data[key], lengths[key] = _read_saved(npz, key, spare=key in growing)
-                if key not in growing:
-                    data[key] = data[key][: lengths[key]]
         hashes, parts = HashIndex(16), RegionIndex(16)
         hashes._restore(data, lengths, "h")
         parts._restore(data, lengths, "r")
