@@ -90,6 +90,19 @@ def double_or_die(x: int) -> int:
     return x * 2
 
 
+def meet_another_worker(folder: str) -> int:
+    """For the test that a few items still reach every worker: says which process it
+    runs in, then waits (up to 20 s) until a second process has said so too."""
+    import os
+    import time
+
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 20
+    while len(os.listdir(folder)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
+
+
 def double_or_hang(x: int) -> int:
     """For stuck-worker tests: a 'decoder' that never returns on one input."""
     if x == 13:

@@ -313,6 +313,18 @@ def test_a_small_scan_is_isolated_from_its_decoder_too(workers):
     assert list(stuck) == [None]
 
 
+def test_a_few_files_still_go_to_every_worker(tmp_path):
+    """Files go to the workers several at a time, but a scan of a few files must not
+    hand them all to one worker: each item here waits until another worker has one."""
+    from helpers import meet_another_worker
+
+    from watcherd.workers import ordered_map
+
+    items = [str(tmp_path)] * 4
+    pids = list(ordered_map(meet_another_worker, items, workers=2, on_crash=lambda i: 0))
+    assert len(set(pids)) == 2 and len(os.listdir(tmp_path)) == 2
+
+
 def test_workers_that_die_on_everything_stop_the_scan_with_a_clear_error():
     from helpers import always_die
 
