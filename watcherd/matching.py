@@ -445,11 +445,17 @@ class _Rows:
         if not parts:
             empty = np.empty(0, dtype=np.int64)
             return empty, empty, empty, empty
-        rows, queries, pdist = (np.concatenate(column) for column in zip(*parts, strict=True))
+        if len(parts) == 1:  # a small index: the plain pass alone (most of a first scan)
+            rows, queries, pdist = parts[0]
+        else:
+            rows, queries, pdist = (np.concatenate(column) for column in zip(*parts, strict=True))
         files = self._files_of(rows)  # for the few close rows only
         live = files >= 0
-        rows, queries, pdist, files = rows[live], queries[live], pdist[live], files[live]
-        if len(rows) > 1:  # a row found through two tables is reported once per query
+        if not live.all():
+            rows, queries, pdist, files = rows[live], queries[live], pdist[live], files[live]
+        # Each row once per query, in (query, row) order, as a single plain pass gives
+        # them already: the tables may report a row twice.
+        if len(rows) > 1 and (mih is not None or len(parts) > 1):
             first = _first_of_each(queries * self._n + rows)
             rows, queries, pdist, files = rows[first], queries[first], pdist[first], files[first]
         return rows, queries, pdist, files
