@@ -4,7 +4,9 @@
 
 Makes --files small files in folders of 100 (cached in --workdir), records them in an
 index as a first scan would (their real size, mtime and inode; synthetic hashes, since
-only the stat facts matter to a re-scan), then times `watcherd scan` of the tree as a
+only the stat facts matter to a re-scan, but as many as real photos have: a pHash and
+dHash and ten region hashes each, so that an index of this size is as big, and anything
+a re-scan builds from its rows costs what it would), then times `watcherd scan` of the tree as a
 real subprocess, twice, and checks that it found every file unchanged. Also prints the
 scan process's peak memory.
 
@@ -23,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from scale import REGION_IDS, signed
 
 from watcherd.index import Index
 
@@ -60,18 +64,23 @@ def record(db: Path, root: Path, paths: list[Path]) -> None:
     db.unlink(missing_ok=True)
     Index(db, writer=True).close()
     rng = random.Random(3)
-    rows = []
+    rows, regions = [], []
     for i, p in enumerate(paths, 1):
         st = p.stat()
         rows.append((i, str(p), str(root), st.st_size, st.st_mtime_ns, st.st_ino,
-                     f"{rng.getrandbits(256):064x}", "active",
+                     f"{rng.getrandbits(256):064x}", "JPEG", 1600, 1200,
+                     signed(rng.getrandbits(64)), signed(rng.getrandbits(64)), "active",
                      "2026-01-01 00:00:00", "2026-01-01 00:00:00"))  # fmt: skip
+        regions += [(i, r, signed(rng.getrandbits(64)), signed(rng.getrandbits(64)))
+                    for r in REGION_IDS]  # fmt: skip
     con = sqlite3.connect(db)
     con.executemany(
-        "INSERT INTO files (id, path, root, size, mtime_ns, inode, sha256, status, "
-        "first_seen, indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO files (id, path, root, size, mtime_ns, inode, sha256, format, width, "
+        "height, phash, dhash, status, first_seen, indexed_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         rows,
     )
+    con.executemany("INSERT INTO region_hashes VALUES (?,?,?,?)", regions)
     con.commit()
     con.close()
 

@@ -564,7 +564,10 @@ def test_arrays_from_before_a_foreign_write_are_not_used(tmp_path, daemons):
     d = daemons(tmp_path, [pics]).start()
     assert d.stop() == 0
     b = save(photo(3), tmp_path / "elsewhere" / "b.jpg")
-    run_cli("--db", str(d.db), "scan", str(b.parent))  # while no daemon runs
+    # while no daemon runs; the scan itself starts from the saved arrays, still current
+    scan = run_cli("--db", str(d.db), "-v", "--log-format", "json", "scan", str(b.parent))
+    logged = [json.loads(line) for line in scan.stderr.splitlines() if line.startswith("{")]
+    assert [e["source"] for e in logged if e.get("event") == "arrays"] == ["saved"]
     d = daemons(tmp_path, [pics]).start()
     assert d.of("arrays")[0]["source"] == "index", "the index changed since they were saved"
     (pics / "b copy.jpg").write_bytes(b.read_bytes())

@@ -1,5 +1,6 @@
 """The scanner and pipeline, called directly: what gets indexed and what gets decided."""
 
+import logging
 import os
 
 import pytest
@@ -9,6 +10,7 @@ from PIL import Image
 from watcherd.config import Config
 from watcherd.index import Index
 from watcherd.models import ERROR, MISSING, Decision, File
+from watcherd.pipeline import Pipeline
 from watcherd.scanner import scan
 from watcherd.walk import entries_under
 
@@ -90,6 +92,58 @@ def test_rescan_reads_nothing_unchanged(tmp_path, index, config, monkeypatch):
     monkeypatch.setattr(scanner_mod, "reader", lambda max_pixels: boom)
     stats = scan([tmp_path], config, index)
     assert (stats.seen, stats.skipped, stats.new) == (4, 4, 0)
+
+
+def array_sources(caplog) -> list[str]:
+    """Where each matcher built in the logged run took its arrays from (saved, index)."""
+    return [r.source for r in caplog.records if getattr(r, "event", None) == "arrays"]
+
+
+def test_a_rescan_with_nothing_to_read_builds_no_matcher_arrays(tmp_path, index, config, caplog):
+    caplog.set_level(logging.INFO, logger="watcherd")
+    arrays = tmp_path / "arrays.npz"
+    for s in range(3):
+        save(photo(s), tmp_path / "pics" / f"{s}.jpg")
+    scan([tmp_path / "pics"], config, index, arrays=arrays)
+    assert array_sources(caplog) == ["index"]
+    caplog.clear()
+    (tmp_path / "pics" / "0.jpg").unlink()  # a change, but nothing to read
+    stats = scan([tmp_path / "pics"], config, index, arrays=arrays)
+    assert (stats.seen, stats.missing, array_sources(caplog)) == (2, 1, [])
+
+
+def test_a_scan_starts_from_saved_matcher_arrays_only_while_they_are_current(
+    tmp_path, index, config, caplog
+):
+    caplog.set_level(logging.INFO, logger="watcherd")
+    pics, arrays = tmp_path / "pics", tmp_path / "arrays.npz"
+    save(photo(1), pics / "a.jpg")
+    gone = save(photo(2), pics / "gone.jpg")
+    scan([pics], config, index)
+    Pipeline(index, config, arrays=arrays).save_arrays()  # as the daemon does at its stop
+    caplog.clear()
+    save(photo(1).resize((320, 240)), pics / "a small.jpg")
+    scan([pics], config, index, arrays=arrays)
+    assert array_sources(caplog) == ["saved"]
+    assert decisions(index) == {"a small.jpg": ("a.jpg", "near")}
+
+    # A file vanished and a copy of it came: the copy must not be paired with it. Both
+    # runs drop arrays that miss the vanishing (a dry run never commits it; a real run
+    # commits it first), and neither loses it by rolling back to look at saved arrays.
+    Pipeline(index, config, arrays=arrays).save_arrays()
+    gone.unlink()
+    save(photo(2).resize((320, 240)), pics / "gone small.jpg")
+    seen = []
+    caplog.clear()
+    stats = scan([pics], config, index, dry_run=True, arrays=arrays, on_outcome=seen.append)
+    assert stats.missing == 1 and array_sources(caplog) == []
+    assert [o.verdict for o in seen if o.path.endswith("gone small.jpg")] == [None]
+    assert index.file_by_path(str(gone)).status != MISSING  # the dry run wrote nothing
+    caplog.clear()
+    stats = scan([pics], config, index, arrays=arrays)
+    assert stats.missing == 1 and array_sources(caplog) == ["index"]
+    assert index.file_by_path(str(gone)).status == MISSING
+    assert decisions(index) == {"a small.jpg": ("a.jpg", "near")}
 
 
 # Names whose order within a folder differs from the order of their full paths.

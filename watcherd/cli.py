@@ -200,6 +200,7 @@ def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash
     start_forkserver(["watcherd.preload"])  # warms up while the scanner is imported
     ahead = readahead.start(existing, cfg, app.db_path)  # reading while it is imported too
     try:
+        from .pipeline import arrays_path
         from .scanner import scan as run_scan
 
         progress = RichProgress(err_console())
@@ -213,6 +214,7 @@ def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash
                     progress=progress,
                     rehash=rehash,
                     ahead=ahead,
+                    arrays=arrays_path(app.db_path),
                 )
             finally:
                 progress.stop()

@@ -39,7 +39,7 @@ from .fingerprint import Fingerprint, crashed, reader, timed_out
 from .index import Index
 from .models import ACTIVE, ERROR
 from .notifications import DesktopNotifier
-from .pipeline import Pipeline, log_outcome, release_free_memory
+from .pipeline import Pipeline, arrays_path, log_outcome, release_free_memory
 from .scanner import ScanStats, reconcile
 from .sdnotify import Notifier
 from .watcher import FsEvent, Watcher
@@ -63,10 +63,6 @@ class AlreadyRunning(Exception):
 
 def lock_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".lock")
-
-
-def arrays_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".arrays.npz")
 
 
 def status_path(db_path: Path) -> Path:

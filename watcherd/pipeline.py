@@ -68,6 +68,11 @@ def release_free_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+def arrays_path(db_path: Path) -> Path:
+    """Where the daemon saves its matcher arrays when it stops (see save_arrays)."""
+    return db_path.with_name(db_path.name + ".arrays.npz")
+
+
 class Pipeline:
     def __init__(
         self,

@@ -278,6 +278,7 @@ def scan(
     on_outcome: Callable[[Outcome], None] | None = None,
     rehash: bool = False,
     ahead: ReadAhead | None = None,
+    arrays: Path | None = None,
 ) -> ScanStats:
     """Index every included file under `paths`; returns what was found.
 
@@ -285,7 +286,8 @@ def scan(
     With `rehash` unchanged files are read again too, so that fingerprints added by a
     newer watcherd (region hashes, thumbnails, dates) reach files indexed before it;
     their decisions stand. `ahead`: files already being read (see readahead), taken
-    over if they are the first this scan reads.
+    over if they are the first this scan reads. `arrays`: the daemon's saved matcher
+    arrays, started from if they are current (see Pipeline).
     """
     started = time.monotonic()
     stats = ScanStats()
@@ -294,8 +296,17 @@ def scan(
 
     if progress is not None:
         progress.start(len(todo))
+    if not len(todo):
+        # Nothing new or changed: no matcher arrays, which take a second or more per
+        # 100,000 indexed photos to build from the index's rows.
+        return _finish(stats, index, dry_run, started)
     extra = [Root(p) for p in paths if config.root_for(p) is None]
-    pipeline = Pipeline(index, config, mover=Mover(index, config, extra), dry_run=dry_run)
+    mover = Mover(index, config, extra)
+    if dry_run:  # the arrays must hold what reconcile changed, which is never committed
+        arrays = None
+    else:  # committed, so that saved arrays are judged current or not with it counted
+        index.commit()
+    pipeline = Pipeline(index, config, mover=mover, dry_run=dry_run, arrays=arrays)
     work = reader(config.max_pixels)
     sent: deque[tuple[Entry, bool]] = deque()  # handed to the workers, not yet decided
 
@@ -326,6 +337,10 @@ def scan(
             index.commit()
         if progress is not None:
             progress.advance()
+    return _finish(stats, index, dry_run, started)
+
+
+def _finish(stats: ScanStats, index: Index, dry_run: bool, started: float) -> ScanStats:
     if dry_run:
         index.rollback()
     else:
