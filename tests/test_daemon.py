@@ -518,8 +518,8 @@ def test_run_dry_run_moves_nothing(tmp_path, daemons):
     assert small.exists() and not qdir.exists()
 
 
-def test_matcher_arrays_saved_at_stop_and_trusted_only_if_nothing_else_wrote(tmp_path, daemons):
-    pics, other = tmp_path / "pics", tmp_path / "other"
+def test_matcher_arrays_saved_at_stop_and_loaded_at_start(tmp_path, daemons):
+    pics = tmp_path / "pics"
     pics.mkdir()
     a = save(photo(1), pics / "a.jpg")
     c = save(busy_photo(12), pics / "c.jpg")  # a picture only its regions match cropped
@@ -532,7 +532,7 @@ def test_matcher_arrays_saved_at_stop_and_trusted_only_if_nothing_else_wrote(tmp
     assert arrays.exists()
 
     d = daemons(tmp_path, [pics]).start()
-    assert d.of("arrays")[0]["source"] == "saved"
+    assert (d.of("arrays")[0]["source"], d.of("arrays")[0]["changed"]) == ("saved", 0)
     (pics / "a copy.jpg").write_bytes(a.read_bytes())
     d.wait_path("duplicate", pics / "a copy.jpg")
     # a copy with 15% cut off two sides is found through c's region hashes, as loaded
@@ -542,34 +542,38 @@ def test_matcher_arrays_saved_at_stop_and_trusted_only_if_nothing_else_wrote(tmp
     assert found["original"] == str(c) and found["transform"].startswith("crop:")
     assert d.stop() == 0
 
-    # another process writes to the index while the daemon runs: the arrays it then
-    # holds lack that file, so they are not saved, and the next start rebuilds them
+
+def test_a_running_daemon_matches_what_a_scan_beside_it_indexed(tmp_path, daemons):
+    pics, other = tmp_path / "pics", tmp_path / "other"
+    pics.mkdir()
     d = daemons(tmp_path, [pics]).start()
     b = save(photo(2), other / "b.jpg")
-    run_cli("--db", str(d.db), "scan", str(other))
-    assert d.stop() == 0
-    assert not arrays.exists()
-    d = daemons(tmp_path, [pics]).start()
-    assert d.of("arrays")[0]["source"] == "index"
+    run_cli("--db", str(d.db), "scan", str(other))  # another process writes to the index
     save(photo(2).resize((320, 240)), pics / "b small.jpg")
-    found = d.wait_path("duplicate", pics / "b small.jpg")[0]
-    assert found["original"] == str(b)
+    assert d.wait_path("duplicate", pics / "b small.jpg")[0]["original"] == str(b)
+    assert d.stop() == 0
+    d = daemons(tmp_path, [pics]).start()  # the arrays it saved hold b, nothing to read
+    assert (d.of("arrays")[0]["source"], d.of("arrays")[0]["changed"]) == ("saved", 0)
+    save(photo(2).resize((300, 225)), pics / "b smaller.jpg")
+    assert d.wait_path("duplicate", pics / "b smaller.jpg")[0]["original"] == str(b)
     assert d.stop() == 0
 
 
-def test_arrays_from_before_a_foreign_write_are_not_used(tmp_path, daemons):
+def test_saved_arrays_catch_up_with_what_was_written_while_no_daemon_ran(tmp_path, daemons):
     pics = tmp_path / "pics"
     pics.mkdir()
     save(photo(1), pics / "a.jpg")
     d = daemons(tmp_path, [pics]).start()
     assert d.stop() == 0
     b = save(photo(3), tmp_path / "elsewhere" / "b.jpg")
-    # while no daemon runs; the scan itself starts from the saved arrays, still current
+    # while no daemon runs; the scan itself starts from the saved arrays
     scan = run_cli("--db", str(d.db), "-v", "--log-format", "json", "scan", str(b.parent))
     logged = [json.loads(line) for line in scan.stderr.splitlines() if line.startswith("{")]
-    assert [e["source"] for e in logged if e.get("event") == "arrays"] == ["saved"]
+    assert [(e["source"], e["changed"]) for e in logged if e.get("event") == "arrays"] == [
+        ("saved", 0)
+    ]
     d = daemons(tmp_path, [pics]).start()
-    assert d.of("arrays")[0]["source"] == "index", "the index changed since they were saved"
+    assert (d.of("arrays")[0]["source"], d.of("arrays")[0]["changed"]) == ("saved", 1)
     (pics / "b copy.jpg").write_bytes(b.read_bytes())
     assert d.wait_path("duplicate", pics / "b copy.jpg")[0]["original"] == str(b)
     assert d.stop() == 0

@@ -341,3 +341,40 @@ def test_rows_written_and_read_on_the_driver_convert_as_sqlalchemy_does(index):
     assert again.first_seen == got.first_seen and again.indexed_at == got.indexed_at
     with pytest.raises(KeyError, match="size"):
         index_mod._INSERT_FILE.run(index._core(), {"path": "/p/c.jpg", "root": "/p"})
+
+
+def test_version_6_index_gains_a_change_log_from_its_generation_on(tmp_path):
+    path = tmp_path / "i.sqlite3"
+    with Index(path, writer=True) as idx:
+        idx.upsert_file(None, path="/p/a.jpg", root="/p", size=1, mtime_ns=1, inode=1, phash=5)
+        idx.commit()
+    con = sqlite3.connect(path)  # back to version 6: the counter's triggers, no log
+    con.execute("DROP TABLE changes")
+    con.execute("DELETE FROM meta WHERE key = 'logged_from'")
+    for name in ("files_ins", "files_del", "files_upd"):
+        con.execute(f"DROP TRIGGER generation_{name}")
+        con.execute(
+            f"CREATE TRIGGER generation_{name} {db._GENERATION_TRIGGERS[name]} BEGIN "
+            "UPDATE meta SET value = value + 1 WHERE key = 'generation'; END"
+        )
+    con.execute("UPDATE schema_version SET version = 6")
+    con.commit()
+    con.close()
+    with Index(path, writer=True) as idx:
+        start = idx.generation()
+        assert idx.changed_since(start - 1) is None, "nothing was logged before it"
+        assert idx.changed_since(start) == []
+        b = idx.upsert_file(None, path="/p/b.jpg", root="/p", size=2, mtime_ns=1, inode=2)
+        c = idx.upsert_file(None, path="/p/c.jpg", root="/p", size=3, mtime_ns=1, inode=3)
+        idx.commit()
+        a = idx.file_by_path("/p/a.jpg")
+        idx.mark_missing_many([a.id])
+        idx.drop_file(c)
+        idx.commit()
+        assert sorted(idx.changed_since(start)) == sorted([a.id, b.id, c.id])
+        assert idx.changed_since(idx.generation()) == []
+        idx.forget_changes(idx.generation() - 1)
+        idx.commit()
+        assert idx.changed_since(start) is None
+        assert idx.changed_since(idx.generation() - 1) == [c.id], "its latest change is kept"
+        assert db.schema_version(idx.session.connection()) == db.LATEST

@@ -212,8 +212,8 @@ def test_saved_arrays_load_only_at_the_same_generation(tmp_path, monkeypatch):
     hashes.add(301, values[0] ^ 1, 0)  # a tail row after the tables were built
     path = tmp_path / "arrays.npz"
     m.save_arrays(path, 42, hashes, parts)
-    assert m.load_arrays(path, 41) is None, "the index changed since: not used"
-    loaded_hashes, loaded_parts = m.load_arrays(path, 42)
+    loaded_hashes, loaded_parts, generation = m.load_arrays(path)
+    assert generation == 42
     assert loaded_hashes._mih is not None and len(loaded_hashes) == len(hashes)
     for q in values[:50]:
         want = hashes.search([(q, q >> 3)], 10, 64)
@@ -221,7 +221,7 @@ def test_saved_arrays_load_only_at_the_same_generation(tmp_path, monkeypatch):
         assert loaded_parts.search([q >> 1], 8) == parts.search([q >> 1], 8)
     assert 5 not in loaded_hashes and 301 in loaded_hashes
     path.write_bytes(b"not an npz")
-    assert m.load_arrays(path, 42) is None
+    assert m.load_arrays(path) is None
 
 
 def test_packed_table_rows_read_back_as_stored():
@@ -335,7 +335,7 @@ def test_saved_arrays_load_into_memory_of_their_own_with_room_to_grow(tmp_path):
     parts = m.RegionIndex.from_rows((i, 1, int(v) >> 1) for i, v in enumerate(values, 1))
     path = tmp_path / "arrays.npz"
     m.save_arrays(path, 7, hashes, parts)
-    loaded_hashes, loaded_parts = m.load_arrays(path, 7)
+    loaded_hashes, loaded_parts, _ = m.load_arrays(path)
 
     def own(a: np.ndarray) -> bool:
         return isinstance(getattr(a.base, "obj", None), mmap.mmap)
@@ -360,7 +360,7 @@ def test_saved_arrays_load_into_memory_of_their_own_with_room_to_grow(tmp_path):
         for item in src.infolist():
             data = src.read(item)
             dst.writestr(item, data[:-8] if item.filename == "r_ph.npy" else data)
-    assert m.load_arrays(cut, 7) is None
+    assert m.load_arrays(cut) is None
 
 
 def test_distinct_keys_as_numpy_unique_gives_them():

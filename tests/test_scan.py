@@ -8,6 +8,7 @@ from helpers import copies, photo, save
 from PIL import Image
 
 from watcherd.config import Config
+from watcherd.fingerprint import fingerprint_file
 from watcherd.index import Index
 from watcherd.models import ERROR, MISSING, Decision, File
 from watcherd.pipeline import Pipeline
@@ -94,9 +95,11 @@ def test_rescan_reads_nothing_unchanged(tmp_path, index, config, monkeypatch):
     assert (stats.seen, stats.skipped, stats.new) == (4, 4, 0)
 
 
-def array_sources(caplog) -> list[str]:
-    """Where each matcher built in the logged run took its arrays from (saved, index)."""
-    return [r.source for r in caplog.records if getattr(r, "event", None) == "arrays"]
+def array_sources(caplog) -> list[tuple[str, int | None]]:
+    """Where each matcher made in the logged run took its arrays from (saved, index),
+    with how many files changed since saved arrays were saved."""
+    arrays = [r for r in caplog.records if getattr(r, "event", None) == "arrays"]
+    return [(r.source, getattr(r, "changed", None)) for r in arrays]
 
 
 def test_a_rescan_with_nothing_to_read_builds_no_matcher_arrays(tmp_path, index, config, caplog):
@@ -105,14 +108,14 @@ def test_a_rescan_with_nothing_to_read_builds_no_matcher_arrays(tmp_path, index,
     for s in range(3):
         save(photo(s), tmp_path / "pics" / f"{s}.jpg")
     scan([tmp_path / "pics"], config, index, arrays=arrays)
-    assert array_sources(caplog) == ["index"]
+    assert array_sources(caplog) == [("index", None)]
     caplog.clear()
     (tmp_path / "pics" / "0.jpg").unlink()  # a change, but nothing to read
     stats = scan([tmp_path / "pics"], config, index, arrays=arrays)
     assert (stats.seen, stats.missing, array_sources(caplog)) == (2, 1, [])
 
 
-def test_a_scan_starts_from_saved_matcher_arrays_only_while_they_are_current(
+def test_a_scan_starts_from_saved_matcher_arrays_and_reads_again_what_changed_since(
     tmp_path, index, config, caplog
 ):
     caplog.set_level(logging.INFO, logger="watcherd")
@@ -121,29 +124,67 @@ def test_a_scan_starts_from_saved_matcher_arrays_only_while_they_are_current(
     gone = save(photo(2), pics / "gone.jpg")
     scan([pics], config, index)
     Pipeline(index, config, arrays=arrays).save_arrays()  # as the daemon does at its stop
+    b = save(photo(3), tmp_path / "other" / "b.jpg")
+    scan([b.parent], config, index)  # written since the arrays were saved
     caplog.clear()
     save(photo(1).resize((320, 240)), pics / "a small.jpg")
+    save(photo(3).resize((320, 240)), pics / "b small.jpg")
     scan([pics], config, index, arrays=arrays)
-    assert array_sources(caplog) == ["saved"]
-    assert decisions(index) == {"a small.jpg": ("a.jpg", "near")}
+    assert array_sources(caplog) == [("saved", 1)]  # b.jpg
+    assert decisions(index) == {
+        "a small.jpg": ("a.jpg", "near"),
+        "b small.jpg": ("b.jpg", "near"),
+    }
 
-    # A file vanished and a copy of it came: the copy must not be paired with it. Both
-    # runs drop arrays that miss the vanishing (a dry run never commits it; a real run
-    # commits it first), and neither loses it by rolling back to look at saved arrays.
+    # A file vanished and a copy of it came: the copy must not be paired with it, in a
+    # dry run (the vanishing is never committed) as in a real one.
     Pipeline(index, config, arrays=arrays).save_arrays()
     gone.unlink()
     save(photo(2).resize((320, 240)), pics / "gone small.jpg")
-    seen = []
-    caplog.clear()
-    stats = scan([pics], config, index, dry_run=True, arrays=arrays, on_outcome=seen.append)
-    assert stats.missing == 1 and array_sources(caplog) == []
-    assert [o.verdict for o in seen if o.path.endswith("gone small.jpg")] == [None]
-    assert index.file_by_path(str(gone)).status != MISSING  # the dry run wrote nothing
-    caplog.clear()
-    stats = scan([pics], config, index, arrays=arrays)
-    assert stats.missing == 1 and array_sources(caplog) == ["index"]
-    assert index.file_by_path(str(gone)).status == MISSING
-    assert decisions(index) == {"a small.jpg": ("a.jpg", "near")}
+    for dry_run in (True, False):
+        seen = []
+        caplog.clear()
+        stats = scan([pics], config, index, dry_run=dry_run, arrays=arrays, on_outcome=seen.append)
+        assert stats.missing == 1 and array_sources(caplog) == [("saved", 1)]  # gone.jpg
+        assert [o.verdict for o in seen if o.path.endswith("gone small.jpg")] == [None]
+        assert (index.file_by_path(str(gone)).status == MISSING) is not dry_run
+    assert len(decisions(index)) == 2
+
+
+def test_a_matcher_catches_up_with_what_another_process_wrote_beside_it(tmp_path, config):
+    """The daemon's arrays and a `watcherd scan` beside it: each new transaction of the
+    one sees what the other committed, files added, changed and gone, and the change
+    log is dropped once arrays are saved past it."""
+    db, pics = tmp_path / "index.sqlite3", tmp_path / "pics"
+    ours, theirs = Index(db, writer=True, daemon=True), Index(db, writer=True)
+    save(photo(1), pics / "a.jpg")
+    scan([pics], config, ours)
+    matcher = Pipeline(ours, config, arrays=tmp_path / "arrays.npz")
+    ours.commit()
+
+    def decide(path):
+        outcome = matcher.process(fingerprint_file(str(path)), str(path.parent))
+        ours.commit()
+        return outcome.verdict and os.path.basename(outcome.verdict.kept_path)
+
+    b = save(photo(2), tmp_path / "other" / "b.jpg")
+    c = save(photo(3), tmp_path / "other" / "c.jpg")
+    scan([b.parent], config, theirs)  # another process, while this matcher runs
+    assert decide(save(photo(2).resize((320, 240)), pics / "b small.jpg")) == "b.jpg"
+    c.unlink()
+    save(photo(4), tmp_path / "other" / "b.jpg")  # b becomes another picture
+    scan([b.parent], config, theirs)
+    assert decide(save(photo(3).resize((320, 240)), pics / "c small.jpg")) is None
+    assert decide(save(photo(4).resize((320, 240)), pics / "b new small.jpg")) == "b.jpg"
+    assert decide(save(photo(1).resize((320, 240)), pics / "a small.jpg")) == "a.jpg"
+    assert matcher.catch_up() == 0, "its own decisions are in its arrays already"
+
+    matcher.save_arrays()
+    assert ours.changed_since(0) is None, "saved past them: the changes are dropped"
+    assert ours.changed_since(ours.generation()) == []
+    ours.rollback()
+    theirs.close()
+    ours.close()
 
 
 # Names whose order within a folder differs from the order of their full paths.

@@ -180,7 +180,6 @@ class Daemon:
             dry_run=self.dry_run,
             arrays=arrays_path(self.db_path),
         )
-        self._foreign_at_start = self.index.foreign_commits()
         self.index.rollback()
         self.watcher = Watcher(self.inbox.put, self.config.poll_interval)
         self._install_signals()
@@ -215,21 +214,20 @@ class Daemon:
         return 0
 
     def _save_arrays(self) -> None:
-        """Save the matcher arrays for a quick next start, if they match the index: not
-        after a dry run (its decisions were not kept), nor if another process wrote to
-        the index meanwhile (the arrays would lack its files)."""
+        """Save the matcher arrays for a quick next start (brought up to date with what
+        other processes wrote meanwhile), but not after a dry run: its decisions were
+        not kept, and the arrays hold them."""
         pipeline = getattr(self, "pipeline", None)
         if pipeline is None:
             return
-        try:
-            foreign = self.index.foreign_commits()
-            self.index.rollback()
-        except OperationalError:
-            foreign = None
-        if self.dry_run or foreign != self._foreign_at_start:
+        if self.dry_run:
             arrays_path(self.db_path).unlink(missing_ok=True)
             return
-        pipeline.save_arrays()
+        try:
+            pipeline.save_arrays()
+        except OperationalError as exc:  # the index is locked or gone: start from rows
+            log.warning("matcher arrays not saved: %s", exc)
+            arrays_path(self.db_path).unlink(missing_ok=True)
 
     def stop(self) -> None:
         """Ask the loop to finish (safe from signal handlers and other threads)."""

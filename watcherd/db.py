@@ -79,6 +79,35 @@ def _v6_original_index(conn: Connection) -> None:
     )
 
 
+# Which files each change touched, so that matcher arrays saved or held at an older
+# generation catch up by re-reading those files alone (Pipeline.catch_up): one row per
+# file, with the generation of its latest change. Changes to a file's regions need no
+# row of their own: they are only ever written together with the file's row.
+_LOGGED = {"files_ins": "NEW.id", "files_del": "OLD.id", "files_upd": "NEW.id"}
+
+
+def _v7_changes(conn: Connection) -> None:
+    """Version 7: the change log behind the generation counter. It starts empty, so it
+    reaches back to the generation it was made at (`logged_from`)."""
+    conn.exec_driver_sql(
+        "CREATE TABLE IF NOT EXISTS changes "
+        "(file_id INTEGER PRIMARY KEY, generation INTEGER NOT NULL)"
+    )
+    conn.exec_driver_sql(
+        "INSERT OR IGNORE INTO meta (key, value) "
+        "SELECT 'logged_from', value FROM meta WHERE key = 'generation'"
+    )
+    for name, file_id in _LOGGED.items():
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS generation_{name}")
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER generation_{name} {_GENERATION_TRIGGERS[name]} BEGIN "
+            "UPDATE meta SET value = value + 1 WHERE key = 'generation'; "
+            "INSERT INTO changes (file_id, generation) VALUES "
+            f"({file_id}, (SELECT value FROM meta WHERE key = 'generation')) "
+            "ON CONFLICT (file_id) DO UPDATE SET generation = excluded.generation; END"
+        )
+
+
 def counter(conn: Connection, key: str) -> int:
     return int(conn.exec_driver_sql(f"SELECT value FROM meta WHERE key = '{key}'").scalar())
 
@@ -96,6 +125,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     4: _v4_thumbnails,
     5: _generation,
     6: _v6_original_index,
+    7: _v7_changes,
 }
 LATEST = max(MIGRATIONS)
 
@@ -157,6 +187,7 @@ def migrate(engine: Engine) -> int:
         if found == 0 and not inspect(conn).has_table("files"):
             Base.metadata.create_all(conn)
             _generation(conn)
+            _v7_changes(conn)
             conn.execute(SchemaVersion.__table__.insert().values(id=1, version=LATEST))
             return 0
     for version in range(found + 1, LATEST + 1):

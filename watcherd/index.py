@@ -283,6 +283,11 @@ class Index:
         self._inserted: weakref.WeakSet[File] = weakref.WeakSet()
         event.listen(self.session, "after_commit", lambda _session: self._inserted.clear())
         event.listen(self.session, "after_soft_rollback", self._forget_inserted)
+        # Transactions and the generation each began at (see follow_generation).
+        self.transaction = 0
+        self.begun_at: int | None = None
+        self._open = False
+        self._followers: list[weakref.WeakMethod] = []
 
     def close(self) -> None:
         self.session.close()
@@ -322,6 +327,62 @@ class Index:
     def foreign_commits(self) -> int:
         """How many commits writers other than the daemon have made."""
         return db.counter(self.session.connection(), "foreign")
+
+    def follow_generation(self, on_commit: Callable[[int, int], None]) -> None:
+        """From now on, number each transaction (`transaction`) and read the generation
+        it began at (`begun_at`), and call `on_commit(transaction, generation)` just
+        before each commit. A writer's transaction holds SQLite's write lock from its
+        first statement, so whatever changed between one commit and the next begin was
+        written by somebody else (see Pipeline.catch_up). Held weakly: a matcher that is
+        dropped stops being called. A transaction is begun now if none is, and counts
+        as a new one (its generation at the start unknown)."""
+        if not self._open:
+            self.session.connection()
+        self.transaction += 1
+        self.begun_at, self._open = None, True
+        if not self._followers:
+            event.listen(self.session, "after_begin", self._began)
+            event.listen(self.session, "before_commit", self._committing)
+            event.listen(self.session, "after_commit", self._ended)
+            event.listen(self.session, "after_rollback", self._ended)
+        self._followers.append(weakref.WeakMethod(on_commit))
+
+    def _began(self, _session: Session, _transaction, connection: Connection) -> None:
+        self.transaction += 1
+        self.begun_at = db.counter(connection, "generation")
+        self._open = True
+
+    def _ended(self, _session: Session) -> None:
+        self._open = False
+
+    def _committing(self, _session: Session) -> None:
+        if not self._open:  # a commit with no statement run: nothing to read or say
+            return
+        generation = self.generation()
+        for ref in self._followers:
+            follower = ref()
+            if follower is not None:
+                follower(self.transaction, generation)
+
+    def changed_since(self, generation: int) -> list[int] | None:
+        """The ids of the files whose hashes, status or regions changed after
+        `generation`, deleted ones included; None if the change log no longer reaches
+        back that far (see forget_changes)."""
+        conn = self.session.connection()
+        if db.counter(conn, "logged_from") > generation:
+            return None
+        since = "SELECT file_id FROM changes WHERE generation > ?"
+        return [fid for (fid,) in conn.exec_driver_sql(since, (generation,))]
+
+    def forget_changes(self, upto: int) -> None:
+        """Drop the log of changes up to generation `upto`: matcher arrays saved at it,
+        or later, need none of them. Anything older that still wants to catch up is
+        rebuilt from the rows instead."""
+        conn = self.session.connection()
+        conn.exec_driver_sql("DELETE FROM changes WHERE generation <= ?", (upto,))
+        conn.exec_driver_sql(
+            "UPDATE meta SET value = max(value, ?) WHERE key = 'logged_from'", (upto,)
+        )
 
     # -- files ---------------------------------------------------------------------------
 
@@ -389,12 +450,20 @@ class Index:
         rows = _SAME_BYTES.run(self._core(), {"sha": sha256})
         return {i: (st, of) for i, st, of in rows if st == ACTIVE and i != exclude_id}
 
-    def hash_rows(self) -> Iterator[tuple[int, int, int]]:
-        """(id, phash, dhash) of every active image, streamed for building the HashIndex."""
+    def hash_rows(self, ids: list[int] | None = None) -> Iterator[tuple[int, int, int]]:
+        """(id, phash, dhash) of every active image (or of those among `ids`), streamed
+        for building the HashIndex."""
         stmt = select(File.id, File.phash, File.dhash).where(
             File.status == ACTIVE, File.phash.is_not(None)
         )
-        yield from self._plain_rows(stmt)
+        yield from self._rows_of(stmt, File.id, ids)
+
+    def _rows_of(self, stmt, key, ids: list[int] | None) -> Iterator[tuple]:
+        if ids is None:
+            yield from self._plain_rows(stmt)
+            return
+        for chunk in _batches(sorted(ids)):
+            yield from self._plain_rows(stmt.where(key.in_(chunk)))
 
     def _plain_rows(self, stmt) -> Iterator[tuple]:
         """Rows as plain tuples straight from the database driver.
@@ -461,15 +530,16 @@ class Index:
                     out[fid, region] = to_unsigned(dhash)
         return out
 
-    def region_rows(self) -> Iterator[tuple[int, int, int]]:
-        """(file id, region, phash) of every active image, for the region array."""
+    def region_rows(self, ids: list[int] | None = None) -> Iterator[tuple[int, int, int]]:
+        """(file id, region, phash) of every active image (or of those among `ids`),
+        ordered by file and region, for the region array."""
         stmt = (
             select(RegionHash.file_id, RegionHash.region, RegionHash.phash)
             .join(File, File.id == RegionHash.file_id)
             .where(File.status == ACTIVE)
             .order_by(RegionHash.file_id, RegionHash.region)
         )
-        yield from self._plain_rows(stmt)
+        yield from self._rows_of(stmt, RegionHash.file_id, ids)
 
     def upsert_file(self, existing: File | None, **values) -> File:
         """Create or overwrite a file row; the caller flushes/commits."""

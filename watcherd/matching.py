@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -810,8 +810,15 @@ def save_arrays(path: Path, generation: int, hashes: HashIndex, parts: RegionInd
     os.replace(tmp, path)
 
 
-def load_arrays(path: Path, generation: int) -> tuple[HashIndex, RegionIndex] | None:
-    """The saved arrays, if they were saved at this very generation of the index."""
+class SavedArrays(NamedTuple):
+    hashes: HashIndex
+    parts: RegionIndex
+    generation: int  # of the index when they were saved: changes after it are not in them
+
+
+def load_arrays(path: Path) -> SavedArrays | None:
+    """The saved arrays, or None if there are none usable (missing, cut short, another
+    format)."""
     growing = {
         *(f"h{name}" for name, _, _ in HashIndex._columns),
         *(f"r{name}" for name, _, _ in RegionIndex._columns),
@@ -820,7 +827,7 @@ def load_arrays(path: Path, generation: int) -> tuple[HashIndex, RegionIndex] | 
     try:
         with np.load(path) as npz:
             stamp = npz["stamp"]
-            if int(stamp[0]) != ARRAYS_FORMAT or int(stamp[1]) != generation:
+            if int(stamp[0]) != ARRAYS_FORMAT:
                 return None
             data, lengths = {}, {}
             for key in npz.files:
@@ -830,4 +837,4 @@ def load_arrays(path: Path, generation: int) -> tuple[HashIndex, RegionIndex] | 
         parts._restore(data, lengths, "r")
     except (OSError, KeyError, ValueError):
         return None
-    return hashes, parts
+    return SavedArrays(hashes, parts, int(stamp[1]))

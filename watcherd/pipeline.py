@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import logging
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from pathlib import Path
 
 from .actions import ActionError, Mover
@@ -33,6 +35,9 @@ from .models import ACTIVE, ERROR, File, to_unsigned
 log = logging.getLogger("watcherd")
 
 INVERSE = {"rotate90": "rotate270", "rotate270": "rotate90"}
+# Arrays that miss more changed files than this (or a quarter of their files, if more)
+# are built again from the rows rather than brought up to date one file at a time.
+REBUILD_FROM = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,34 +87,106 @@ class Pipeline:
         dry_run: bool = False,
         arrays: Path | None = None,
     ) -> None:
-        """`arrays`: a file of saved matcher arrays to start from, when it is current
-        (see save_arrays); otherwise they are built from the index's rows."""
+        """`arrays`: a file of saved matcher arrays to start from, brought up to date
+        with what changed in the index since they were saved (see catch_up); otherwise
+        the arrays are built from the index's rows."""
         self.index = index
         self.config = config
         self.arrays = arrays
-        loaded = None
-        if arrays is not None:
-            loaded = load_arrays(arrays, index.generation())
-            index.rollback()  # reading the counter must not hold a transaction open
-            log.info(
-                "matcher arrays %s", "loaded from " + str(arrays) if loaded else "rebuilt",
-                extra={"event": "arrays", "source": "saved" if loaded else "index"},
-            )  # fmt: skip
-        if loaded is not None:
-            self.hashes, self.parts = loaded
+        saved = load_arrays(arrays) if arrays is not None else None
+        # From here on in one transaction: what the arrays hold and the generation they
+        # are said to hold are read in the same view of the index.
+        index.follow_generation(self._committed)
+        self._synced = index.transaction
+        self._generation = index.generation()
+        changed: list[int] | None = None
+        if saved is not None:
+            self.hashes, self.parts = saved.hashes, saved.parts
+            changed = self._changed_since(saved.generation, self._generation)
+        if changed is None:
+            self._rebuild()
         else:
-            self.hashes = HashIndex.from_rows(index.hash_rows())
-            self.parts = RegionIndex.from_rows(index.region_rows())
+            self._refresh(changed)
+        if arrays is not None and changed is None:
+            log.info("matcher arrays rebuilt", extra={"event": "arrays", "source": "index"})
+        elif arrays is not None:
+            log.info(
+                "matcher arrays loaded from %s, %d files changed since read again",
+                arrays, len(changed),
+                extra={"event": "arrays", "source": "saved", "changed": len(changed)},
+            )  # fmt: skip
         release_free_memory()
         self.mover = mover or Mover(index, config)
         self.dry_run = dry_run
 
+    def _changed_since(self, generation: int, now: int) -> list[int] | None:
+        """The files to read again to bring arrays of `generation` up to the index's
+        (`now`), or None when rebuilding is the quicker (or the only) way."""
+        if generation == now:
+            return []
+        changed = self.index.changed_since(generation)
+        if changed is None or len(changed) > max(REBUILD_FROM, len(self.hashes) // 4):
+            return None
+        return changed
+
+    def _rebuild(self) -> None:
+        self.hashes = HashIndex.from_rows(self.index.hash_rows())
+        self.parts = RegionIndex.from_rows(self.index.region_rows())
+
+    def _refresh(self, file_ids: list[int]) -> None:
+        """Each of these files dropped from the arrays, and read back from its rows if
+        it is still an active image."""
+        for file_id in file_ids:
+            self._forget_hashes(file_id)
+        for file_id, phash, dhash in self.index.hash_rows(file_ids):
+            self.hashes.add(file_id, phash, dhash or 0)
+        rows = self.index.region_rows(file_ids)
+        for file_id, regions in itertools.groupby(rows, key=itemgetter(0)):
+            self.parts.add(file_id, [(region, phash, 0) for _, region, phash in regions])
+
+    def catch_up(self) -> int:
+        """Bring the arrays up to what others wrote to the index since this process last
+        committed (a `watcherd scan` or `restore` beside the daemon, the daemon beside a
+        scan); returns how many files were read again. Called before each decision: it
+        costs nothing unless a transaction began since the last call, and then one
+        comparison of the generation that transaction began at."""
+        self.index.session.connection()  # begun: anything committed before is in view
+        if self._synced == self.index.transaction:
+            return 0
+        self._synced = self.index.transaction
+        if self.index.begun_at == self._generation:
+            return 0
+        now = self.index.generation()
+        changed = self._changed_since(self._generation, now)
+        self._generation = now
+        if changed is None:
+            self._rebuild()
+        else:
+            self._refresh(changed)
+        log.debug(
+            "matcher arrays caught up with the index: %s",
+            "rebuilt" if changed is None else f"{len(changed)} files read again",
+            extra={"event": "arrays", "source": "index" if changed is None else "changes",
+                   "changed": None if changed is None else len(changed)},
+        )  # fmt: skip
+        return -1 if changed is None else len(changed)
+
+    def _committed(self, transaction: int, generation: int) -> None:
+        """The index is about to commit: if the arrays were current in this transaction,
+        they hold all it changed (decisions keep them in step as they go)."""
+        if transaction == self._synced:
+            self._generation = generation
+
     def save_arrays(self) -> None:
-        """Save the arrays for a quick next start; call with everything committed."""
+        """Save the arrays for a quick next start, once they hold everything committed,
+        and drop the change log they no longer need."""
         if self.arrays is None:
             return
         try:
-            save_arrays(self.arrays, self.index.generation(), self.hashes, self.parts)
+            self.catch_up()
+            save_arrays(self.arrays, self._generation, self.hashes, self.parts)
+            self.index.forget_changes(self._generation)
+            self.index.commit()
         except OSError as exc:
             log.warning("cannot save the matcher arrays to %s: %s", self.arrays, exc)
         finally:
@@ -121,6 +198,7 @@ class Pipeline:
         `new`: the caller knows the index has no row for this path (a scan's new files),
         which saves the queries that look for one and for what it was paired with.
         """
+        self.catch_up()
         existing = None if new else self.index.file_by_path(fp.path)
         same_bytes = (
             existing is not None

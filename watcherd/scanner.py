@@ -287,7 +287,7 @@ def scan(
     newer watcherd (region hashes, thumbnails, dates) reach files indexed before it;
     their decisions stand. `ahead`: files already being read (see readahead), taken
     over if they are the first this scan reads. `arrays`: the daemon's saved matcher
-    arrays, started from if they are current (see Pipeline).
+    arrays, to start from (see Pipeline).
     """
     started = time.monotonic()
     stats = ScanStats()
@@ -302,10 +302,6 @@ def scan(
         return _finish(stats, index, dry_run, started)
     extra = [Root(p) for p in paths if config.root_for(p) is None]
     mover = Mover(index, config, extra)
-    if dry_run:  # the arrays must hold what reconcile changed, which is never committed
-        arrays = None
-    else:  # committed, so that saved arrays are judged current or not with it counted
-        index.commit()
     pipeline = Pipeline(index, config, mover=mover, dry_run=dry_run, arrays=arrays)
     work = reader(config.max_pixels)
     sent: deque[tuple[Entry, bool]] = deque()  # handed to the workers, not yet decided
