@@ -11,11 +11,12 @@ with the eleven region hashes a real photo gets, unless --no-regions), cached in
   `similar` search, the SQLite writes): a third are near copies of indexed pictures,
   a third turned copies, a third new pictures; prints the median and 99th percentile;
 
-and as a subprocess, `watcherd run` on an empty folder with this index, twice: seconds
-from start to READY (the JSON log line) and the daemon's memory then, when it builds its
-arrays from the index and when it loads those it saved as it stopped; and its memory once
---arrivals new photos moved into the folder are decided. Also the index file's size per
-file.
+and as a subprocess, `watcherd run` on an empty folder with this index, three times:
+seconds from start to READY (the JSON log line) and the daemon's memory then, when it
+builds its arrays from the index, when it loads those it saved as it stopped, and when it
+loads them after another process added --added files to the index (it reads those
+files again instead of rebuilding); and its memory once --arrivals new photos moved
+into the folder are decided. Also the index file's size per file.
 
 Targets (issue 8): deciding one newcomer under 10 ms median; start to READY under 3 s;
 daemon memory under 300 MB.
@@ -48,14 +49,17 @@ def signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
-def fill(db: Path, files: int, regions: bool) -> None:
+def fill(db: Path, files: int, regions: bool, first: int = 1, seed: int = 1) -> None:
+    """Files `first`..`first + files - 1`, written straight into SQLite (its triggers
+    count and log them as they would any other writer's)."""
     Index(db, writer=True).close()  # the schema, by watcherd itself
-    rng = random.Random(1)
+    rng = random.Random(seed)
     con = sqlite3.connect(db)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=OFF")
     batch, regs = [], []
-    for i in range(1, files + 1):
+    last = first + files - 1
+    for i in range(first, last + 1):
         batch.append((i, f"/archive/{i // 1000:04}/IMG_{i:07}.jpg", "/archive",
                       rng.randrange(500_000, 6_000_000), 1_600_000_000 * 10**9 + i, i,
                       f"{rng.getrandbits(256):064x}", 4032, 3024, "JPEG",
@@ -64,7 +68,7 @@ def fill(db: Path, files: int, regions: bool) -> None:
         if regions:
             regs += [(i, r, signed(rng.getrandbits(64)), signed(rng.getrandbits(64)))
                      for r in REGION_IDS]  # fmt: skip
-        if len(batch) == 50_000 or i == files:
+        if len(batch) == 50_000 or i == last:
             con.executemany(
                 "INSERT INTO files (id, path, root, size, mtime_ns, inode, sha256, width, "
                 "height, format, phash, dhash, status, first_seen, indexed_at) "
@@ -196,6 +200,7 @@ def main() -> None:
     ap.add_argument("--no-regions", action="store_true")
     ap.add_argument("--newcomers", type=int, default=300)
     ap.add_argument("--arrivals", type=int, default=100, help="photos dropped on the daemon")
+    ap.add_argument("--added", type=int, default=1000, help="files another process adds")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     tag = "" if not args.no_regions else "-noregions"
@@ -211,9 +216,12 @@ def main() -> None:
     arrays = db.with_name(db.name + ".arrays.npz")
     arrays.unlink(missing_ok=True)
     work = args.workdir / "run"
+    runs = ("first start, arrays built from the index", "next start, saved arrays",
+            f"start after another process added {args.added:,} files, saved arrays")  # fmt: skip
     try:
-        for seed, how in enumerate(("first start, arrays built from the index",
-                                    "next start, saved arrays")):  # fmt: skip
+        for seed, how in enumerate(runs):
+            if seed == 2:  # as a `watcherd scan` of another folder would, daemon stopped
+                fill(db, args.added, not args.no_regions, first=args.files + 10_000, seed=5)
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
             ready, at_ready, after = daemon_run(db, work, args.arrivals, seed)
