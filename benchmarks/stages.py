@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from throughput import DEFAULT_PHOTOS, floor_one, prepare
+from throughput import file_sets, floor_one, set_arguments
 
 from watcherd import fingerprint
 from watcherd.workers import one_blas_thread
@@ -73,20 +72,11 @@ def stages(files: list[Path], repeat: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
-    ap.add_argument("--count", type=int, default=200, help="camera-size files")
-    ap.add_argument("--count-small", type=int, default=1000, help="WhatsApp-size files")
-    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "wd-throughput")
+    set_arguments(ap)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     one_blas_thread()
-    sets = {
-        "camera 12 MP": prepare(args.photos, args.workdir / "camera", args.count, (4000, 3000), 92),
-        "WhatsApp 1600 px": prepare(
-            args.photos, args.workdir / "whatsapp", args.count_small, None, 75
-        ),
-    }
-    for label, files in sets.items():
+    for label, files in file_sets(args).items():
         cost = stages(files, args.repeat)
         floor = cost["floor"]
         print(f"{label}, {len(files)} files: CPU ms per file, one process")

@@ -118,21 +118,31 @@ def warm(files: list[Path]) -> None:
         p.read_bytes()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def set_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options that say which two folders to make (shared with stages.py)."""
     ap.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
     ap.add_argument("--count", type=int, default=200, help="camera-size files")
     ap.add_argument("--count-small", type=int, default=1000, help="WhatsApp-size files")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "wd-throughput")
-    ap.add_argument("--no-peers", action="store_true")
-    args = ap.parse_args()
-    cores = os.cpu_count() or 1
-    sets = {
+
+
+def file_sets(args: argparse.Namespace) -> dict[str, list[Path]]:
+    """The camera and WhatsApp folders' files, made on first use."""
+    return {
         "camera 12 MP": prepare(args.photos, args.workdir / "camera", args.count, (4000, 3000), 92),
         "WhatsApp 1600 px": prepare(
             args.photos, args.workdir / "whatsapp", args.count_small, None, 75
         ),
     }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    set_arguments(ap)
+    ap.add_argument("--no-peers", action="store_true")
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    sets = file_sets(args)
     print(f"{cores} cores; {args.count} camera files, {args.count_small} WhatsApp files")
     header = f"{'set':18}{'watcherd scan':>16}{'imagededup PHash':>18}{'floor 1 proc':>14}"
     print(header + f"{'floor all cores':>17}{'vs imagededup':>15}{'vs floor':>10}")
