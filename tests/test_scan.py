@@ -7,6 +7,7 @@ import pytest
 from helpers import copies, photo, save
 from PIL import Image
 
+from watcherd import pipeline as pipeline_mod
 from watcherd.config import Config
 from watcherd.fingerprint import fingerprint_file
 from watcherd.index import Index
@@ -149,6 +150,33 @@ def test_a_scan_starts_from_saved_matcher_arrays_and_reads_again_what_changed_si
         assert [o.verdict for o in seen if o.path.endswith("gone small.jpg")] == [None]
         assert (index.file_by_path(str(gone)).status == MISSING) is not dry_run
     assert len(decisions(index)) == 2
+
+
+def test_a_scan_leaves_matcher_arrays_to_start_from_unless_those_saved_are_near_enough(
+    tmp_path, index, config, caplog, monkeypatch
+):
+    pics, arrays = tmp_path / "pics", tmp_path / "arrays.npz"
+    a = save(photo(1), pics / "a.jpg")
+    scan([pics], config, index, dry_run=True, arrays=arrays)
+    assert not arrays.exists(), "a dry run's decisions are not kept: nor are its arrays"
+    scan([pics], config, index, arrays=arrays)
+    caplog.set_level(logging.INFO, logger="watcherd")
+    matcher = Pipeline(index, config, arrays=arrays)  # a daemon started next
+    assert array_sources(caplog) == [("saved", 0)]
+    assert index.file_by_path(str(a)).id in matcher.hashes
+    index.rollback()
+
+    saved = arrays.stat().st_ino  # each save writes a new file and renames it
+    save(photo(2), pics / "b.jpg")
+    scan([pics], config, index, arrays=arrays)  # one file behind: not written again
+    assert arrays.stat().st_ino == saved
+    monkeypatch.setattr(pipeline_mod, "SAVE_BEHIND", 2)
+    save(photo(3), pics / "c.jpg")
+    scan([pics], config, index, arrays=arrays)  # two behind: saved again
+    assert arrays.stat().st_ino != saved
+    caplog.clear()
+    Pipeline(index, config, arrays=arrays)
+    assert array_sources(caplog) == [("saved", 0)]
 
 
 def test_a_matcher_catches_up_with_what_another_process_wrote_beside_it(tmp_path, config):

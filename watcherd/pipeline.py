@@ -38,6 +38,8 @@ INVERSE = {"rotate90": "rotate270", "rotate270": "rotate90"}
 # Arrays that miss more changed files than this (or a quarter of their files, if more)
 # are built again from the rows rather than brought up to date one file at a time.
 REBUILD_FROM = 50_000
+# A scan saves the arrays when the saved ones (if any) are further behind than this.
+SAVE_BEHIND = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ class Pipeline:
         self.config = config
         self.arrays = arrays
         saved = load_arrays(arrays) if arrays is not None else None
+        self._saved_at = None if saved is None else saved.generation
         # From here on in one transaction: what the arrays hold and the generation they
         # are said to hold are read in the same view of the index.
         index.follow_generation(self._committed)
@@ -177,20 +180,37 @@ class Pipeline:
         if transaction == self._synced:
             self._generation = generation
 
-    def save_arrays(self) -> None:
+    def save_arrays(self, forget: bool = True) -> None:
         """Save the arrays for a quick next start, once they hold everything committed,
-        and drop the change log they no longer need."""
+        and (`forget`) drop the change log they no longer need: only the daemon does, as
+        nothing else may be left holding arrays from before."""
         if self.arrays is None:
             return
         try:
             self.catch_up()
             save_arrays(self.arrays, self._generation, self.hashes, self.parts)
-            self.index.forget_changes(self._generation)
-            self.index.commit()
+            self._saved_at = self._generation
+            if forget:
+                self.index.forget_changes(self._generation)
+                self.index.commit()
         except OSError as exc:
             log.warning("cannot save the matcher arrays to %s: %s", self.arrays, exc)
         finally:
             self.index.rollback()
+
+    def save_arrays_if_behind(self) -> None:
+        """After a scan: save the arrays if there are no saved ones to start from, or
+        if those are more than SAVE_BEHIND files behind (a daemon, or the next scan,
+        would read them all again). A scan that changed a few files of a large index
+        leaves the saved arrays as they are rather than write them whole again."""
+        if self.arrays is None:
+            return
+        if self._saved_at is not None:
+            behind = self.index.changed_since(self._saved_at)
+            self.index.rollback()
+            if behind is not None and len(behind) < SAVE_BEHIND:
+                return
+        self.save_arrays(forget=False)
 
     def process(self, fp: Fingerprint, root: str, new: bool = False) -> Outcome:
         """Index one file and decide whether it, or the copy it matches, is redundant.

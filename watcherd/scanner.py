@@ -333,7 +333,10 @@ def scan(
             index.commit()
         if progress is not None:
             progress.advance()
-    return _finish(stats, index, dry_run, started)
+    _finish(stats, index, dry_run, started)
+    if not dry_run:  # so that a daemon started next need not build them from the rows
+        pipeline.save_arrays_if_behind()
+    return stats
 
 
 def _finish(stats: ScanStats, index: Index, dry_run: bool, started: float) -> ScanStats:
