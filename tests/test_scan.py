@@ -184,7 +184,7 @@ def test_a_matcher_catches_up_with_what_another_process_wrote_beside_it(tmp_path
     one sees what the other committed, files added, changed and gone, and the change
     log is dropped once arrays are saved past it."""
     db, pics = tmp_path / "index.sqlite3", tmp_path / "pics"
-    ours, theirs = Index(db, writer=True, daemon=True), Index(db, writer=True)
+    ours, theirs = Index(db, writer=True), Index(db, writer=True)
     save(photo(1), pics / "a.jpg")
     scan([pics], config, ours)
     matcher = Pipeline(ours, config, arrays=tmp_path / "arrays.npz")

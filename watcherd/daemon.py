@@ -169,7 +169,7 @@ class Daemon:
 
     def run(self) -> int:
         self._acquire_lock()
-        self.index = Index(self.db_path, writer=True, daemon=True)
+        self.index = Index(self.db_path, writer=True)
         mover = self._mover(self.config)
         mover.recover()
         self.index.commit()

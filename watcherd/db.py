@@ -60,7 +60,7 @@ def _generation(conn: Connection) -> None:
         "CREATE TABLE IF NOT EXISTS meta (key VARCHAR(32) PRIMARY KEY, value INTEGER NOT NULL)"
     )
     conn.exec_driver_sql("INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0)")
-    # commits by anything but the daemon: it saves its arrays only if there were none
+    # commits by anything but the daemon (read until version 7, which logs what changed)
     conn.exec_driver_sql("INSERT OR IGNORE INTO meta (key, value) VALUES ('foreign', 0)")
     for name, when in _GENERATION_TRIGGERS.items():
         conn.exec_driver_sql(
@@ -110,10 +110,6 @@ def _v7_changes(conn: Connection) -> None:
 
 def counter(conn: Connection, key: str) -> int:
     return int(conn.exec_driver_sql(f"SELECT value FROM meta WHERE key = '{key}'").scalar())
-
-
-def bump(conn: Connection, key: str) -> None:
-    conn.exec_driver_sql(f"UPDATE meta SET value = value + 1 WHERE key = '{key}'")
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {

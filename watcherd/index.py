@@ -268,12 +268,9 @@ _SET_MISSING = (
 
 
 class Index:
-    def __init__(self, target: str | Path, writer: bool = False, daemon: bool = False) -> None:
-        """`daemon`: this is the daemon's own index; every other writer's commits are
-        counted (see foreign_commits)."""
+    def __init__(self, target: str | Path, writer: bool = False) -> None:
         configure_mappers()  # a bare File (see _adopt) may come before any query would
         self.target = target
-        self._foreign = writer and not daemon
         self.Session = db.open_sessionmaker(target, writer)
         self.session: Session = self.Session()
         # Files inserted directly in this transaction (upsert_file): the ORM forgets the
@@ -300,8 +297,6 @@ class Index:
         self.close()
 
     def commit(self) -> None:
-        if self._foreign and self.session.in_transaction():
-            db.bump(self.session.connection(), "foreign")
         self.session.commit()
 
     def rollback(self) -> None:
@@ -323,10 +318,6 @@ class Index:
     def generation(self) -> int:
         """A number that changes whenever a file's hashes, status or regions change."""
         return db.counter(self.session.connection(), "generation")
-
-    def foreign_commits(self) -> int:
-        """How many commits writers other than the daemon have made."""
-        return db.counter(self.session.connection(), "foreign")
 
     def follow_generation(self, on_commit: Callable[[int, int], None]) -> None:
         """From now on, number each transaction (`transaction`) and read the generation
