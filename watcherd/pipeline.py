@@ -164,6 +164,7 @@ class Pipeline:
         self._generation = now
         if changed is None:
             self._rebuild()
+            release_free_memory()  # the heap the rows were read through
         else:
             self._refresh(changed)
         log.debug(
