@@ -33,9 +33,10 @@ from pathlib import Path
 from throughput import file_sets, floor_one, set_arguments
 
 from watcherd import fingerprint
+from watcherd.config import Config
 from watcherd.workers import one_blas_thread
 
-MAX_PIXELS = 250_000_000
+MAX_PIXELS = Config().max_pixels  # as a scan decodes with the default configuration
 
 
 def timed(stage: Callable[[Path], object], files: list[Path], repeat: int) -> float:

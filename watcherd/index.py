@@ -453,7 +453,7 @@ class Index:
         if ids is None:
             yield from self._plain_rows(stmt)
             return
-        for chunk in _batches(sorted(ids)):
+        for chunk in _batches(sorted(ids)):  # in order across batches, as ordered within
             yield from self._plain_rows(stmt.where(key.in_(chunk)))
 
     def _plain_rows(self, stmt) -> Iterator[tuple]:

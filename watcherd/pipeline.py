@@ -106,10 +106,7 @@ class Pipeline:
         if saved is not None:
             self.hashes, self.parts = saved.hashes, saved.parts
             changed = self._changed_since(saved.generation, self._generation)
-        if changed is None:
-            self._rebuild()
-        else:
-            self._refresh(changed)
+        self._bring_up(changed)
         if arrays is not None and changed is None:
             log.info("matcher arrays rebuilt", extra={"event": "arrays", "source": "index"})
         elif arrays is not None:
@@ -132,18 +129,19 @@ class Pipeline:
             return None
         return changed
 
-    def _rebuild(self) -> None:
-        self.hashes = HashIndex.from_rows(self.index.hash_rows())
-        self.parts = RegionIndex.from_rows(self.index.region_rows())
-
-    def _refresh(self, file_ids: list[int]) -> None:
-        """Each of these files dropped from the arrays, and read back from its rows if
-        it is still an active image."""
-        for file_id in file_ids:
+    def _bring_up(self, changed: list[int] | None) -> None:
+        """Read again the files `changed` (see _changed_since): each is dropped from the
+        arrays and read back from its rows if it is still an active image; None builds
+        the arrays from every row."""
+        if changed is None:
+            self.hashes = HashIndex.from_rows(self.index.hash_rows())
+            self.parts = RegionIndex.from_rows(self.index.region_rows())
+            return
+        for file_id in changed:
             self._forget_hashes(file_id)
-        for file_id, phash, dhash in self.index.hash_rows(file_ids):
+        for file_id, phash, dhash in self.index.hash_rows(changed):
             self.hashes.add(file_id, phash, dhash or 0)
-        rows = self.index.region_rows(file_ids)
+        rows = self.index.region_rows(changed)
         for file_id, regions in itertools.groupby(rows, key=itemgetter(0)):
             self.parts.add(file_id, [(region, phash, 0) for _, region, phash in regions])
 
@@ -152,7 +150,8 @@ class Pipeline:
         committed (a `watcherd scan` or `restore` beside the daemon, the daemon beside a
         scan); returns how many files were read again. Called before each decision: it
         costs nothing unless a transaction began since the last call, and then one
-        comparison of the generation that transaction began at."""
+        comparison of the generation that transaction began at. A rebuild from the rows
+        (too many changed, or the log no longer reaching back) returns -1."""
         self.index.session.connection()  # begun: anything committed before is in view
         if self._synced == self.index.transaction:
             return 0
@@ -162,11 +161,9 @@ class Pipeline:
         now = self.index.generation()
         changed = self._changed_since(self._generation, now)
         self._generation = now
+        self._bring_up(changed)
         if changed is None:
-            self._rebuild()
             release_free_memory()  # the heap the rows were read through
-        else:
-            self._refresh(changed)
         log.debug(
             "matcher arrays caught up with the index: %s",
             "rebuilt" if changed is None else f"{len(changed)} files read again",
