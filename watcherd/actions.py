@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import or_, select
 
+from . import owners
 from .config import Config, Root
 from .index import Index
 from .models import (
@@ -47,7 +48,9 @@ log = logging.getLogger("watcherd")
 CHUNK = 1024 * 1024
 # Fault injection for the crash tests: WATCHERD_CRASH_AT=<step> kills this process
 # with SIGKILL when a move reaches that step, exactly as a power cut or the OOM killer
-# would. Unset in normal use.
+# would; WATCHERD_PAUSE_AT=<step> stops it there (SIGSTOP) until the test lets it go
+# on (SIGCONT), so that other commands can be run at that very instant. Unset in
+# normal use.
 STEPS = ("intent", "placeholder", "copied", "renamed", "verified", "unlinked")
 
 
@@ -58,6 +61,8 @@ class ActionError(Exception):
 def _step(name: str) -> None:
     if os.environ.get("WATCHERD_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("WATCHERD_PAUSE_AT") == name:
+        os.kill(os.getpid(), signal.SIGSTOP)
     hook = _fault_hook
     if hook is not None:
         hook(name)
@@ -118,6 +123,7 @@ class Mover:
         self.index = index
         self.config = config
         self.roots = list(config.roots) + list(extra_roots or [])
+        self.owners = owners.folder_for(index.target)
 
     # -- where files may go --------------------------------------------------------------
 
@@ -137,6 +143,8 @@ class Mover:
             return "outside the configured roots"
         if root.protect:
             return f"in a protected root ({root.path})"
+        if not _inside(os.path.realpath(f.path), os.path.realpath(root.path)):
+            return f"its real place is outside {root.path} (a symbolic link on the way)"
         if f.status != ACTIVE:
             return f"not active ({f.status})"
         if _inside(f.path, str(self.config.quarantine_dir)):
@@ -146,17 +154,21 @@ class Mover:
     def quarantine_target(self, f: File) -> Path:
         root = self.root_of(f.path)
         base = str(root.path) if root else str(Path(f.path).parent)
-        label = f"{Path(base).name or 'root'}-{hashlib.sha1(base.encode()).hexdigest()[:8]}"
+        label = f"{Path(base).name or 'root'}-{hashlib.sha1(os.fsencode(base)).hexdigest()[:8]}"
         rel = os.path.relpath(f.path, base)
         return Path(self.config.quarantine_dir) / label / rel
 
-    def safe_restore_target(self, original: str) -> Path:
-        """The path a restore may write to: inside a configured root, no `..`, no
-        symlinked folder leading out of the root. Raises ActionError otherwise."""
+    def safe_restore_target(self, original: str, moved_from: str | None = None) -> Path:
+        """The path a restore may write to: inside a configured root or the root the
+        file was moved out of (`moved_from`, from its journal row: a folder named on
+        the command line), no `..`, no symlinked folder leading out of the root.
+        Raises ActionError otherwise."""
         p = Path(original)
         if not p.is_absolute() or ".." in p.parts:
             raise ActionError(f"refusing to restore to {original!r}: not a clean absolute path")
         root = self.root_of(original)
+        if root is None and moved_from and _inside(original, moved_from):
+            root = Root(Path(moved_from))
         if root is None:
             raise ActionError(f"refusing to restore to {original}: not under a configured root")
         real_root = os.path.realpath(root.path)
@@ -185,23 +197,36 @@ class Mover:
             return Outcome(False, f.path, f"not moved: {exc.strerror}")
         if (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns) or not f.sha256:
             return Outcome(False, f.path, "not moved: changed since it was read")
-        move = self._move(f, decision, "quarantine", self.quarantine_target(f), st)
+        root = self.root_of(f.path)
+        target = self.quarantine_target(f)
+        move = self._move(f, decision, "quarantine", target, st, str(root.path) if root else None)
         return Outcome(True, move.dest)
 
-    def _move(self, f: File, decision: Decision | None, kind: str, target: Path, st) -> Move:
+    def _move(
+        self, f: File, decision: Decision | None, kind: str, target: Path, st, root: str | None
+    ) -> Move:
         """Journal, move and record one file; on failure undo and raise ActionError."""
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise ActionError(f"cannot create {target.parent}: {exc.strerror}") from None
-        move = self._intent(f, decision, kind, f.path, _free_name(target), st)
+        self._not_moving(f)
+        move = self._intent(f, decision, kind, f.path, _free_name(target), st, root)
         try:
             self._execute(move)
         except OSError as exc:
+            if self._completed(move):  # the file is whole at dest and gone from src
+                self._apply(move, f)
+                return move
             self._roll_back(move, f"{exc.strerror or exc}")
             raise ActionError(f"cannot {kind} {move.src}: {exc.strerror or exc}") from None
         self._apply(move, f)
         return move
+
+    @staticmethod
+    def _completed(move: Move) -> bool:
+        """Whether a move that raised had in fact put the file, whole, at its target."""
+        return not os.path.lexists(move.src) and _complete(move.dest, move.size, move.sha256)
 
     def _apply(self, move: Move, f: File | None) -> None:
         """Record in the index where a completed move put the file, and close the move."""
@@ -220,7 +245,19 @@ class Mover:
                 self._not_duplicates(f, move.decision)
         self._finish(move)
 
-    def _intent(self, f: File, decision: Decision | None, kind: str, src, dest, st) -> Move:
+    def _not_moving(self, f: File) -> None:
+        """Refuse a file another move is under way for (two restores of one file at
+        once, a restore beside the scan that quarantines it): read under the write lock,
+        so the first intent committed wins and the second sees it."""
+        busy = self.index.session.scalar(
+            select(Move.id).where(Move.file_id == f.id, Move.state == INTENT).limit(1)
+        )
+        if busy is not None:
+            raise ActionError(f"{f.path} is being moved by another watcherd process")
+
+    def _intent(
+        self, f: File, decision: Decision | None, kind: str, src, dest, st, root: str | None
+    ) -> Move:
         move = Move(
             file_id=f.id,
             decision_id=decision.id if decision is not None else None,
@@ -231,6 +268,8 @@ class Mover:
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
             state=INTENT,
+            owner=owners.claim(self.owners),
+            root=root,
         )
         self.index.session.add(move)
         self.index.commit()  # the intent is on disk before the file is touched
@@ -301,26 +340,48 @@ class Mover:
         self.index.commit()
 
     def _roll_back(self, move: Move, note: str) -> None:
-        """Undo a move that did not complete: the source is intact, so drop our copy."""
-        for leftover in (self._tmp_name(move), move.dest):
-            if leftover == move.dest and not self._ours(move):
-                continue
+        """Undo a move that did not complete. Our temporary copy goes; the target goes
+        only when it is our empty placeholder or the source is certainly still whole
+        beside it (its own bytes, the same content): otherwise it may be the only copy,
+        and it stays where it is, said in the log."""
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp_name(move))
+        if self._ours(move):
             with contextlib.suppress(OSError):
-                os.unlink(leftover)
+                os.unlink(move.dest)
+        elif os.path.lexists(move.dest) and _complete(move.dest, move.size, move.sha256):
+            note += f"; a copy stays at {move.dest}"
+            log.warning(
+                "left the copy at %s: %s is not certainly intact",
+                move.dest,
+                move.src,
+                extra={"event": "error", "path": move.src, "dest": move.dest},
+            )
         move.state = ROLLED_BACK
         move.note = note
         move.finished_at = utcnow()
         self.index.commit()
 
     def _ours(self, move: Move) -> bool:
-        """Whether move.dest holds only what we put there (placeholder or our copy)."""
+        """Whether move.dest may be removed: our empty placeholder (zero-byte files are
+        never moved), or a copy whose source is still whole at its own path."""
         try:
             st = os.lstat(move.dest)
         except OSError:
             return False
         if st.st_size == 0:
-            return True  # our placeholder (zero-byte files are never moved)
-        return st.st_size == move.size and sha256_of(move.dest) == move.sha256
+            return True
+        try:
+            src = os.stat(move.src)
+        except OSError:
+            return False
+        if (src.st_dev, src.st_ino) == (st.st_dev, st.st_ino):
+            return False  # one file under two names: the dest is the file itself
+        return (
+            st.st_size == move.size
+            and _complete(move.src, move.size, move.sha256)
+            and sha256_of(move.dest) == move.sha256
+        )
 
     # -- restore and ignore --------------------------------------------------------------
 
@@ -331,12 +392,12 @@ class Mover:
         last = self.index.last_quarantine(f.id)
         if last is None:
             raise ActionError(f"no record of where {f.path} came from")
-        original = self.safe_restore_target(last.src)
+        original = self.safe_restore_target(last.src, last.root)
         try:
             st = os.stat(f.path)
         except OSError as exc:
             raise ActionError(f"{f.path} is not in the quarantine: {exc.strerror}") from None
-        move = self._move(f, last.decision, "restore", original, st)
+        move = self._move(f, last.decision, "restore", original, st, last.root)
         taken = move.dest != str(original)
         return Outcome(True, move.dest, f"{original} is taken: restored beside it" if taken else "")
 
@@ -378,11 +439,18 @@ class Mover:
     # -- recovery ------------------------------------------------------------------------
 
     def recover(self) -> list[tuple[Move, str]]:
-        """Finish or undo every move left unfinished by a crash; returns what was done."""
+        """Finish or undo every move whose owner is gone (a crash); returns what was done.
+
+        A move whose owner still lives is its owner's alone, whatever state its files
+        are in. Run in a writer's transaction: it holds the index's write lock from its
+        first statement, so an owner found gone cannot commit anything after the look."""
         results = []
         pending = self.index.session.scalars(select(Move).where(Move.state == INTENT))
         for move in list(pending):
+            if owners.alive(self.owners, move.owner):
+                continue
             outcome = self._recover_one(move)
+            owners.forget(self.owners, move.owner)
             if outcome == "undone" and move.kind == "quarantine":
                 outcome = self._retry(move)
             results.append((move, outcome))

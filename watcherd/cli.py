@@ -73,17 +73,16 @@ class App:
         return options
 
     def open_index(self, writer: bool = False) -> Index:
-        """Open the index, first finishing any move a crash left half done.
+        """Open the index; a writer first finishes any move whose process died.
 
-        A running daemon owns the journal and recovers at its own start; otherwise
-        every command that opens the index does it, so no command ever sees a file in
-        two places or none.
+        Only moves whose owner is gone are touched (see owners.py): a scan or restore
+        running beside this command keeps its own. A reader (status, report, the
+        quarantine list) never moves a file.
         """
         from .actions import Mover
-        from .daemon import daemon_running
         from .index import Index
 
-        if not daemon_running(self.db_path):
+        if writer:
             with Index(self.db_path, writer=True) as index:
                 if Mover(index, self.config).recover():
                     index.commit()

@@ -54,6 +54,7 @@ SIGNAL_MESSAGES = {
     signal.SIGINT: ("stop",),
     signal.SIGHUP: ("reload",),
 }
+ROOT_CHECK_EVERY = 2.0  # seconds between checks that each root is still watched
 CLOSE_FALLBACK_FACTOR = 5  # a created file never closed is taken once still this many settles
 
 
@@ -151,6 +152,9 @@ class Daemon:
         self._lock_fh = None
         self._signal_pipe: tuple[int, int] | None = None  # see _install_signals
         self._resync_at: float | None = None
+        self._root_ids: dict[str, tuple[int, int, bool]] = {}  # see _root_identity
+        self._lost_roots: set[str] = set()
+        self._roots_checked = 0.0
         self.desktop: DesktopNotifier | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -346,6 +350,7 @@ class Daemon:
             self._resync_at = None
             self.counters.rescans += 1
             self._catch_up([Path(r) for r in self.roots])
+        self._check_roots(time.monotonic())
         self._promote_due(time.monotonic())
         self._dispatch()
         self._expire_stuck(time.monotonic())
@@ -369,6 +374,8 @@ class Daemon:
             deadlines.append(next_ping)
         if self._resync_at is not None:
             deadlines.append(self._resync_at)
+        if self.roots:
+            deadlines.append(self._roots_checked + ROOT_CHECK_EVERY)
         if self._status_dirty:
             deadlines.append(self._last_status + STATUS_EVERY)
         if self.pool is not None and not self.inflight:
@@ -412,9 +419,11 @@ class Daemon:
     def _on_fs_event(self, ev: FsEvent) -> None:
         kind = ev.kind
         if kind == "overflow":
-            self._log("rescan", "kernel event queue overflowed: rescanning", reason="overflow")
-            self.counters.rescans += 1
-            self._catch_up([Path(r) for r in self.roots])
+            # One rescan pending at a time: overflows reported while it waits (watchdog
+            # tells us twice, and a full queue overflows again) are merged into it.
+            if self._resync_at is None:
+                self._log("rescan", "kernel event queue overflowed: rescanning", reason="overflow")
+                self._resync_at = time.monotonic()
         elif kind == "closed":
             root = self._included(ev.path)
             if root is not None:
@@ -779,9 +788,56 @@ class Daemon:
             log.error("cannot watch %s: %s", path, exc, extra={"event": "error", "path": path})
             return
         self.roots[path] = root
+        self._root_ids[path] = _root_identity(path)
         log.info("watching %s (%s)", path, method, extra={"event": "watch", "path": path})
         # no catch-up here: both callers (start, reload) catch the new root up next
         self._check_watched(path, path, catch_up=False)
+
+    def _check_roots(self, now: float) -> None:
+        """Never deaf: every few seconds, check that each root is the folder that was
+        watched (not deleted, recreated or replaced by a symlink) and that its watch is
+        still running; a root that went away is watched again when it comes back, and a
+        watch that stopped by itself (watchdog's thread died) becomes polling."""
+        if now < self._roots_checked + ROOT_CHECK_EVERY:
+            return
+        self._roots_checked = now
+        for path in list(self.roots):
+            now_id, was = _root_identity(path), self._root_ids.get(path)
+            # back: a folder again, and a symlink only if it was one when first watched
+            back = os.path.isdir(path) and (was is not None and now_id[2] == was[2])
+            if path in self._lost_roots:
+                if back:
+                    self._rewatch(path, "is back")
+            elif now_id != was:
+                self._lost_roots.add(path)
+                self.watcher.unwatch(path)
+                log.error(
+                    "root %s was deleted, moved or replaced: not watched until it is back",
+                    path,
+                    extra={"event": "error", "path": path, "reason": "root gone"},
+                )
+                if back:
+                    self._rewatch(path, "was recreated")
+            elif self.watcher.stopped(path):
+                log.error(
+                    "the watch on %s stopped by itself: polling it instead",
+                    path,
+                    extra={"event": "error", "path": path, "reason": "watcher stopped"},
+                )
+                self.watcher.poll_instead(path, "the inotify watch stopped")
+                self._catch_up([Path(path)])
+
+    def _rewatch(self, path: str, how: str) -> None:
+        self._lost_roots.discard(path)
+        root = self.roots.pop(path)
+        self._add_root(root)
+        if path not in self.roots:
+            self.roots[path] = root
+            self._lost_roots.add(path)
+            return
+        self._log("rescan", "root %s %s: watching it again", path, how, path=path, reason=how)
+        self.counters.rescans += 1
+        self._catch_up([Path(path)])
 
     def _check_watched(self, root: str, top: str, catch_up: bool = True) -> None:
         """If inotify could not watch a folder (the watch limit), poll the root instead
@@ -879,6 +935,15 @@ class Daemon:
             os.replace(tmp, path)
         except OSError as exc:
             log.debug("cannot write status file %s: %s", path, exc)
+
+
+def _root_identity(path: str) -> tuple[int, int, bool]:
+    """Which folder `path` is: device, inode, and whether it is a symlink."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return (-1, -1, False)
+    return (st.st_dev, st.st_ino, os.path.islink(path))
 
 
 def _stat(path: str) -> tuple[int, int]:

@@ -108,6 +108,15 @@ def _v7_changes(conn: Connection) -> None:
         )
 
 
+def _v8_move_owner(conn: Connection) -> None:
+    """Version 8: each journalled move names the process that owns it (only that
+    process acts on it while it lives) and the root its file was moved out of."""
+    have = {c["name"] for c in inspect(conn).get_columns("moves")}
+    for column in ("owner VARCHAR(64)", "root TEXT"):
+        if column.split()[0] not in have:
+            conn.exec_driver_sql(f"ALTER TABLE moves ADD COLUMN {column}")
+
+
 def counter(conn: Connection, key: str) -> int:
     return int(conn.exec_driver_sql(f"SELECT value FROM meta WHERE key = '{key}'").scalar())
 
@@ -122,6 +131,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     5: _generation,
     6: _v6_original_index,
     7: _v7_changes,
+    8: _v8_move_owner,
 }
 LATEST = max(MIGRATIONS)
 
@@ -196,5 +206,14 @@ def migrate(engine: Engine) -> int:
 
 def open_sessionmaker(target: str | Path, writer: bool = False) -> sessionmaker[Session]:
     engine = make_engine(target, writer)
-    migrate(engine)
+    with engine.connect() as conn:
+        current = schema_version(conn) == LATEST
+    if not current:
+        # Created or upgraded under the write lock (BEGIN IMMEDIATE), whoever asks:
+        # two commands started at once on a new index would otherwise both find no
+        # tables and both create them ("table already exists").
+        upgrader = make_engine(target, writer=True) if not writer else engine
+        migrate(upgrader)
+        if upgrader is not engine:
+            upgrader.dispose()
     return sessionmaker(engine, expire_on_commit=False)

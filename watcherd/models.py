@@ -12,6 +12,8 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
+from . import pathtext
+
 ACTIVE, QUARANTINED, MISSING, ERROR = "active", "quarantined", "missing", "error"
 STATUSES = (ACTIVE, QUARANTINED, MISSING, ERROR)
 
@@ -47,6 +49,19 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc) if value is not None else None
 
 
+class PathText(TypeDecorator):
+    """A file path: any name Linux allows, non-UTF-8 bytes included (see pathtext)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else pathtext.to_db(value)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else pathtext.from_db(value)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -61,8 +76,8 @@ class File(Base):
     __tablename__ = "files"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
-    root: Mapped[str] = mapped_column(Text, index=True)
+    path: Mapped[str] = mapped_column(PathText, unique=True)
+    root: Mapped[str] = mapped_column(PathText, index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     inode: Mapped[int | None] = mapped_column(BigInteger)
@@ -108,7 +123,7 @@ class Decision(Base):
     transform: Mapped[str | None] = mapped_column(String(16))
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     action: Mapped[str] = mapped_column(String(16))  # flagged | quarantined
-    quarantined_path: Mapped[str | None] = mapped_column(Text)
+    quarantined_path: Mapped[str | None] = mapped_column(PathText)
     # False once the pair stops being a live duplicate (file gone, restored, re-decided).
     current: Mapped[bool] = mapped_column(default=True)
 
@@ -131,8 +146,8 @@ class Move(Base):
     file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
     decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(16))  # quarantine | restore
-    src: Mapped[str] = mapped_column(Text)
-    dest: Mapped[str] = mapped_column(Text)
+    src: Mapped[str] = mapped_column(PathText)
+    dest: Mapped[str] = mapped_column(PathText)
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
@@ -140,6 +155,10 @@ class Move(Base):
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # since schema 8: the process that journalled it (see owners.py), and the root the
+    # file was moved out of (a restore may always write under it)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    root: Mapped[str | None] = mapped_column(PathText)
 
     file: Mapped[File] = relationship()
     decision: Mapped[Decision | None] = relationship()

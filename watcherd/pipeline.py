@@ -101,6 +101,7 @@ class Pipeline:
         # are said to hold are read in the same view of the index.
         index.follow_generation(self._committed)
         self._synced = index.transaction
+        self._foreign = -1  # the last transaction that began after another writer's commit
         self._generation = index.generation()
         changed: list[int] | None = None
         if saved is not None:
@@ -158,6 +159,7 @@ class Pipeline:
         self._synced = self.index.transaction
         if self.index.begun_at == self._generation:
             return 0
+        self._foreign = self.index.transaction  # somebody else wrote since our last commit
         now = self.index.generation()
         changed = self._changed_since(self._generation, now)
         self._generation = now
@@ -217,6 +219,10 @@ class Pipeline:
         which saves the queries that look for one and for what it was paired with.
         """
         self.catch_up()
+        if self._foreign == self.index.transaction:
+            # "new" was judged before another process committed (a daemon, a restore):
+            # it may have put a row at this path since. Under the write lock now, look.
+            new = False
         existing = None if new else self.index.file_by_path(fp.path)
         same_bytes = (
             existing is not None

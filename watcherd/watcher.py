@@ -17,6 +17,7 @@ from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    EventsLostEvent,
     FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
@@ -31,6 +32,23 @@ from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
 log = logging.getLogger("watcherd")
+
+# The events the daemon acts on; inotify is asked for these alone. Without a filter the
+# kernel queues an open and a close-without-write for every file the catch-up lists or
+# a worker reads, so that after an overflow each rescan refilled the queue it was
+# answering (a livelock: no decision, full CPU).
+EVENTS = [
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileAttribEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    EventsLostEvent,
+]
 
 # Filesystems where inotify sees only this machine's changes (or nothing at all).
 NETWORK_FILESYSTEMS = frozenset(
@@ -71,6 +89,8 @@ class Handler(FileSystemEventHandler):
 
 
 def translate(event: FileSystemEvent, polled: bool = False) -> FsEvent | None:
+    if isinstance(event, EventsLostEvent):  # the kernel's queue overflowed
+        return FsEvent("overflow", "", polled=polled)
     src, dest = _s(event.src_path), _s(getattr(event, "dest_path", "") or "")
     if isinstance(event, FileClosedEvent):
         return FsEvent("closed", src, polled=polled)
@@ -180,7 +200,7 @@ class Watcher:
             observer = InotifyObserver(generate_full_events=True)
         observer.daemon = True
         try:
-            observer.schedule(Handler(self.put, polled), root, recursive=True)
+            observer.schedule(Handler(self.put, polled), root, recursive=True, event_filter=EVENTS)
             observer.start()
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EMFILE) and not polled:
@@ -219,6 +239,17 @@ class Watcher:
                 return folder
             dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
         return None
+
+    def stopped(self, root: str) -> bool:
+        """Whether the watch on `root` has stopped by itself: its observer's thread, or
+        one of its emitters' threads (an exception in watchdog's own walk of the tree),
+        is no longer alive. Events there would be lost, silently."""
+        observer = self._observers.get(root)
+        if observer is None:
+            return False
+        if not observer.is_alive():
+            return True
+        return any(not emitter.is_alive() for emitter in list(observer.emitters))
 
     def poll_instead(self, root: str, reason: str) -> None:
         """Watch `root` by polling from now on (the caller rescans it)."""

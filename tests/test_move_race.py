@@ -1,0 +1,122 @@
+"""A move is its owner's alone while the owner lives (issue 22: the data loss).
+
+A `watcherd scan` that quarantines is stopped (SIGSTOP) at each step of a move; while
+it is stopped, other commands run against the same index (readers and a writer that
+recovers), then the scan goes on. Before, any command that found no daemon treated the
+scan's live intent as a crash and resolved it, and the scan's own roll-back then
+unlinked the only copy. Every file must end up exactly once, and the index must agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import mounted_tmpfs, run_cli
+from test_quarantine import SAME_FS_STEPS, all_contents, check_invariant, setup_pair
+
+from watcherd import actions
+
+CASES = [(s, False) for s in SAME_FS_STEPS] + [(s, True) for s in actions.STEPS]
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def wait_until_stopped(proc: subprocess.Popen, deadline: float = 60.0) -> None:
+    end = time.monotonic() + deadline
+    while not _stopped(proc.pid):
+        if proc.poll() is not None:
+            raise AssertionError(f"the scan ended before pausing:\n{proc.stderr.read()}")
+        if time.monotonic() > end:
+            raise AssertionError("the scan never reached the step")
+        time.sleep(0.02)
+
+
+def write_config(tmp_path: Path, lib: Path, qdir: Path) -> Path:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'roots = ["{lib}"]\naction = "quarantine"\nquarantine_dir = "{qdir}"\nworkers = 1\n'
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("step", "cross_fs"), CASES, ids=[f"{s}-{'cross' if c else 'same'}" for s, c in CASES]
+)
+def test_commands_during_a_paused_move_lose_nothing(tmp_path, step, cross_fs):
+    qdir = tmp_path / "Q"
+    ctx = mounted_tmpfs(qdir) if cross_fs else contextlib.nullcontext(qdir)
+    with ctx:
+        t = setup_pair(tmp_path, qdir)
+        expected = all_contents(t.lib)
+        db = tmp_path / "index.sqlite3"
+        common = ["--config", str(write_config(tmp_path, t.lib, qdir)), "--db", str(db)]
+        scan = subprocess.Popen(
+            [sys.executable, "-m", "watcherd", *common, "scan", str(t.lib)],
+            env={**os.environ, "WATCHERD_PAUSE_AT": step},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until_stopped(scan)
+            run_cli(*common, "quarantine", "list")
+            run_cli(*common, "status")
+            run_cli(*common, "restore", "--all", check=False)  # a writer: it recovers
+        finally:
+            scan.send_signal(signal.SIGCONT)
+        out, err = scan.communicate(timeout=120)
+        assert scan.returncode == 0, err
+        assert "moved 1 files" in out, out
+        check_invariant(db, t.lib, qdir, expected)
+        assert not t.small.exists()
+
+
+def test_a_new_file_indexed_meanwhile_by_another_process_is_not_inserted_twice(tmp_path):
+    """`scan` judged a path new, then a daemon (or a restore) put a row there and
+    committed before the scan's next transaction: the scan's insert died with
+    `UNIQUE constraint failed: files.path` (issue 22), and the scan with it."""
+    from helpers import photo, save
+    from sqlalchemy import func, select
+
+    from watcherd.config import Config
+    from watcherd.fingerprint import fingerprint_file
+    from watcherd.index import Index
+    from watcherd.models import File
+    from watcherd.pipeline import Pipeline
+
+    db, cfg = tmp_path / "index.sqlite3", Config(workers=1)
+    path = save(photo(3), tmp_path / "lib" / "a.jpg")
+    fp = fingerprint_file(str(path))
+    with Index(db, writer=True) as mine, Index(db, writer=True) as theirs:
+        scanning = Pipeline(mine, cfg)
+        mine.commit()  # the scan looked ("no row at this path") in a transaction now over
+        Pipeline(theirs, cfg).process(fp, str(path.parent))
+        theirs.commit()
+        out = scanning.process(fp, str(path.parent), new=True)
+        mine.commit()
+        assert out.status == "indexed"
+        assert mine.session.scalar(select(func.count()).select_from(File)) == 1
+
+
+def test_stress_a_quarantining_scan_raced_by_twenty_commands_and_a_daemon(tmp_path):
+    """benchmarks/move_race.py, one small round: a scan that quarantines, 20 commands
+    (status, quarantine list, restore --all) and a daemon start on the same index."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import move_race
+    finally:
+        sys.path.pop(0)
+    result = move_race.race(tmp_path, pairs=24, commands=20)
+    assert result["problems"] == []
+    assert result["command failures"] == []
+    assert result["moves done"] >= 24
