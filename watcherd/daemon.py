@@ -154,6 +154,7 @@ class Daemon:
         self._resync_at: float | None = None
         self._root_ids: dict[str, tuple[int, int, bool]] = {}  # see _root_identity
         self._lost_roots: set[str] = set()
+        self._rescan_due: dict[str, float] = {}  # roots no observer watches (rescan_instead)
         self._roots_checked = 0.0
         self.desktop: DesktopNotifier | None = None
 
@@ -820,12 +821,17 @@ class Daemon:
                     self._rewatch(path, "was recreated")
             elif self.watcher.stopped(path):
                 log.error(
-                    "the watch on %s stopped by itself: polling it instead",
+                    "the watch on %s stopped by itself: rescanning it instead",
                     path,
                     extra={"event": "error", "path": path, "reason": "watcher stopped"},
                 )
-                self.watcher.poll_instead(path, "the inotify watch stopped")
+                self.watcher.rescan_instead(path, "the watch stopped")
                 self._catch_up([Path(path)])
+            elif self.watcher.rescanned(path):
+                due = self._rescan_due.setdefault(path, now + self.config.poll_interval)
+                if now >= due:
+                    self._rescan_due[path] = now + self.config.poll_interval
+                    self._catch_up([Path(path)])
 
     def _rewatch(self, path: str, how: str) -> None:
         self._lost_roots.discard(path)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .index import Index
 from .models import QUARANTINED
+from .pathtext import shown
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -129,9 +130,12 @@ def to_csv(report: dict) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
-    for d in report["_rows"]:
-        writer.writerow({k: d[k] for k in CSV_FIELDS})
+    for d in report["_rows"]:  # a name that is not UTF-8 as text (JSON keeps it exact)
+        writer.writerow({k: shown(d[k]) if k in _PATHS and d[k] else d[k] for k in CSV_FIELDS})
     return out.getvalue()
+
+
+_PATHS = ("path", "original", "quarantined_path")
 
 
 def _fit(path: str, width: int) -> str:
@@ -161,7 +165,7 @@ def table_lines(report: dict, width: int | None) -> list[tuple[str, str]]:
     """
     fixed = sum(w + 1 for _, w in _COLUMNS) + 2
     room = None if width is None else max(20, width - fixed)
-    show = (lambda p: _fit(_home(p), room)) if room is not None else (lambda p: p)
+    show = (lambda p: _fit(_home(shown(p)), room)) if room is not None else shown
     path_w = room or 0
     cols = " ".join(
         f"{name:>{w}}" if name in ("dist", "size") else f"{name:<{w}}" for name, w in _COLUMNS
@@ -177,14 +181,14 @@ def table_lines(report: dict, width: int | None) -> list[tuple[str, str]]:
         if room is not None:
             out.append(("bold", f"{show(kept.path):<{path_w + 2}} {total:>{fixed - 3}}"))
         else:
-            out.append(("", f"{kept.path}  [{total}]"))
+            out.append(("", f"{shown(kept.path)}  [{total}]"))
         for d in sorted(dups, key=lambda d: d["path"]):
             cells = (f"{d['kind']:<7} {d['distance']:>4} {d['action']:<11} "
                      f"{human_size(d['size']):>8}")  # fmt: skip
             if room is not None:  # a quarantined copy is shown where it came from
                 out.append(("", f"  {show(d['path']):<{path_w}} {cells}"))
             else:
-                out.append(("", f"  {cells}  {d['path']}"))
+                out.append(("", f"  {cells}  {shown(d['path'])}"))
     return out
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import shlex
 from datetime import datetime
-from html import escape
+from html import escape as _escape
 from pathlib import Path
 
 from .fingerprint import thumbnail_of
 from .models import File
+from .pathtext import shown
 from .report import _home, groups_of, human_size
 
 CSS = """
@@ -78,6 +79,12 @@ window.addEventListener('DOMContentLoaded', () => {
   if (m) sortGroups(m[1], m[2] === 'desc');
 });
 """
+
+
+def escape(text: str) -> str:
+    """HTML-escaped, and a name that is not UTF-8 shown with replacement characters
+    (the page is UTF-8; the real name is in the index and the JSON report)."""
+    return _escape(shown(text))
 
 
 def _data_uri(jpeg: bytes | None) -> str | None:

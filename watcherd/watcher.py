@@ -167,6 +167,7 @@ class Watcher:
         self.put = put
         self.poll_interval = poll_interval
         self._observers: dict[str, BaseObserver] = {}
+        self._rescanned: set[str] = set()  # see rescan_instead
         self.methods: dict[str, str] = {}
         wd_log = logging.getLogger("watchdog")
         wd_log.handlers[:] = [_OverflowHandler(put)]
@@ -182,7 +183,20 @@ class Watcher:
             method = "polling (poll = true)"
         elif fstype in NETWORK_FILESYSTEMS:
             method = f"polling ({fstype} is a network filesystem)"
-        observer = self._start(root, polled=method != "inotify")
+        try:
+            observer = self._start(root, polled=method != "inotify")
+        except OSError:
+            raise
+        except Exception as exc:  # watchdog's own walk failed (RecursionError on a deep tree)
+            log.error(
+                "watchdog cannot watch %s (%r): rescanning it every %.0f s instead",
+                root,
+                exc,
+                self.poll_interval,
+                extra={"event": "error", "path": root, "reason": "watcher failed"},
+            )
+            self.rescan_instead(root, f"watchdog failed: {type(exc).__name__}")
+            return self.methods[root]
         if observer is None:  # inotify refused: watch limit or instance limit reached
             method = "polling (inotify watch limit reached)"
             observer = self._start(root, polled=True)
@@ -240,6 +254,17 @@ class Watcher:
             dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
         return None
 
+    def rescan_instead(self, root: str, reason: str) -> None:
+        """Watch `root` by no observer at all: the daemon reconciles it with the index
+        every poll_interval (`rescanned`), with its own iterative walk. The last resort
+        where watchdog cannot walk the tree (a thousand folders deep)."""
+        self.unwatch(root)
+        self._rescanned.add(root)
+        self.methods[root] = f"rescanned every {self.poll_interval:g} s ({reason})"
+
+    def rescanned(self, root: str) -> bool:
+        return root in self._rescanned
+
     def stopped(self, root: str) -> bool:
         """Whether the watch on `root` has stopped by itself: its observer's thread, or
         one of its emitters' threads (an exception in watchdog's own walk of the tree),
@@ -261,6 +286,7 @@ class Watcher:
         self.methods[root] = f"polling ({reason})"
 
     def unwatch(self, root: str) -> None:
+        self._rescanned.discard(root)
         observer = self._observers.pop(root, None)
         self.methods.pop(root, None)
         if observer is not None:
@@ -273,6 +299,7 @@ class Watcher:
     def stop(self) -> None:
         observers = list(self._observers.values())
         self._observers.clear()
+        self._rescanned.clear()
         self.methods.clear()
         for observer in observers:
             observer.stop()
