@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from conftest import run_cli
 from helpers import photo, save
 
@@ -32,6 +33,23 @@ def deep_folder(top: Path, levels: int) -> Path:
     finally:
         os.close(here)
     return Path(str(top) + "/d" * levels)
+
+
+def remove_deep(top: Path) -> None:
+    """Remove a tree of any depth (shutil.rmtree, pytest's clean-up too, recurses and
+    fails on a thousand levels): files first, then folders from the bottom up."""
+    stack, folders = [str(top)], []
+    while stack:
+        folder = stack.pop()
+        folders.append(folder)
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+    for folder in reversed(folders):
+        os.rmdir(folder)
 
 
 def report_rows(*common: str) -> list[dict]:
@@ -65,19 +83,22 @@ def test_names_that_are_not_utf8_are_indexed_decided_and_shown(tmp_path, daemons
 def test_a_tree_a_thousand_folders_deep_is_scanned_and_watched(tmp_path, daemons):
     root = tmp_path / "root"
     root.mkdir()
-    bottom = deep_folder(root, 1000)
-    img = photo(11)
-    save(img, Path(str(bottom) + "/deep.jpg"))
-    stats = scan([root], Config(workers=1), Index(tmp_path / "scan.sqlite3"))
-    assert (stats.seen, stats.new, stats.errors) == (1, 1, 0)
-    # the daemon: watchdog's own walk of such a tree fails (RecursionError); watcherd
-    # says so and keeps watching by rescanning, never deaf
-    d = daemons(tmp_path, roots=[root], config="poll_interval = 1.0\n").start()
-    save(img.resize((320, 240)), root / "top.jpg")
-    save(photo(12), Path(str(bottom) + "/new.jpg"))
-    assert d.wait_decided(root / "top.jpg")["event"] == "duplicate"
-    assert d.wait_decided(Path(str(bottom) + "/new.jpg"))["event"] == "indexed"
-    assert d.stop() == 0
+    try:
+        bottom = deep_folder(root, 1000)
+        img = photo(11)
+        save(img, Path(str(bottom) + "/deep.jpg"))
+        stats = scan([root], Config(workers=1), Index(tmp_path / "scan.sqlite3"))
+        assert (stats.seen, stats.new, stats.errors) == (1, 1, 0)
+        # the daemon: watchdog's own walk of such a tree fails (RecursionError); watcherd
+        # says so and keeps watching by rescanning, never deaf
+        d = daemons(tmp_path, roots=[root], config="poll_interval = 1.0\n").start()
+        save(img.resize((320, 240)), root / "top.jpg")
+        save(photo(12), Path(str(bottom) + "/new.jpg"))
+        assert d.wait_decided(root / "top.jpg")["event"] == "duplicate"
+        assert d.wait_decided(Path(str(bottom) + "/new.jpg"))["event"] == "indexed"
+        assert d.stop() == 0
+    finally:
+        remove_deep(root)
 
 
 def test_a_root_deleted_and_made_again_is_watched_again(tmp_path, daemons):
@@ -166,3 +187,34 @@ def test_restore_all_brings_back_what_a_scan_of_a_named_folder_quarantined(tmp_p
     assert not (lib / "a small.jpg").exists()
     run_cli(*common, "restore", "--all")
     assert (lib / "a small.jpg").exists()
+
+
+QUEUE = Path("/proc/sys/fs/inotify/max_queued_events")
+
+
+def test_event_queue_overflow_is_answered_by_rescans_that_end(tmp_path, daemons):
+    """A kernel event queue of 16 for the daemon's inotify instance: 300 photos moved
+    into 40 watched folders overflow it again and again. Before, each rescan's own
+    listing and reading refilled the queue (open and close events): no decision, full
+    CPU, SIGTERM ignored. Every photo must be decided and SIGTERM obeyed."""
+    if os.geteuid() != 0 or not os.access(QUEUE, os.W_OK):
+        pytest.skip("setting fs.inotify.max_queued_events needs root")
+    root, staging = tmp_path / "root", tmp_path / "staging"
+    for k in range(40):
+        save(photo(1000 + k, (96, 72)), root / f"f{k:02d}" / "old.jpg")
+    names = []
+    for k in range(300):
+        names.append(save(photo(2000 + k, (96, 72)), staging / f"p{k:03d}.jpg").name)
+    before = QUEUE.read_text()
+    QUEUE.write_text("16\n")
+    try:  # the limit is read when an inotify instance is made: the daemon's, at start
+        d = daemons(tmp_path, roots=[root]).start()
+    finally:
+        QUEUE.write_text(before)
+    targets = [root / f"f{k % 40:02d}" / name for k, name in enumerate(names)]
+    for name, target in zip(names, targets, strict=True):
+        os.rename(staging / name, target)
+    d.wait_for(lambda e: e["event"] == "rescan", what="a rescan after the overflow")
+    for target in targets:
+        d.wait_decided(target, timeout=120)
+    assert d.stop(timeout=5) == 0
