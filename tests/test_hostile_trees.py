@@ -66,6 +66,13 @@ def test_names_that_are_not_utf8_are_indexed_decided_and_shown(tmp_path, daemons
     assert json.loads(first.stdout)["near"] == 1
     again = json.loads(run_cli(*common, "scan", "--json", str(lib)).stdout)
     assert (again["new"], again["skipped"], again["missing"]) == (0, 2, 0)  # found as it was
+    # a name whose order as text differs from its order as the index stores it arrives
+    # beside one that is not UTF-8: each must still be recognised for what it is
+    save(photo(20, (96, 72)), lib / os.fsdecode(b"a\xe9.jpg"))
+    run_cli(*common, "scan", str(lib))
+    save(photo(21, (96, 72)), lib / "a\ue000.jpg")
+    again = json.loads(run_cli(*common, "scan", "--json", str(lib)).stdout)
+    assert (again["new"], again["skipped"], again["missing"]) == (1, 3, 0)
     rows = report_rows(*common)
     assert [r["original"] for r in rows] == [str(lib / LATIN1)]  # JSON keeps the real name
     table = run_cli(*common, "report").stdout

@@ -331,6 +331,13 @@ class Mover:
 
     @staticmethod
     def _tmp_name(move: Move) -> str:
+        """A short temporary name beside the target: one built on the file's own name
+        went over NAME_MAX (255 bytes) for names of 229 bytes or more."""
+        return os.path.join(os.path.dirname(move.dest), f".watcherd-{move.id}.tmp")
+
+    @staticmethod
+    def _old_tmp_name(move: Move) -> str:
+        """The temporary name before schema 8, for a move a crash left behind then."""
         d, name = os.path.split(move.dest)
         return os.path.join(d, f".{name}.watcherd-{move.id}.tmp")
 
@@ -478,8 +485,9 @@ class Mover:
 
     def _recover_one(self, move: Move) -> str:
         f = self.index.get(move.file_id)
-        with contextlib.suppress(OSError):
-            os.unlink(self._tmp_name(move))
+        for tmp in (self._tmp_name(move), self._old_tmp_name(move)):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         src_same = _same_file(move.src, move.size, move.mtime_ns)
         dest_done = _complete(move.dest, move.size, move.sha256)
         if dest_done and os.path.lexists(move.src) and not src_same:

@@ -18,6 +18,7 @@ from . import config as config_mod
 from . import log as log_mod
 from . import readahead
 from .config import Config, ConfigError
+from .pathtext import shown
 from .workers import WorkersFailing, start_forkserver
 
 # The index, the scanner and the report (SQLAlchemy, numpy, Pillow: ~0.4 s to import)
@@ -31,9 +32,13 @@ if TYPE_CHECKING:
 # rich is imported where output is made, not at the top: the daemon (`watcherd run`)
 # never prints a table or a bar and is 2 MB smaller without it.
 def console(**kwargs):
-    """A rich Console, rich imported at first use."""
+    """A rich Console, rich imported at first use. Into a pipe, a file or a log its
+    lines are never wrapped (rich would wrap them at 80 columns, mid-path)."""
     from rich.console import Console
 
+    stream = kwargs.get("file") or (sys.stderr if kwargs.get("stderr") else sys.stdout)
+    if not stream.isatty():
+        kwargs.setdefault("soft_wrap", True)
     return Console(**kwargs)
 
 
@@ -238,12 +243,15 @@ def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash
     )
     if cfg.action == "quarantine":
         verb = "would move" if dry_run else "moved"
+        failed = f"; {len(stats.move_failures)} could not be moved" if stats.move_failures else ""
         out.print(
-            f"Quarantine: {verb} {stats.quarantined} files to {cfg.quarantine_dir}.",
+            f"Quarantine: {verb} {stats.quarantined} files to {cfg.quarantine_dir}{failed}.",
             highlight=False,
         )
+        for path, reason in stats.move_failures:  # every one: each is a copy still in place
+            out.print(f"  not moved: {shown(path)}: {reason}", highlight=False, soft_wrap=True)
     for path, reason in stats.error_paths[:20]:
-        out.print(f"  error: {path}: {reason}", highlight=False, soft_wrap=True)
+        out.print(f"  error: {shown(path)}: {reason}", highlight=False, soft_wrap=True)
     if len(stats.error_paths) > 20:
         out.print(f"  … and {len(stats.error_paths) - 20} more errors", highlight=False)
 

@@ -55,6 +55,7 @@ class Verdict:
     action: str = "flagged"  # flagged | quarantined | would quarantine
     moved_to: str | None = None
     note: str = ""  # why a copy was not moved, when it was not
+    move_failed: bool = False  # a move was tried and failed (not a rule that forbids it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,9 +329,9 @@ class Pipeline:
         try:
             moved = self.mover.quarantine(redundant, self.index.decision(decision_id))
         except ActionError as exc:
-            return replace(verdict, note=str(exc))
+            return replace(verdict, note=str(exc), move_failed=True)
         if not moved.moved:
-            return replace(verdict, note=moved.note)
+            return replace(verdict, note=moved.note, move_failed=True)
         return replace(verdict, action="quarantined", moved_to=moved.path)
 
     def _near_matches(self, f: File, fp: Fingerprint) -> list[Match]:
@@ -482,7 +483,8 @@ def log_outcome(outcome: Outcome) -> None:
         )
         return
     done = f"; {v.action} to {v.moved_to}" if v.moved_to else f"; {v.action}"
-    log.info(
+    log.log(
+        logging.WARNING if v.move_failed else logging.INFO,
         "%s duplicate: %s of %s (distance %d)%s%s",
         v.kind,
         v.redundant_path,

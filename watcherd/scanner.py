@@ -24,6 +24,7 @@ from .config import Config, Root
 from .fingerprint import Fingerprint, crashed, reader, timed_out
 from .index import IN_BATCH, Index, KnownFile
 from .models import ACTIVE, ERROR, MISSING
+from .pathtext import to_db
 from .pipeline import Outcome, Pipeline, log_outcome
 from .walk import Entry, entries_under
 from .workers import ReadAhead, ordered_map
@@ -58,10 +59,12 @@ class ScanStats:
     quarantined: int = 0
     seconds: float = 0.0
     error_paths: list[tuple[str, str]] = field(default_factory=list)
+    move_failures: list[tuple[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
         d.pop("error_paths")
+        d["move_failures"] = [{"path": p, "reason": r} for p, r in d["move_failures"]]
         d["seconds"] = round(self.seconds, 3)
         return d
 
@@ -74,10 +77,13 @@ def _paired(
     file on disk has entry None."""
     e, k = next(entries, None), next(known, None)
     while e is not None or k is not None:
-        if k is None or (e is not None and e.path < k[0]):
+        # compared as the index orders them (a name that is not UTF-8: see pathtext)
+        ek = None if e is None else to_db(e.path)
+        kk = None if k is None else to_db(k[0])
+        if kk is None or (ek is not None and ek < kk):
             yield e, e.path, None
             e = next(entries, None)
-        elif e is None or k[0] < e.path:
+        elif ek is None or kk < ek:
             yield None, k[0], k[1]
             k = next(known, None)
         else:
@@ -362,3 +368,5 @@ def _count(stats: ScanStats, fp: Fingerprint, outcome: Outcome) -> None:
             stats.similar += 1
         if outcome.verdict.action in ("quarantined", "would quarantine"):
             stats.quarantined += 1
+        elif outcome.verdict.move_failed:
+            stats.move_failures.append((outcome.verdict.redundant_path, outcome.verdict.note))
