@@ -32,10 +32,12 @@ class Daemon:
         db: Path | None = None,
         run_args: list[str] | None = None,
         own_session: bool = False,
+        debug: bool = False,
     ) -> None:
         """`own_session`: the daemon leads a process group of its own, so that a test
         can signal the whole group (as a terminal's Ctrl-C does) without hitting pytest."""
         self.own_session = own_session
+        self.debug = debug  # -vv: debug lines too (each retry of a busy or full index)
         self.run_args = run_args or []
         self.db = db or tmp_path / "index.sqlite3"
         self.config = tmp_path / "config.toml"
@@ -53,7 +55,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "watcherd", "--config", str(self.config),
-                "--db", str(self.db), "--log-format", "json", "run", *self.run_args, *self.roots,
+                "--db", str(self.db), "--log-format", "json", *(["-vv"] if self.debug else []),
+                "run", *self.run_args, *self.roots,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

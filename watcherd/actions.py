@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import or_, select
 
-from . import owners
+from . import owners, private
 from .config import Config, Root
 from .index import Index
 from .models import (
@@ -207,7 +207,10 @@ class Mover:
     ) -> Move:
         """Journal, move and record one file; on failure undo and raise ActionError."""
         try:
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if kind == "quarantine":  # for the user alone; a restore remakes the user's own
+                private.folder(target.parent)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ActionError(f"cannot create {target.parent}: {exc.strerror}") from None
         self._not_moving(f)

@@ -16,7 +16,7 @@ import click
 
 from . import config as config_mod
 from . import log as log_mod
-from . import readahead
+from . import private, readahead
 from .config import Config, ConfigError
 from .pathtext import shown
 from .workers import WorkersFailing, start_forkserver
@@ -113,7 +113,31 @@ class Main(click.Group):
             db = sys.modules.get("watcherd.db")  # loaded by any command that opened an index
             if db is not None and isinstance(exc, db.SchemaTooNew):
                 fail(str(exc))
+            if db is not None and db.is_damaged(exc) and isinstance(ctx.obj, App):
+                fail(damaged_index_help(ctx.obj, exc), EXIT_DAMAGED_INDEX)
             raise
+
+
+# Exit statuses a service manager must not answer with a restart (the unit lists them in
+# RestartPreventExitStatus=): nothing changes by trying again until the user acts.
+EXIT_DAMAGED_INDEX = 65  # EX_DATAERR
+
+
+def damaged_index_help(app: App, exc: Exception) -> str:
+    """What to do about an index SQLite cannot read, in a few lines."""
+    path = app.db_path
+    reason = str(getattr(exc, "orig", exc))
+    try:
+        quarantine = str(app.config.quarantine_dir)
+    except ConfigError:
+        quarantine = "the quarantine folder"
+    return (
+        f"the index {path} is damaged ({reason}).\n"
+        f"  Move it aside:   mv '{path}' '{path}.damaged'\n"
+        "  then `watcherd scan` indexes your folders again (nothing in them is changed).\n"
+        f"  Files already in quarantine stay in {quarantine}; the damaged index held the\n"
+        "  record of where each came from, so look there and move back what you want."
+    )
 
 
 @click.group(cls=Main)
@@ -342,18 +366,18 @@ def report(
         if output is None:
             report_mod.print_table(data, console())
         else:
-            with open(output, "w") as fh:
+            with open(private.create(output), "w") as fh:
                 report_mod.print_table(data, console(file=fh))
     if fmt == "html" and output is None and open_it:
         from platformdirs import user_cache_path
 
         output = user_cache_path("watcherd") / "report.html"
-        output.parent.mkdir(parents=True, exist_ok=True)
+        private.folder(output.parent)
     if fmt != "table":
         if output is None:
             click.echo(text, nl=False)
         else:
-            output.write_text(text)
+            private.write(output, text)  # thumbnails of private photos: for the user alone
     if output is not None:
         click.echo(f"report written to {output}", err=True)
     if open_it:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
+from . import private
 from .actions import ActionError, Mover
 from .config import Config, Root
 from .fingerprint import Fingerprint, crashed, reader, timed_out
@@ -152,6 +153,9 @@ class Daemon:
         self._lock_fh = None
         self._signal_pipe: tuple[int, int] | None = None  # see _install_signals
         self._resync_at: float | None = None
+        self._trouble: str | None = None  # "disk full" or "index busy" (see _index_trouble)
+        self._trouble_wait = 0.0
+        self._trouble_mark = 0
         self._root_ids: dict[str, tuple[int, int, bool]] = {}  # see _root_identity
         self._lost_roots: set[str] = set()
         self._rescan_due: dict[str, float] = {}  # roots no observer watches (rescan_instead)
@@ -240,8 +244,9 @@ class Daemon:
 
     def _acquire_lock(self) -> None:
         path = lock_path(self.db_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "a+")  # noqa: SIM115 - held open for the daemon's lifetime
+        private.folder(path.parent)
+        # held open for the daemon's lifetime
+        fh = open(private.create(path, os.O_RDWR), "r+")  # noqa: SIM115
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -328,15 +333,55 @@ class Daemon:
             try:
                 self._step(msg)
             except OperationalError as exc:
-                # Another process held the index past the busy timeout: drop what this
-                # step did and rescan shortly, so no event is lost for good.
-                self.index.rollback()
-                log.error(
-                    "index busy, will rescan: %s",
-                    exc.orig,
-                    extra={"event": "error", "reason": str(exc.orig)},
-                )
-                self._resync_at = time.monotonic() + self.config.settle_seconds
+                self._index_trouble(exc)
+            else:
+                self._index_ok()
+
+    def _index_trouble(self, exc: OperationalError) -> None:
+        """The index could not be written: another process held it past the busy
+        timeout, or its disk is full. Drop what this step did and rescan later, so no
+        event is lost for good: soon after a busy spell, backing off up to a minute
+        while the disk stays full. Said once per change of state, not at every try."""
+        self.index.rollback()
+        reason = str(exc.orig)
+        full = "full" in reason.lower()
+        state = "disk full" if full else "index busy"
+        self._trouble_mark = self._decided()
+        if state != self._trouble:
+            self._trouble = state
+            self._trouble_wait = self.config.settle_seconds
+            log.error(
+                "%s, will rescan: %s%s",
+                state,
+                reason,
+                "; nothing is decided until there is room for the index" if full else "",
+                extra={"event": "error", "reason": state, "detail": reason},
+            )
+        else:
+            self._trouble_wait = min(60.0, self._trouble_wait * 2)
+            log.debug(
+                "still %s: retrying in %.1f s",
+                state,
+                self._trouble_wait,
+                extra={"event": "retry", "reason": state},
+            )
+        self._resync_at = time.monotonic() + (
+            self._trouble_wait if full else self.config.settle_seconds
+        )
+
+    def _decided(self) -> int:
+        c = self.counters
+        return c.indexed + c.errors + c.missing + c.moved
+
+    def _index_ok(self) -> None:
+        """Over once something was written again (an empty commit proves nothing)."""
+        if self._trouble is not None and self._decided() > self._trouble_mark:
+            log.warning(
+                "the index is writable again (%s is over)",
+                self._trouble,
+                extra={"event": "recovered", "reason": self._trouble},
+            )
+            self._trouble = None
 
     def _step(self, msg) -> None:
         while msg is not None:
@@ -937,7 +982,7 @@ class Daemon:
         path = status_path(self.db_path)
         tmp = path.with_name(path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(data))
+            private.write(tmp, json.dumps(data))
             os.replace(tmp, path)
         except OSError as exc:
             log.debug("cannot write status file %s: %s", path, exc)

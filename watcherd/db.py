@@ -6,12 +6,14 @@ shared by several machines) only needs a branch here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import private
 from .models import Base, Decision, File, IgnoredPair, Move, RegionHash, SchemaVersion, Thumbnail
 
 BUSY_TIMEOUT_MS = 30_000
@@ -136,6 +138,19 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
 LATEST = max(MIGRATIONS)
 
 
+def is_damaged(exc: BaseException) -> bool:
+    """Whether `exc` says the index file itself is unreadable (not merely busy)."""
+    import sqlite3
+
+    from sqlalchemy.exc import DatabaseError
+
+    orig = getattr(exc, "orig", exc) if isinstance(exc, DatabaseError) else exc
+    if not isinstance(orig, sqlite3.DatabaseError) or isinstance(orig, sqlite3.OperationalError):
+        return False
+    text = str(orig).lower()
+    return any(s in text for s in ("not a database", "malformed", "encrypted"))
+
+
 class SchemaTooNew(Exception):
     """The index was written by a newer watcherd; refusing protects the user's data."""
 
@@ -164,7 +179,11 @@ def make_engine(target: str | Path, writer: bool = False) -> Engine:
     url = str(target)
     if "://" not in url:
         path = Path(target).expanduser().absolute()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private.folder(path.parent)
+        # SQLite gives its -wal and -shm files the mode of the index: 0600, as it is
+        if not path.exists():
+            os.close(private.create(path, os.O_RDWR))
+        private.tighten(path)
         url = f"sqlite:///{path}"
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})

@@ -805,8 +805,11 @@ def save_arrays(path: Path, generation: int, hashes: HashIndex, parts: RegionInd
     data = {**hashes.state("h"), **parts.state("r")}
     data["stamp"] = np.array([ARRAYS_FORMAT, generation], dtype=np.int64)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # whatever the umask
+    with open(fd, "wb") as fh:
         np.savez(fh, **data)
+        fh.flush()
+        os.fsync(fh.fileno())  # on disk before the rename: a power cut leaves old or new
     os.replace(tmp, path)
 
 
@@ -835,6 +838,6 @@ def load_arrays(path: Path) -> SavedArrays | None:
         hashes, parts = HashIndex(16), RegionIndex(16)
         hashes._restore(data, lengths, "h")
         parts._restore(data, lengths, "r")
-    except (OSError, KeyError, ValueError):
+    except Exception:  # cut short, a bad zip, a bad CRC, another layout: rebuilt instead
         return None
     return SavedArrays(hashes, parts, int(stamp[1]))

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from . import private
+
 log = logging.getLogger("watcherd")
 
 BUS_NAME = "org.freedesktop.Notifications"
@@ -139,8 +141,8 @@ def make_thumbnail(source: str, dest: Path) -> str | None:
     if jpeg is None:
         return None
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(jpeg)
+        private.folder(dest.parent)
+        private.write(dest, jpeg)
     except OSError as exc:
         log.debug("no thumbnail for %s: %s", source, exc)
         return None

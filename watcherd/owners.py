@@ -24,6 +24,8 @@ import os
 import uuid
 from pathlib import Path
 
+from . import private
+
 _held: dict[str, tuple[str, int]] = {}  # folder -> (token, fd) of this process
 
 
@@ -54,7 +56,7 @@ def claim(folder: Path) -> str:
     key = str(folder)
     if key in _held and _held[key][0].startswith(f"{os.getpid()}-"):
         return _held[key][0]
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private.folder(folder)
     token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
     fd = os.open(_lock_file(folder, token), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)  # nobody else knows this name yet: never waits long
