@@ -65,3 +65,33 @@ def test_every_move_that_fails_is_printed_without_verbose(tmp_path):
     assert "moved 0 files" in out and "3 could not be moved" in out
     for k in range(3):
         assert f"not moved: {lib / 'sent' / f'copy{k}.jpg'}: " in out
+
+
+def sparse(path, size: int):
+    """A file of `size` bytes that takes no room on disk (all zeros)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+    return path
+
+
+def test_a_10_gb_file_named_jpg_is_refused_from_its_header_before_it_is_hashed(tmp_path):
+    fp = fingerprint_file(str(sparse(tmp_path / "huge.jpg", 10 * 1024**3)))
+    assert fp.error is not None and "not an image" in fp.error
+    assert fp.sha256 is None  # refused without reading ten gigabytes first
+
+
+def test_photos_behind_a_huge_video_are_not_held_up_by_it(tmp_path, daemons):
+    """The daemon decides in arrival order; a file that takes seconds to read (here a
+    4 GB video, hashed whole for exact copies) went first and every photo behind it
+    waited. Large files are read in a lane of their own and decided when done."""
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    d = daemons(tmp_path, [pics]).start()
+    video = sparse(pics / "holiday.mp4", 4 * 1024**3)
+    photos = [save(photo(50 + k, (320, 240)), pics / f"p{k}.jpg") for k in range(3)]
+    for p in photos:
+        d.wait_decided(p)
+    assert not d.of("indexed", video)  # still being read: it held nothing up
+    assert d.wait_decided(video, timeout=180)["event"] == "indexed"
+    assert d.stop() == 0

@@ -35,6 +35,7 @@ from sqlalchemy.exc import OperationalError
 
 from . import private
 from .actions import ActionError, Mover
+from .big_lane import LARGE_FILE, BigLane
 from .config import Config, Root
 from .fingerprint import Fingerprint, crashed, reader, timed_out
 from .index import Index
@@ -144,6 +145,10 @@ class Daemon:
         self.ready_paths: set[str] = set()
         self.counters = Counters()
         self.pool: ProcessPoolExecutor | None = None
+        # files over LARGE_FILE bytes: read apart, decided when done (see big_lane)
+        self.big = BigLane(
+            lambda: reader(self.config.max_pixels), lambda: self.inbox.put(("done",))
+        )
         self.pool_idle_since = time.monotonic()
         self._burst_ended = False  # work drained since the last release_free_memory
         self.roots: dict[str, Root] = {}
@@ -304,6 +309,7 @@ class Daemon:
             # Files still being read are not indexed; the next start's catch-up finds them.
             end_pool(self.pool)
             self.pool = None
+        self.big.close()
         index = getattr(self, "index", None)
         if index is not None:
             index.rollback()  # every decision was committed whole; nothing half-written
@@ -400,6 +406,8 @@ class Daemon:
         self._promote_due(time.monotonic())
         self._dispatch()
         self._expire_stuck(time.monotonic())
+        for fp, root in self.big.expired(time.monotonic(), self.config.read_timeout):
+            self._decide(fp, root)
         self._collect()
         if self.index.session.in_transaction():
             self.index.commit()  # never hold the write lock while idle
@@ -429,6 +437,9 @@ class Daemon:
         if self.inflight:
             self._watch_head(now)
             deadlines.append(self._head_since + self.config.read_timeout)
+        big = self.big.deadline(now, self.config.read_timeout)
+        if big is not None:
+            deadlines.append(big)
         if not deadlines:
             return None  # sleep until something happens
         return max(0.0, min(deadlines) - now)
@@ -550,7 +561,7 @@ class Daemon:
                 self._schedule(path, p)
 
     def _make_ready(self, path: str, root: str) -> None:
-        if any(path == fpath for fpath, _, _ in self.inflight):
+        if any(path == fpath for fpath, _, _ in self.inflight) or path in self.big.paths():
             return  # being read now; if it changed meanwhile, _decide sees and re-reads it
         if path not in self.ready_paths:
             self.ready_paths.add(path)
@@ -659,6 +670,10 @@ class Daemon:
                 # it came back from quarantine): only make sure it can be matched again
                 self.pipeline.rematch(f)
                 continue
+            size = _stat(path)[0]
+            if size > LARGE_FILE:
+                self.big.submit(path, root, size)
+                continue
             if self.pool is None:
                 self.pool = make_pool(self.config.effective_workers())
             work = reader(self.config.max_pixels)
@@ -673,6 +688,8 @@ class Daemon:
             self.inflight.append((path, root, fut))
 
     def _collect(self) -> None:
+        for fp, root in self.big.done():
+            self._decide(fp, root)
         collected = False
         while self.inflight and self.inflight[0][2].done():
             collected = True
@@ -811,6 +828,7 @@ class Daemon:
             self.desktop = None
 
     def _maybe_release_pool(self) -> None:
+        self.big.release_if_idle(POOL_IDLE_SECONDS)
         idle = time.monotonic() - self.pool_idle_since
         if self.pool is not None and not self.inflight and idle >= POOL_IDLE_SECONDS:
             log.debug("idle: letting the decoding processes go")
@@ -948,7 +966,7 @@ class Daemon:
         c = self.counters
         return (
             f"{c.indexed} indexed, {c.duplicates} duplicates, {c.errors} errors; "
-            f"{len(self.pending) + len(self.ready) + len(self.inflight)} waiting"
+            f"{len(self.pending) + len(self.ready) + len(self.inflight) + len(self.big)} waiting"
         )
 
     def _maybe_status(self) -> None:

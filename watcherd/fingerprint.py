@@ -461,6 +461,14 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
             fp.error = "empty file (0 bytes)"
             return fp
         image = is_image_name(path)
+        if image and st.st_size > READ_WHOLE_LIMIT:
+            # what cannot be decoded is refused from its header, before gigabytes of it
+            # are hashed (a 10 GB file named .jpg)
+            refusal = _refused_by_header(fh, max_pixels)
+            if refusal is not None:
+                fp.error = refusal
+                return fp
+            fh.seek(0)
         try:
             if image and st.st_size <= READ_WHOLE_LIMIT:
                 data = fh.read()
@@ -476,11 +484,12 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
             return fp
     if not image:
         return fp  # videos and other files: exact matching only
-    if data is None:
-        fp.error = f"image file too large to decode ({st.st_size} bytes)"
-        return fp
     try:
-        base, facts = decode_small(data, max_pixels)
+        if data is None:  # a picture over READ_WHOLE_LIMIT: decoded from the file
+            with open(path, "rb") as again:
+                base, facts = decode_small(again, max_pixels)
+        else:
+            base, facts = decode_small(data, max_pixels)
         hashes = picture_hashes(base)
     except ValueError as exc:
         fp.error = str(exc)
@@ -495,6 +504,25 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
     fp.regions = hashes.regions
     fp.content_variants = hashes.content_variants
     return fp
+
+
+def _refused_by_header(fh, max_pixels: int) -> str | None:
+    """Why a picture cannot be decoded, judged from its header alone (None: it can)."""
+    Image.MAX_IMAGE_PIXELS = max_pixels  # see decode_small
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with _open(fh) as img:
+                width, height = img.size
+    except UnidentifiedImageError:
+        return "not an image Pillow can read (wrong extension or corrupt)"
+    except Image.DecompressionBombError as exc:
+        return f"image too large: {exc}"
+    except Exception as exc:
+        return f"cannot decode image: {type(exc).__name__}: {exc}"
+    if width * height > max_pixels:
+        return f"image too large: {width}x{height} pixels exceeds max_pixels={max_pixels}"
+    return None
 
 
 def _stall(path: str) -> None:
