@@ -225,3 +225,30 @@ def test_event_queue_overflow_is_answered_by_rescans_that_end(tmp_path, daemons)
     for target in targets:
         d.wait_decided(target, timeout=120)
     assert d.stop(timeout=5) == 0
+
+
+def test_restore_never_writes_through_a_root_or_folder_replaced_by_a_symlink(tmp_path):
+    lib, q, outside = tmp_path / "lib", tmp_path / "Q", tmp_path / "outside"
+    outside.mkdir()
+    img = photo(9)
+    save(img, lib / "a.jpg")
+    save(img.resize((320, 240)), lib / "sub" / "a small.jpg")
+    save(photo(10), lib / "b.jpg")
+    save(photo(10).resize((320, 240)), lib / "b small.jpg")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'roots = ["{lib}"]\naction = "quarantine"\nquarantine_dir = "{q}"\n')
+    common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
+    run_cli(*common, "scan")
+    assert not (lib / "sub" / "a small.jpg").exists() and not (lib / "b small.jpg").exists()
+    # a folder below the root, then the root itself, replaced by links to elsewhere
+    shutil.rmtree(lib / "sub")
+    (lib / "sub").symlink_to(outside)
+    run_cli(*common, "restore", "--all", check=False)
+    assert list(outside.iterdir()) == []
+    assert (lib / "b small.jpg").exists()  # the file beside it went back as usual
+    lib.rename(tmp_path / "lib.old")
+    lib.symlink_to(outside)
+    proc = run_cli(*common, "restore", "--all", check=False)
+    assert list(outside.iterdir()) == []  # nothing written, no folder made, out there
+    assert "symbolic link" in proc.stdout + proc.stderr
+    assert [p.name for p in q.rglob("*.jpg")] == ["a small.jpg"]  # still safe in quarantine

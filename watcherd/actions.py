@@ -72,10 +72,14 @@ _fault_hook = None  # tests set a callable(step) that raises, to fail between st
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
+        return _sha256_of_file(fh)
+
+
+def _sha256_of_file(fh) -> str:
+    digest = hashlib.sha256()
+    while chunk := fh.read(CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -96,17 +100,51 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder + "/")
 
 
-def _free_name(target: Path) -> Path:
-    """`target`, or `name (2).ext`, `name (3).ext`, ... : the first that does not exist."""
-    if not os.path.lexists(target):
-        return target
-    stem, suffix = target.stem, target.suffix
+def _exists_at(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _free_name(folder: int, name: str) -> str:
+    """`name`, or `name (2).ext`, `name (3).ext`, ... : the first not taken in `folder`."""
+    if not _exists_at(folder, name):
+        return name
+    p = Path(name)
     n = 2
-    while True:
-        candidate = target.with_name(f"{stem} ({n}){suffix}")
-        if not os.path.lexists(candidate):
-            return candidate
+    while _exists_at(folder, f"{p.stem} ({n}){p.suffix}"):
         n += 1
+    return f"{p.stem} ({n}){p.suffix}"
+
+
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+def _open_folder(top: str, parts: tuple[str, ...], create: bool) -> int:
+    """A descriptor on `top`/`parts`..., each folder opened relative to the one before
+    it and none of them through a symbolic link (missing ones are made, if `create`):
+    a folder replaced by a link, however late, leads nowhere but to an error."""
+    fd = os.open(top, _FOLDER)
+    try:
+        for part in parts:
+            if part in ("", ".", ".."):
+                raise OSError(errno.EINVAL, f"not a plain folder name: {part!r}")
+            try:
+                nxt = os.open(part, _FOLDER, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=fd)
+                nxt = os.open(part, _FOLDER, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @dataclass(frozen=True)
@@ -158,17 +196,17 @@ class Mover:
         rel = os.path.relpath(f.path, base)
         return Path(self.config.quarantine_dir) / label / rel
 
-    def safe_restore_target(self, original: str, moved_from: str | None = None) -> Path:
-        """The path a restore may write to: inside a configured root or the root the
-        file was moved out of (`moved_from`, from its journal row: a folder named on
-        the command line), no `..`, no symlinked folder leading out of the root.
-        Raises ActionError otherwise."""
+    def safe_restore_target(self, original: str, moved_from: str | None = None) -> Root:
+        """The root a restore to `original` may write under: the root the file was
+        moved out of (`moved_from`, from its journal row: a configured root or a folder
+        named on the command line) or a configured root; no `..`, no symlinked folder
+        leading out of the root (the move itself then opens every folder below the
+        real root without following links). Raises ActionError otherwise."""
         p = Path(original)
         if not p.is_absolute() or ".." in p.parts:
             raise ActionError(f"refusing to restore to {original!r}: not a clean absolute path")
-        root = self.root_of(original)
-        if root is None and moved_from and _inside(original, moved_from):
-            root = Root(Path(moved_from))
+        root = Root(Path(moved_from)) if moved_from and _inside(original, moved_from) else None
+        root = root or self.root_of(original)
         if root is None:
             raise ActionError(f"refusing to restore to {original}: not under a configured root")
         real_root = os.path.realpath(root.path)
@@ -182,7 +220,7 @@ class Mover:
             )
         if p.is_symlink():
             raise ActionError(f"refusing to restore over the symlink {original}")
-        return p
+        return root
 
     # -- quarantine ----------------------------------------------------------------------
 
@@ -199,32 +237,62 @@ class Mover:
             return Outcome(False, f.path, "not moved: changed since it was read")
         root = self.root_of(f.path)
         target = self.quarantine_target(f)
-        move = self._move(f, decision, "quarantine", target, st, str(root.path) if root else None)
+        where = (str(root.path), os.path.realpath(root.path)) if root else (None, None)
+        move = self._move(f, decision, "quarantine", target, st, where)
         return Outcome(True, move.dest)
 
     def _move(
-        self, f: File, decision: Decision | None, kind: str, target: Path, st, root: str | None
+        self,
+        f: File,
+        decision: Decision | None,
+        kind: str,
+        target: Path,
+        st,
+        root: tuple[str | None, str | None],
     ) -> Move:
-        """Journal, move and record one file; on failure undo and raise ActionError."""
+        """Journal, move and record one file; on failure undo and raise ActionError.
+        `root`: the root the file belongs to (quarantine) or came from (restore), as
+        configured and as it really was, with no symbolic link in it."""
+        folder = self._target_folder(kind, target, root)
         try:
-            if kind == "quarantine":  # for the user alone; a restore remakes the user's own
-                private.folder(target.parent)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ActionError(f"cannot create {target.parent}: {exc.strerror}") from None
-        self._not_moving(f)
-        move = self._intent(f, decision, kind, f.path, _free_name(target), st, root)
-        try:
-            self._execute(move)
-        except OSError as exc:
-            if self._completed(move):  # the file is whole at dest and gone from src
-                self._apply(move, f)
-                return move
-            self._roll_back(move, f"{exc.strerror or exc}")
-            raise ActionError(f"cannot {kind} {move.src}: {exc.strerror or exc}") from None
+            self._not_moving(f)
+            name = _free_name(folder, target.name)
+            move = self._intent(f, decision, kind, f.path, target.with_name(name), st, root)
+            try:
+                self._execute(move, folder)
+            except OSError as exc:
+                if self._completed(move):  # the file is whole at dest and gone from src
+                    self._apply(move, f)
+                    return move
+                self._roll_back(move, f"{exc.strerror or exc}")
+                raise ActionError(f"cannot {kind} {move.src}: {exc.strerror or exc}") from None
+        finally:
+            os.close(folder)
         self._apply(move, f)
         return move
+
+    def _target_folder(self, kind: str, target: Path, root: tuple[str | None, str | None]) -> int:
+        """A descriptor on the folder the file goes to. The quarantine is ours, made for
+        the user alone. A restore goes back under the root the file came from, each
+        folder below the real root opened with no symbolic link followed (made again
+        if it is gone): a root or folder replaced by a link since cannot send the file
+        elsewhere."""
+        try:
+            if kind == "quarantine":
+                private.folder(target.parent)
+                return os.open(target.parent, _FOLDER)
+            configured, real = root
+            if configured is None or not _inside(str(target), configured):
+                raise ActionError(f"refusing to restore to {target}: no root it came from")
+            real = real or os.path.realpath(configured)
+            rel = Path(os.path.relpath(target.parent, configured)).parts
+            return _open_folder(real, () if rel == (".",) else rel, create=True)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise ActionError(
+                    f"refusing to {kind} to {target}: a folder on the way is a symbolic link"
+                ) from None
+            raise ActionError(f"cannot create {target.parent}: {exc.strerror or exc}") from None
 
     @staticmethod
     def _completed(move: Move) -> bool:
@@ -259,7 +327,7 @@ class Mover:
             raise ActionError(f"{f.path} is being moved by another watcherd process")
 
     def _intent(
-        self, f: File, decision: Decision | None, kind: str, src, dest, st, root: str | None
+        self, f: File, decision: Decision | None, kind: str, src, dest, st, root: tuple
     ) -> Move:
         move = Move(
             file_id=f.id,
@@ -272,58 +340,66 @@ class Mover:
             mtime_ns=st.st_mtime_ns,
             state=INTENT,
             owner=owners.claim(self.owners),
-            root=root,
+            root=root[0],
+            root_real=root[1],
         )
         self.index.session.add(move)
         self.index.commit()  # the intent is on disk before the file is touched
         _step("intent")
         return move
 
-    def _placeholder(self, move: Move) -> None:
+    def _placeholder(self, move: Move, folder: int) -> str:
         """Claim the target name with O_EXCL: a rename can then never replace anything
         but our own empty file. Another name is taken if this one appeared meanwhile."""
+        name = os.path.basename(move.dest)
         while True:
             try:
-                fd = os.open(move.dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                os.close(fd)
+                os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=folder))
                 break
             except FileExistsError:
-                move.dest = str(_free_name(Path(move.dest)))
+                name = _free_name(folder, name)
+                move.dest = os.path.join(os.path.dirname(move.dest), name)
                 self.index.commit()
         _step("placeholder")
+        return name
 
-    def _execute(self, move: Move) -> None:
-        self._placeholder(move)
-        dest_dir = os.path.dirname(move.dest)
+    def _execute(self, move: Move, folder: int) -> None:
+        """Move the file into `folder` (a descriptor: see _target_folder)."""
+        name = self._placeholder(move, folder)
         src_dir = os.path.dirname(move.src)
-        if os.stat(move.src).st_dev == os.stat(dest_dir).st_dev:
-            os.rename(move.src, move.dest)  # atomic; replaces only our placeholder
+        if os.stat(move.src).st_dev == os.fstat(folder).st_dev:
+            os.rename(move.src, name, dst_dir_fd=folder)  # atomic; replaces our placeholder
             _step("renamed")
-            _fsync_dir(dest_dir)
+            os.fsync(folder)
             _fsync_dir(src_dir)
             return
-        tmp = self._tmp_name(move)
+        tmp = os.path.basename(self._tmp_name(move))
         try:
             digest = hashlib.sha256()
-            with open(move.src, "rb") as fin, open(tmp, "wb") as fout:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            with (
+                open(move.src, "rb") as fin,
+                open(os.open(tmp, flags, 0o600, dir_fd=folder), "wb") as fout,
+            ):
                 while chunk := fin.read(CHUNK):
                     digest.update(chunk)
                     fout.write(chunk)
                 fout.flush()
                 os.fsync(fout.fileno())
-            _keep_stat(move.src, tmp)
+                _keep_stat(move.src, fout.fileno())
             _step("copied")
             if digest.hexdigest() != move.sha256:
                 raise OSError(errno.EIO, "the file changed while being copied")
-            os.replace(tmp, move.dest)
+            os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
             _step("renamed")
-            _fsync_dir(dest_dir)
+            os.fsync(folder)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=folder)
             raise
-        if sha256_of(move.dest) != move.sha256:
-            raise OSError(errno.EIO, "the copy does not match the original")
+        with open(os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder), "rb") as landed:
+            if _sha256_of_file(landed) != move.sha256:
+                raise OSError(errno.EIO, "the copy does not match the original")
         _step("verified")
         st = os.stat(move.src)
         if (st.st_size, st.st_mtime_ns) != (move.size, move.mtime_ns):
@@ -402,12 +478,14 @@ class Mover:
         last = self.index.last_quarantine(f.id)
         if last is None:
             raise ActionError(f"no record of where {f.path} came from")
-        original = self.safe_restore_target(last.src, last.root)
+        root = self.safe_restore_target(last.src, last.root)
+        original = Path(last.src)
         try:
             st = os.stat(f.path)
         except OSError as exc:
             raise ActionError(f"{f.path} is not in the quarantine: {exc.strerror}") from None
-        move = self._move(f, last.decision, "restore", original, st, last.root)
+        real = last.root_real if last.root == str(root.path) else None  # recorded at the move
+        move = self._move(f, last.decision, "restore", original, st, (str(root.path), real))
         taken = move.dest != str(original)
         return Outcome(True, move.dest, f"{original} is taken: restored beside it" if taken else "")
 
@@ -537,10 +615,11 @@ def _complete(path: str, size: int, sha: str) -> bool:
         return False
 
 
-def _keep_stat(src: str, dest: str) -> None:
-    """Permissions and times of the original, on the copy (xattrs where possible)."""
+def _keep_stat(src: str, dest: int) -> None:
+    """Permissions and times of the original, on the copy open at `dest` (xattrs where
+    possible)."""
     st = os.stat(src)
-    os.chmod(dest, st.st_mode & 0o7777)
-    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
     with contextlib.suppress(OSError):
-        shutil.copystat(src, dest)
+        shutil.copystat(src, f"/proc/self/fd/{dest}")
+    os.fchmod(dest, st.st_mode & 0o7777)
+    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))

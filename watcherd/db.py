@@ -112,9 +112,10 @@ def _v7_changes(conn: Connection) -> None:
 
 def _v8_move_owner(conn: Connection) -> None:
     """Version 8: each journalled move names the process that owns it (only that
-    process acts on it while it lives) and the root its file was moved out of."""
+    process acts on it while it lives) and the root its file was moved out of, as
+    configured and as it really was (a restore opens no folder through a link)."""
     have = {c["name"] for c in inspect(conn).get_columns("moves")}
-    for column in ("owner VARCHAR(64)", "root TEXT"):
+    for column in ("owner VARCHAR(64)", "root TEXT", "root_real TEXT"):
         if column.split()[0] not in have:
             conn.exec_driver_sql(f"ALTER TABLE moves ADD COLUMN {column}")
 

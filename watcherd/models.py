@@ -159,6 +159,7 @@ class Move(Base):
     # file was moved out of (a restore may always write under it)
     owner: Mapped[str | None] = mapped_column(String(64))
     root: Mapped[str | None] = mapped_column(PathText)
+    root_real: Mapped[str | None] = mapped_column(PathText)  # that root, no symlink in it
 
     file: Mapped[File] = relationship()
     decision: Mapped[Decision | None] = relationship()
