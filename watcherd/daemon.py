@@ -42,7 +42,7 @@ from .index import Index
 from .models import ACTIVE, ERROR
 from .notifications import DesktopNotifier
 from .pipeline import Pipeline, arrays_path, log_outcome, release_free_memory
-from .scanner import ScanStats, reconcile
+from .scanner import Interrupted, ScanStats, reconcile
 from .sdnotify import Notifier
 from .watcher import FsEvent, Watcher
 from .workers import end_pool, make_pool, run_isolated
@@ -153,6 +153,7 @@ class Daemon:
         self._burst_ended = False  # work drained since the last release_free_memory
         self.roots: dict[str, Root] = {}
         self._stop = False
+        self._stop_requested = False  # set by the signal thread at once (see _stopping)
         self._status_dirty = True
         self._last_status = 0.0
         self._lock_fh = None
@@ -243,8 +244,12 @@ class Daemon:
             log.warning("matcher arrays not saved: %s", exc)
             arrays_path(self.db_path).unlink(missing_ok=True)
 
+    def _stopping(self) -> bool:
+        return self._stop_requested
+
     def stop(self) -> None:
         """Ask the loop to finish (safe from signal handlers and other threads)."""
+        self._stop_requested = True
         self.inbox.put(("stop",))
 
     def _acquire_lock(self) -> None:
@@ -289,6 +294,7 @@ class Daemon:
             for number in data:
                 message = SIGNAL_MESSAGES.get(number)
                 if message is not None:
+                    self._stop_requested |= message == ("stop",)  # seen inside long walks
                     self.inbox.put(message)
         os.close(read_end)
 
@@ -629,7 +635,12 @@ class Daemon:
     def _catch_up(self, folders: list[Path]) -> None:
         """Reconcile folders with the index: what changed while we were not looking."""
         stats = ScanStats()
-        todo = reconcile(folders, self.config, self.index, stats)
+        try:
+            todo = reconcile(folders, self.config, self.index, stats, stop=self._stopping)
+        except Interrupted:  # SIGTERM during a long walk: the next start catches up
+            self.index.rollback()
+            self._stop = True
+            return
         self.index.commit()
         self.counters.moved += stats.moved
         self.counters.missing += stats.missing

@@ -101,6 +101,10 @@ def _unchanged(entry: Entry, known: KnownFile | None) -> bool:
     return not (known.status == ERROR and (known.error or "").startswith("cannot "))
 
 
+class Interrupted(Exception):
+    """A walk given up because its caller was asked to stop (`reconcile(stop=...)`)."""
+
+
 class Todo:
     """The files a reconcile found to read, in path order, each with whether the index
     has no row for it yet (`new`: the pipeline then skips looking for one).
@@ -184,6 +188,7 @@ def reconcile(
     stats: ScanStats,
     rehash: bool = False,
     hold: int | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Todo:
     """Compare folders on disk with the index; returns the files that need reading.
 
@@ -198,7 +203,9 @@ def reconcile(
     changed: list[tuple[Entry, KnownFile | None]] = []
     vanished: dict[str, KnownFile] = {}
     count = new = 0
-    for e, p, k in _pairs(paths, config, index, stats.error_paths):
+    for n, (e, p, k) in enumerate(_pairs(paths, config, index, stats.error_paths)):
+        if stop is not None and n % 1024 == 1023 and stop():
+            raise Interrupted("stopped in the middle of a walk")
         if e is None:
             if k is not None and k.status in (ACTIVE, ERROR) and not Path(p).exists():
                 vanished[p] = k
