@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,39 +18,13 @@ from watcherd.config import Config, Root
 from watcherd.index import Index
 from watcherd.scanner import scan
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from deep_tree import deep_folder, remove_deep  # the stress script's own
+
+sys.path.pop(0)
+
 LATIN1 = os.fsdecode(b"caf\xe9 \xe0 la plage.jpg")  # a name from an old camera or a zip
 OTHER = os.fsdecode(b"\xff\xfe copie.jpg")
-
-
-def deep_folder(top: Path, levels: int) -> Path:
-    """`top`/d/d/.../d, `levels` deep, made without recursion (os.makedirs recurses)."""
-    here = os.open(top, os.O_RDONLY)
-    try:
-        for _ in range(levels):
-            os.mkdir("d", dir_fd=here)
-            nxt = os.open("d", os.O_RDONLY, dir_fd=here)
-            os.close(here)
-            here = nxt
-    finally:
-        os.close(here)
-    return Path(str(top) + "/d" * levels)
-
-
-def remove_deep(top: Path) -> None:
-    """Remove a tree of any depth (shutil.rmtree, pytest's clean-up too, recurses and
-    fails on a thousand levels): files first, then folders from the bottom up."""
-    stack, folders = [str(top)], []
-    while stack:
-        folder = stack.pop()
-        folders.append(folder)
-        with os.scandir(folder) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    os.unlink(entry.path)
-    for folder in reversed(folders):
-        os.rmdir(folder)
 
 
 def report_rows(*common: str) -> list[dict]:
