@@ -13,7 +13,7 @@ from conftest import mounted_tmpfs, read_only_folder, run_cli
 from helpers import busy_photo, copies, photo, save
 from sqlalchemy import select
 
-from watcherd import actions, owners
+from watcherd import actions, moving, owners
 from watcherd.actions import ActionError, Mover
 from watcherd.config import Config, Root
 from watcherd.index import Index
@@ -137,12 +137,12 @@ def test_failure_between_any_two_steps_loses_nothing(tmp_path, monkeypatch, step
             if name == step:
                 raise RuntimeError(f"injected failure after {name}")
 
-        monkeypatch.setattr(actions, "_fault_hook", fail)
+        monkeypatch.setattr(moving, "fault_hook", fail)
         with pytest.raises(RuntimeError, match="injected"):
             Mover(index, cfg).quarantine(f, d)
         index.session.close()  # the process 'dies': nothing more of its session is written
         owners.release()  # and the kernel lets go of its owner lock
-        monkeypatch.setattr(actions, "_fault_hook", None)
+        monkeypatch.setattr(moving, "fault_hook", None)
         with Index(db) as fresh:
             done = Mover(fresh, cfg).recover()
             fresh.commit()
