@@ -265,8 +265,8 @@ def test_restore_refuses_paths_outside_roots(tmp_path):
 def test_protected_root_and_outside_roots_are_never_moved(tmp_path):
     camera, downloads = tmp_path / "camera", tmp_path / "downloads"
     img = photo(5, (640, 480))
-    save(img.resize((320, 240)), camera / "small.jpg")  # redundant, but protected
-    save(img, downloads / "big.jpg")
+    save(img.resize((320, 240)), camera / "small.jpg")  # protected: kept, though smaller
+    save(img, downloads / "big.jpg")  # the copy outside protected roots: the one to move
     other = tmp_path / "elsewhere"
     save(img.resize((160, 120)), other / "tiny.jpg")
     cfg = Config(
@@ -278,9 +278,12 @@ def test_protected_root_and_outside_roots_are_never_moved(tmp_path):
     with Index(tmp_path / "i.sqlite3") as index:
         scan([other], Config(workers=1), index)  # indexed earlier, outside any root
         stats = scan([camera, downloads], cfg, index)
-    assert stats.near == 2 and stats.quarantined == 0
+    # since issue 24 a protected copy is the kept one: the copy in downloads moves; the
+    # protected one and the one outside every root never do
+    assert stats.near == 2 and stats.quarantined == 1
     assert (camera / "small.jpg").exists() and (other / "tiny.jpg").exists()
-    assert not (tmp_path / "Q").exists()
+    assert not (downloads / "big.jpg").exists()
+    assert [p.name for p in (tmp_path / "Q").rglob("*.jpg")] == ["big.jpg"]
 
 
 def test_dry_run_moves_nothing(tmp_path):

@@ -310,7 +310,7 @@ class Pipeline:
             return self._similar(f, fp, ignored) if fp.variants else None
         # `transform` is the pose that turned the newcomer into the indexed picture; the
         # decision records how the redundant copy is turned relative to the kept one.
-        if newcomer_wins(f, partner, self.config.keep):
+        if self._newcomer_kept(f, partner):
             redundant, kept = partner, f
         else:
             redundant, kept = f, partner
@@ -436,6 +436,21 @@ class Pipeline:
     def _forget_hashes(self, file_id: int) -> None:
         self.hashes.remove(file_id)
         self.parts.remove(file_id)
+
+    def _newcomer_kept(self, f: File, partner: File) -> bool:
+        """Whether the newcomer is the copy to keep. A file in a protected root (camera
+        originals, a reference folder) is always kept against one outside protected
+        roots, as reference folders are in Czkawka and dupeGuru: otherwise a PNG export
+        or a re-encode elsewhere, with more pixels, would be kept, and the redundant
+        copy would sit in the protected root where nothing is moved."""
+        mine, theirs = self._protected(f.path), self._protected(partner.path)
+        if mine != theirs:
+            return mine
+        return newcomer_wins(f, partner, self.config.keep)
+
+    def _protected(self, path: str) -> bool:
+        root = self.mover.root_of(path)
+        return root is not None and root.protect
 
     def _prefer_kept(
         self, ids: list[int], states: dict[int, tuple[str, int | None]]
