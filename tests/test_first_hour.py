@@ -32,3 +32,34 @@ def test_a_protected_root_keeps_its_photo_against_a_better_copy_elsewhere(tmp_pa
     assert not (downloads / "export.png").exists()
     assert (camera / "IMG_0001.jpg").exists()
     assert (camera / "IMG_0002.jpg").exists() and (camera / "IMG_0002 copy.jpg").exists()
+
+
+def test_ctrl_c_during_a_scan_keeps_what_was_decided_and_exits_130(tmp_path):
+    """Ctrl-C printed `Aborted!`, exited 1 and threw away up to 499 files of work."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    lib = tmp_path / "lib"
+    for k in range(300):
+        save(photo(100 + k, (96, 72)), lib / f"p{k:03d}.jpg")
+    db = tmp_path / "index.sqlite3"
+    scan = subprocess.Popen(
+        [sys.executable, "-m", "watcherd", "--db", str(db), "-v", "--log-format", "json",
+         "scan", str(lib)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert scan.stderr is not None
+    for line in scan.stderr:  # the first decision: the scan is under way
+        if '"event": "indexed"' in line:
+            break
+    scan.send_signal(signal.SIGINT)
+    out, _ = scan.communicate(timeout=120)
+    assert scan.returncode == 130
+    assert "Interrupted" in out and "Scanned" in out and "Aborted" not in out
+    with sqlite3.connect(db) as con:
+        kept = con.execute("SELECT count(*) FROM files").fetchone()[0]
+    assert 0 < kept < 300  # decided files are committed, the rest were not read
+    again = json.loads(run_cli("--db", str(db), "scan", "--json", str(lib)).stdout)
+    assert (again["new"], again["skipped"]) == (300 - kept, kept)  # it goes on from there

@@ -251,8 +251,19 @@ def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash
             ahead.close()  # a no-op once the scan took it over
     if as_json:
         click.echo(json.dumps({**stats.as_dict(), "dry_run": dry_run}))
-        return
+    else:
+        print_scan_summary(stats, cfg, dry_run)
+    if stats.interrupted:
+        sys.exit(130)  # as a shell reports a command stopped by Ctrl-C
+
+
+def print_scan_summary(stats, cfg: Config, dry_run: bool) -> None:
     out = console()
+    if stats.interrupted:
+        out.print(
+            "Interrupted: what was decided is kept; `watcherd scan` again goes on from here.",
+            highlight=False,
+        )
     prefix = "Dry run: would have found" if dry_run else "Found"
     out.print(
         f"Scanned {stats.seen} files in {stats.seconds:.1f} s: {stats.new} new, "

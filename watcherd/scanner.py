@@ -9,8 +9,11 @@ walk order through the shared Pipeline. A scan with more files to read than it h
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -58,6 +61,7 @@ class ScanStats:
     errors: int = 0
     quarantined: int = 0
     seconds: float = 0.0
+    interrupted: bool = False  # stopped by Ctrl-C: what was decided is kept
     error_paths: list[tuple[str, str]] = field(default_factory=list)
     move_failures: list[tuple[str, str]] = field(default_factory=list)
 
@@ -302,10 +306,34 @@ def scan(
     over if they are the first this scan reads. `arrays`: the daemon's saved matcher
     arrays, to start from (see Pipeline).
     """
+    with ctrl_c_stops() as stop:
+        options = dict(dry_run=dry_run, progress=progress, on_outcome=on_outcome)
+        more = dict(rehash=rehash, ahead=ahead, arrays=arrays, stop=stop)
+        return _scan(paths, config, index, **options, **more)
+
+
+def _scan(
+    paths: Iterable[Path],
+    config: Config,
+    index: Index,
+    *,
+    dry_run: bool,
+    progress: Progress | None,
+    on_outcome: Callable[[Outcome], None] | None,
+    rehash: bool,
+    ahead: ReadAhead | None,
+    arrays: Path | None,
+    stop: Callable[[], bool],
+) -> ScanStats:
     started = time.monotonic()
     stats = ScanStats()
     paths = [Path(p).expanduser().absolute() for p in paths]
-    todo = reconcile(paths, config, index, stats, rehash=rehash, hold=HOLD)
+    try:
+        todo = reconcile(paths, config, index, stats, rehash=rehash, hold=HOLD, stop=stop)
+    except Interrupted:
+        index.rollback()
+        stats.interrupted = True
+        return _finish(stats, index, dry_run, started)
 
     if progress is not None:
         progress.start(len(todo))
@@ -346,10 +374,37 @@ def scan(
             index.commit()
         if progress is not None:
             progress.advance()
+        if stop():  # Ctrl-C: what is decided is kept, the next scan goes on from here
+            stats.interrupted = True
+            results.close()  # its workers are stopped
+            break
     _finish(stats, index, dry_run, started)
-    if not dry_run:  # so that a daemon started next need not build them from the rows
+    if not dry_run and not stats.interrupted:  # a daemon started next then loads them
         pipeline.save_arrays_if_behind()
     return stats
+
+
+@contextlib.contextmanager
+def ctrl_c_stops() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C (SIGINT) asks a scan to stop between two files, keeping every decision
+    made so far, instead of unwinding in the middle of one and losing the batch not yet
+    committed; a second Ctrl-C stops at once. Yields the question "asked to stop?".
+    Outside the main thread (where no signal handler can be set) it is never asked."""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield asked.is_set
+        return
+
+    def handler(_signum, _frame) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield asked.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _finish(stats: ScanStats, index: Index, dry_run: bool, started: float) -> ScanStats:
