@@ -151,7 +151,7 @@ def test_config_init_show_and_errors(tmp_path):
     assert shown["config_file"] == str(cfg) and shown["action"] == "flag"
     cfg.write_text('action = "shred"\n')
     bad = run_cli("--config", str(cfg), "config", "show", check=False)
-    assert bad.returncode == 2
+    assert bad.returncode == 78  # a configuration error's own status (EX_CONFIG), issue 24
     assert str(cfg) in bad.stderr and "'action'" in bad.stderr
     assert "Traceback" not in bad.stderr
 

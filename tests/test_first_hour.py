@@ -63,3 +63,36 @@ def test_ctrl_c_during_a_scan_keeps_what_was_decided_and_exits_130(tmp_path):
     assert 0 < kept < 300  # decided files are committed, the rest were not read
     again = json.loads(run_cli("--db", str(db), "scan", "--json", str(lib)).stdout)
     assert (again["new"], again["skipped"]) == (300 - kept, kept)  # it goes on from there
+
+
+def test_nothing_to_watch_is_a_configuration_error_the_service_does_not_retry(
+    tmp_path, isolated_env
+):
+    """Right after the quick start, with no `roots`, `watcherd run` exited 2 and
+    Restart=on-failure restarted it every 5 s for ever; `service install` went ahead."""
+    from pathlib import Path
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("")  # no roots
+    common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
+    run = run_cli(*common, "run", check=False)
+    assert run.returncode == 78 and "nothing to watch" in run.stderr
+    unit = (Path(__file__).parents[1] / "watcherd" / "data" / "watcherd.service").read_text()
+    prevent = next(line for line in unit.splitlines() if line.startswith("RestartPrevent"))
+    assert {"65", "78"} <= set(prevent.split("=", 1)[1].split())
+    install = run_cli(*common, "service", "install", check=False)
+    assert install.returncode == 78 and "nothing to watch" in install.stderr
+    assert not (isolated_env / ".config/systemd/user/watcherd.service").exists()
+
+
+def test_service_install_fails_when_it_could_not_enable_anything(tmp_path, isolated_env):
+    pictures = tmp_path / "Pictures"
+    pictures.mkdir()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'roots = ["{pictures}"]\n')
+    no_systemctl = {"PATH": str(tmp_path / "empty")}  # no systemd user manager to reach
+    proc = run_cli("--config", str(cfg), "service", "install", "--enable", "--now",
+                   env=no_systemctl, check=False)  # fmt: skip
+    assert proc.returncode == 1
+    assert "no systemd user manager reachable" in proc.stderr
+    assert (isolated_env / ".config/systemd/user/watcherd.service").exists()  # but written

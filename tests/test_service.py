@@ -40,6 +40,10 @@ def test_exec_start_quotes_for_systemd(tmp_path):
 
 
 def test_install_writes_unit_and_verify_passes(isolated_env, analyze):
+    (isolated_env / "Pictures").mkdir()
+    config = isolated_env / ".config" / "watcherd" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'roots = ["{isolated_env / "Pictures"}"]\n')  # something to watch
     out = run_cli("--db", str(isolated_env / "i.sqlite3"), "service", "install")
     unit = isolated_env / ".config/systemd/user/watcherd.service"
     assert f"wrote {unit}" in out.stdout

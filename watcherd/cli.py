@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import click
 
 from . import config as config_mod
+from . import exits, private, readahead
 from . import log as log_mod
-from . import private, readahead
 from .config import Config, ConfigError
 from .pathtext import shown
 from .workers import WorkersFailing, start_forkserver
@@ -106,7 +106,7 @@ class Main(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            fail(str(exc))
+            fail(str(exc), exits.CONFIG)
         except WorkersFailing as exc:
             fail(f"{exc}: check that Python can start worker processes here", 1)
         except Exception as exc:
@@ -114,13 +114,8 @@ class Main(click.Group):
             if db is not None and isinstance(exc, db.SchemaTooNew):
                 fail(str(exc))
             if db is not None and db.is_damaged(exc) and isinstance(ctx.obj, App):
-                fail(damaged_index_help(ctx.obj, exc), EXIT_DAMAGED_INDEX)
+                fail(damaged_index_help(ctx.obj, exc), exits.DAMAGED_INDEX)
             raise
-
-
-# Exit statuses a service manager must not answer with a restart (the unit lists them in
-# RestartPreventExitStatus=): nothing changes by trying again until the user acts.
-EXIT_DAMAGED_INDEX = 65  # EX_DATAERR
 
 
 def damaged_index_help(app: App, exc: Exception) -> str:
@@ -254,7 +249,7 @@ def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash
     else:
         print_scan_summary(stats, cfg, dry_run)
     if stats.interrupted:
-        sys.exit(130)  # as a shell reports a command stopped by Ctrl-C
+        sys.exit(exits.INTERRUPTED)
 
 
 def print_scan_summary(stats, cfg: Config, dry_run: bool) -> None:
@@ -608,11 +603,20 @@ def service_install(app: App, enable: bool, now: bool) -> None:
     """Write the user unit for this installation and tell systemd about it."""
     from . import service
 
+    if not app.config.roots:
+        where = config_mod.config_path(app.config_path)[0]
+        fail(
+            f"nothing to watch: set `roots` in {where} first (`watcherd config init` "
+            "writes one); a service with no folder would only stop again",
+            exits.CONFIG,
+        )
     result = service.install(app.config_path, app.db_option, enable=enable, now=now)
     for line in result.done:
         click.echo(line)
     for line in result.notes:
         click.echo(f"note: {line}", err=True)
+    if (enable or now) and not result.enabled:
+        sys.exit(1)  # asked to enable or start it, and systemd did not
     click.echo("To keep watching after you log out: loginctl enable-linger $USER", err=True)
 
 

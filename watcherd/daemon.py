@@ -33,7 +33,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from . import private
+from . import exits, private
 from .actions import ActionError, Mover
 from .big_lane import LARGE_FILE, BigLane
 from .config import Config, Root
@@ -206,7 +206,7 @@ class Daemon:
                     "nothing to watch: give folders to `watcherd run` or set `roots`",
                     extra={"event": "error", "reason": "no roots"},
                 )
-                return 2
+                return exits.CONFIG  # not restarted by systemd: see exits.py
             for root in roots:
                 self._add_root(root)
             if not self.roots:

@@ -57,6 +57,7 @@ class Result:
     unit_path: Path
     done: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    enabled: bool = False  # the enable or start asked for was done
 
 
 def _systemctl(*args: str) -> subprocess.CompletedProcess | None:
@@ -100,6 +101,7 @@ def install(
         proc = _systemctl(*args, UNIT_NAME)
         if proc is not None and proc.returncode == 0:
             result.done.append(f"systemctl --user {' '.join(args)} {UNIT_NAME}")
+            result.enabled = True
         else:
             err = (proc.stderr.strip() if proc else "") or "systemctl failed"
             result.notes.append(f"systemctl --user {' '.join(args)} failed: {err}")
