@@ -37,8 +37,10 @@ def test_scan_then_report_json_pair_by_pair(tmp_path):
     linked: dict[str, set[str]] = {g: set() for g in groups}
     for d in report["duplicates"]:
         assert set(d) == {
-            "path", "original", "kind", "distance", "detected_at", "action", "quarantined_path"
+            "path", "original", "kind", "distance", "detected_at", "action", "quarantined_path",
+            "size", "group", "transform", "matched_with",  # added by issue 24, for scripts
         }  # fmt: skip
+        assert d["size"] == Path(d["path"]).stat().st_size and d["group"] > 0
         assert d["path"] in group_of, f"unrelated image linked: {d['path']}"
         assert group_of[d["original"]] == group_of[d["path"]], d
         assert d["kind"] == "near" and d["action"] == "flagged" and d["quarantined_path"] is None

@@ -96,3 +96,40 @@ def test_service_install_fails_when_it_could_not_enable_anything(tmp_path, isola
     assert proc.returncode == 1
     assert "no systemd user manager reachable" in proc.stderr
     assert (isolated_env / ".config/systemd/user/watcherd.service").exists()  # but written
+
+
+def test_report_rows_say_what_a_script_needs_and_label_what_they_mean(tmp_path):
+    from pathlib import Path
+
+    from helpers import copies
+
+    from watcherd.index import Index
+
+    lib = tmp_path / "lib"
+    img = photo(7)
+    save(img, lib / "a.jpg")
+    made = copies(img, lib / "copies", "a")
+    save(photo(8), lib / "b.jpg")
+    save(photo(9), lib / "c.jpg")
+    db = tmp_path / "index.sqlite3"
+    run_cli("--db", str(db), "scan", str(lib))
+    with Index(db, writer=True) as index:  # a similar shot, as the pipeline records one
+        b, c = index.file_by_path(str(lib / "b.jpg")), index.file_by_path(str(lib / "c.jpg"))
+        index.record_similar(c, b, 14)
+        index.commit()
+    rows = json.loads(run_cli("--db", str(db), "report", "--format", "json").stdout)
+    rows = rows["duplicates"]
+    copies_rows = [r for r in rows if r["kind"] != "similar"]
+    assert len(copies_rows) == len(made) and len({r["group"] for r in copies_rows}) == 1
+    for r in copies_rows:
+        assert r["size"] == Path(r["path"]).stat().st_size
+        assert r["matched_with"]  # the file the distance was measured to
+    turned = next(r for r in rows if r["path"] == str(made["rotated90"]))
+    assert turned["transform"] in ("rotate90", "rotate270")
+    similar = next(r for r in rows if r["kind"] == "similar")
+    assert similar["action"] == "reported"  # neither flagged nor moved
+    csv_text = run_cli("--db", str(db), "report", "--format", "csv").stdout
+    assert csv_text.splitlines()[0].endswith(",size,group,transform,matched_with")
+    table = run_cli("--db", str(db), "report").stdout
+    assert f"[{len(made)} copies, " in table and " reclaimable]" in table
+    assert "[1 similar shot]" in table

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 CSV_FIELDS = (
     "path", "original", "kind", "distance", "detected_at", "action", "quarantined_path", "size",
+    "group", "transform", "matched_with",
 )  # fmt: skip
 
 
@@ -67,11 +68,17 @@ def build(index: Index, filters: Filters | None = None) -> dict:
                 else redundant.path,
                 "original": kept.path,
                 "kind": decision.kind,
+                # measured to the file it was matched with, which is the kept one
+                # unless it matched another copy of the group
                 "distance": decision.distance,
+                "matched_with": partner.path,
                 "detected_at": decision.decided_at.isoformat(),
-                "action": decision.action,
+                # a similar shot is neither flagged nor moved: only reported
+                "action": "reported" if decision.kind == "similar" else decision.action,
                 "quarantined_path": redundant.path if quarantined else None,
-                "size": redundant.size,
+                "size": redundant.size,  # bytes of the redundant copy
+                "group": kept.id,  # shared by every row of one group, stable while it is kept
+                "transform": decision.transform,  # how the copy is turned or cut, if it is
                 "file_id": redundant.id,
                 "kept_id": kept.id,
             }
@@ -107,7 +114,7 @@ def groups_of(report: dict) -> list[tuple[int, list[dict]]]:
     return sorted(groups.items(), key=lambda g: (-sum(d["size"] for d in g[1]), g[0]))
 
 
-_PRIVATE = ("size", "file_id", "kept_id")
+_PRIVATE = ("file_id", "kept_id")
 
 
 def _public(d: dict) -> dict:
@@ -157,6 +164,26 @@ def _home(path: str) -> str:
 _COLUMNS = (("kind", 7), ("dist", 4), ("action", 11), ("size", 8))
 
 
+def group_label(dups: list[dict]) -> str:
+    """What a group's line says of it: "3 copies, 4.2 MB reclaimable" (the bytes its
+    flagged copies take), what is in quarantine, and similar shots, which reclaim
+    nothing."""
+    copies = [d for d in dups if d["kind"] != "similar"]
+    parts = []
+    if copies:
+        parts.append(f"{len(copies)} cop{'y' if len(copies) == 1 else 'ies'}")
+        flagged = sum(d["size"] for d in copies if d["action"] == "flagged")
+        moved = sum(d["size"] for d in copies if d["action"] == "quarantined")
+        if flagged or not moved:
+            parts.append(f"{human_size(flagged)} reclaimable")
+        if moved:
+            parts.append(f"{human_size(moved)} in quarantine")
+    shots = len(dups) - len(copies)
+    if shots:
+        parts.append(f"{shots} similar shot{'s' if shots > 1 else ''}")
+    return ", ".join(parts)
+
+
 def table_lines(report: dict, width: int | None) -> list[tuple[str, str]]:
     """The table as (style, line) pairs: each kept file, its copies indented under it.
 
@@ -177,9 +204,10 @@ def table_lines(report: dict, width: int | None) -> list[tuple[str, str]]:
     files = report["_files"]
     for kept_id, dups in groups_of(report):
         kept = files[kept_id]
-        total = human_size(sum(d["size"] for d in dups))
-        if room is not None:
-            out.append(("bold", f"{show(kept.path):<{path_w + 2}} {total:>{fixed - 3}}"))
+        total = group_label(dups)
+        if room is not None and width is not None:  # the label where the path leaves room
+            side = max(20, width - len(total) - 1)
+            out.append(("bold", f"{_fit(_home(shown(kept.path)), side):<{side}} {total}"))
         else:
             out.append(("", f"{shown(kept.path)}  [{total}]"))
         for d in sorted(dups, key=lambda d: d["path"]):
