@@ -133,3 +133,48 @@ def test_report_rows_say_what_a_script_needs_and_label_what_they_mean(tmp_path):
     table = run_cli("--db", str(db), "report").stdout
     assert f"[{len(made)} copies, " in table and " reclaimable]" in table
     assert "[1 similar shot]" in table
+
+
+def test_logs_into_the_journal_carry_syslog_priorities_and_no_timestamp(tmp_path):
+    """Under systemd each line had its own timestamp, a level word and no priority, so
+    `journalctl -p warning` showed nothing."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "empty.jpg").write_bytes(b"")  # a warning: cannot index it
+    err = tmp_path / "stderr"
+    with open(err, "w") as fh:
+        st = os.fstat(fh.fileno())
+        st_err = f"{st.st_dev}:{st.st_ino}"
+        subprocess.run(
+            [sys.executable, "-m", "watcherd", "--db", str(tmp_path / "i.sqlite3"), "scan",
+             str(lib)],
+            stderr=fh, stdout=subprocess.DEVNULL, env={**os.environ, "JOURNAL_STREAM": st_err},
+            check=True,
+        )  # fmt: skip
+    lines = err.read_text().splitlines()
+    warning = next(line for line in lines if "empty.jpg" in line)
+    assert warning.startswith("<4>cannot index "), warning
+    unit = (Path(__file__).parents[1] / "watcherd" / "data" / "watcherd.service").read_text()
+    assert "SyslogIdentifier=watcherd" in unit
+    plain = subprocess.run(
+        [sys.executable, "-m", "watcherd", "--db", str(tmp_path / "j.sqlite3"), "scan", str(lib)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert not plain.stderr.startswith("<")  # a terminal or a file: readable lines
+
+
+def test_global_options_work_after_the_command_too(tmp_path):
+    lib = tmp_path / "lib"
+    save(photo(3), lib / "a.jpg")
+    db = tmp_path / "index.sqlite3"
+    out = run_cli("scan", "--db", str(db), "--log-format", "json", "--json", str(lib))
+    assert json.loads(out.stdout)["new"] == 1 and db.exists()
+    listed = run_cli("quarantine", "list", "--db", str(db), "-v")
+    assert listed.returncode == 0
+    report = run_cli("report", "--format", "json", f"--db={db}")
+    assert json.loads(report.stdout)["summary"]["files"] == 1

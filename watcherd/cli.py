@@ -99,8 +99,52 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+# The options of `watcherd` itself, which users also put after the command
+# (`watcherd scan --db X DIR`): those taking a value, and the flags.
+_GLOBAL_VALUED = ("--config", "--db", "--log-format")
+_GLOBAL_FLAGS = ("--verbose",)
+
+
+def _global_option(arg: str) -> tuple[bool, bool]:
+    """(is a global option, takes the next word as its value)."""
+    if arg in _GLOBAL_VALUED:
+        return True, True
+    if arg.split("=", 1)[0] in _GLOBAL_VALUED or arg in _GLOBAL_FLAGS:
+        return True, False
+    return (len(arg) > 1 and arg[0] == "-" and arg[1:] == "v" * (len(arg) - 1)), False
+
+
+def hoist_global_options(args: list[str], commands) -> list[str]:
+    """`args` with the global options found after the command moved before it, where
+    click looks for them."""
+    i = 0
+    while i < len(args) and args[i] not in commands:
+        is_global, valued = _global_option(args[i])
+        i += 2 if valued else 1
+    if i >= len(args):
+        return args
+    before, rest, moved = args[: i + 1], [], []
+    k = i + 1
+    while k < len(args):
+        arg = args[k]
+        if arg == "--":
+            rest += args[k:]
+            break
+        is_global, valued = _global_option(arg)
+        if is_global:
+            moved += args[k : k + (2 if valued else 1)]
+            k += 2 if valued else 1
+        else:
+            rest.append(arg)
+            k += 1
+    return before[:i] + moved + before[i:] + rest
+
+
 class Main(click.Group):
     """Turns the errors a user can fix into one clear line instead of a traceback."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(list(args), self.commands))
 
     def invoke(self, ctx: click.Context):
         try:

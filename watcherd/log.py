@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 
@@ -42,9 +43,43 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+# syslog priorities (sd-daemon(3)): journald reads a "<N>" at the start of each line
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
+
+
+class JournalFormatter(logging.Formatter):
+    """For stderr connected to the journal (systemd sets JOURNAL_STREAM): each line
+    starts with its syslog priority, so that `journalctl -p warning` shows the
+    warnings, and carries no timestamp of its own (the journal keeps one)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _PRIORITY.get(record.levelno, 2 if record.levelno > logging.ERROR else 6)
+        line = record.getMessage()
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return "\n".join(f"<{priority}>{part}" for part in line.splitlines() or [""])
+
+
+def to_journal(stream) -> bool:
+    """Whether `stream` is the journal's: JOURNAL_STREAM names its device and inode."""
+    named = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        device, inode = (int(x) for x in named.split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
+
+
 def setup(level: int = logging.INFO, fmt: str = "text", stream=None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    elif to_journal(stream):
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(TextFormatter())
     logger = logging.getLogger("watcherd")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
