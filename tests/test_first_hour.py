@@ -178,3 +178,34 @@ def test_global_options_work_after_the_command_too(tmp_path):
     assert listed.returncode == 0
     report = run_cli("report", "--format", "json", f"--db={db}")
     assert json.loads(report.stdout)["summary"]["files"] == 1
+
+
+def test_quarantine_apply_moves_what_was_flagged_before_quarantine_was_on(tmp_path):
+    """After a week of `action = "flag"` a user turns quarantine on: nothing applied it
+    to the duplicates already flagged."""
+    camera, lib, q = tmp_path / "Camera", tmp_path / "Pictures", tmp_path / "Q"
+    for k in range(3):
+        img = photo(60 + k)
+        save(img, lib / f"a{k}.jpg")
+        save(img.resize((320, 240)), lib / "sent" / f"a{k} small.jpg")
+    img = photo(70)
+    save(img.resize((320, 240)), camera / "protected small.jpg")  # kept: protected
+    save(img, lib / "big.jpg")  # flagged against the protected copy
+    cfg = tmp_path / "config.toml"
+    roots = f'roots = [{{ path = "{camera}", protect = true }}, "{lib}"]\n'
+    cfg.write_text(roots + 'action = "flag"\n')
+    common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
+    run_cli(*common, "scan")
+    cfg.write_text(roots + f'action = "quarantine"\nquarantine_dir = "{q}"\n')
+    again = json.loads(run_cli(*common, "scan", "--json").stdout)
+    assert again["quarantined"] == 0  # a scan decides new files only
+    preview = run_cli(*common, "quarantine", "apply", "--dry-run").stdout
+    assert "Would move 4 of 4 flagged duplicates" in preview and not q.exists()
+    only_sent = run_cli(*common, "quarantine", "apply", "--root", str(lib / "sent")).stdout
+    assert "Moved 3 of 3 flagged duplicates" in only_sent
+    assert not list((lib / "sent").glob("*.jpg")) and (lib / "big.jpg").exists()
+    rest = run_cli(*common, "quarantine", "apply").stdout
+    assert "Moved 1 of 1" in rest and not (lib / "big.jpg").exists()
+    listed = json.loads(run_cli(*common, "quarantine", "list", "--format", "json").stdout)
+    assert len(listed) == 4  # journalled moves, each restorable
+    assert (camera / "protected small.jpg").exists()

@@ -534,7 +534,7 @@ def notify_test(app: App) -> None:
 
 @main.group("quarantine")
 def quarantine_group() -> None:
-    """List or purge the files watcherd moved to quarantine."""
+    """List, apply, or purge the files watcherd moves to quarantine."""
 
 
 @quarantine_group.command("list")
@@ -550,6 +550,33 @@ def quarantine_list(app: App, fmt: str) -> None:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
         return
     q.print_table(entries, console())
+
+
+@quarantine_group.command("apply")
+@click.option("--dry-run", is_flag=True, help="Say what would move, and move nothing.")
+@click.option("--kind", type=click.Choice(["exact", "near"]), help="Only copies of this kind.")
+@click.option("--root", type=click.Path(path_type=Path), help="Only copies under this folder.")
+@click.pass_obj
+def quarantine_apply(app: App, dry_run: bool, kind: str | None, root: Path | None) -> None:
+    """Move the duplicates flagged so far to quarantine, as the daemon would."""
+    from .apply_flagged import apply_flagged
+
+    with app.open_index(writer=True) as index:
+        done = apply_flagged(index, app.config, kind=kind, root=root, dry_run=dry_run)
+    out = console()
+    for a in done:
+        if a.moved_to:
+            out.print(f"moved {shown(a.path)} -> {shown(a.moved_to)}", highlight=False)
+        else:
+            out.print(f"{a.note}: {shown(a.path)}", highlight=False)
+    if dry_run:
+        count = sum(a.note == "would move" for a in done)
+        out.print(f"Would move {count} of {len(done)} flagged duplicates.", highlight=False)
+        return
+    moved = sum(1 for a in done if a.moved_to)
+    out.print(f"Moved {moved} of {len(done)} flagged duplicates.", highlight=False)
+    if any(a.failed for a in done):
+        sys.exit(1)
 
 
 @quarantine_group.command("purge")
