@@ -12,6 +12,7 @@ import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from conftest import run_cli
@@ -53,6 +54,7 @@ class Page(HTMLParser):
         super().__init__()
         self.groups: list[dict] = []
         self.external: list[str] = []
+        self.links: list[str] = []
         self.images = 0
         self._in: str | None = None
 
@@ -71,9 +73,12 @@ class Page(HTMLParser):
         if tag == "img":
             self.images += 1
             assert a["src"].startswith("data:image/jpeg;base64,"), a["src"][:40]
-        for key in ("src", "href"):
-            if key in a and not a[key].startswith(("data:", "#")):
-                self.external.append(a[key])
+        if tag == "a" and a.get("href", "").startswith("file://"):
+            self.links.append(a["href"])  # opens a photo: a link, not an asset the page needs
+        else:
+            for key in ("src", "href"):
+                if key in a and not a[key].startswith(("data:", "#")):
+                    self.external.append(a[key])
         if tag in ("link", "script") and ("src" in a or "href" in a):
             self.external.append(str(a))
 
@@ -93,6 +98,10 @@ def test_html_has_every_group_and_working_restore_commands(tmp_path):
     page = Page()
     page.feed(out.read_text())
     assert page.external == [], "self-contained: no external assets"
+    # every thumbnail opens its file, where it is now (a quarantined copy: in quarantine)
+    assert len(page.links) == page.images
+    for link in page.links:
+        assert Path(unquote(link.removeprefix("file://"))).exists(), link
     by_original: dict[str, set[str]] = {}
     for d in data["duplicates"]:
         by_original.setdefault(d["original"], set()).add(Path(d["path"]).name)

@@ -10,10 +10,12 @@ phone or kept as a record without anything beside it.
 from __future__ import annotations
 
 import base64
+import os
 import shlex
 from datetime import datetime
 from html import escape as _escape
 from pathlib import Path
+from urllib.parse import quote
 
 from .fingerprint import thumbnail_of
 from .models import File
@@ -46,9 +48,10 @@ main { max-width: 1100px; margin: 0 auto; }
 .photos { display: flex; flex-wrap: wrap; gap: 10px; }
 .photos > div { width: 200px; max-width: calc(50% - 5px); }
 figure { margin: 0; }
-figure img, figure .none { display: block; width: 100%; height: 150px; object-fit: contain;
-  background: var(--bg); border-radius: 6px; }
-figure .none { line-height: 150px; text-align: center; color: var(--muted); }
+figure a.open, figure .none { display: flex; align-items: center; justify-content: center;
+  height: 150px; background: var(--bg); border-radius: 6px; }
+figure img { display: block; max-width: 100%; max-height: 150px; }
+figure .none { color: var(--muted); }
 figcaption { font-size: 12px; margin-top: 4px; overflow-wrap: anywhere; }
 figcaption .name { font-weight: 600; font-size: 13px; }
 figcaption .muted { color: var(--muted); }
@@ -98,14 +101,21 @@ def _when(f: File) -> str:
 
 
 def _figure(f: File, path: str, thumb: str | None, badges: list[str], extra: str = "") -> str:
+    """A photo with what the user needs to judge it; its thumbnail (never drawn larger
+    than it is stored) opens the file where it is now (`f.path`: in the quarantine for a
+    quarantined copy, which `path` shows where it came from)."""
     p = Path(path)
     folder = _home(str(p.parent))
     size = f"{f.width}×{f.height}" if f.width and f.height else (f.format or "")
-    img = (
-        f'<img src="{thumb}" alt="{escape(p.name)}" loading="lazy">'
-        if thumb
-        else '<div class="none">no preview</div>'
-    )
+    if thumb:
+        img = (
+            f'<a class="open" href="{escape(file_url(f.path))}" title="open the file">'
+            f'<img src="{thumb}" alt="{escape(p.name)}" loading="lazy"></a>'
+        )
+    else:  # a video, or a picture that cannot be read: no preview, and no warning either
+        what = "video" if p.suffix.lower() in VIDEO_SUFFIXES else "no preview"
+        img = f'<div class="none">{what}</div>'
+
     return (
         f"<figure>{img}<figcaption>"
         f'<div class="name">{escape(p.name)}</div>'
@@ -113,6 +123,15 @@ def _figure(f: File, path: str, thumb: str | None, badges: list[str], extra: str
         f"<div>{escape(size)} · {human_size(f.size)} · {escape(_when(f))}</div>"
         f"<div>{''.join(badges)}</div>{extra}</figcaption></figure>"
     )
+
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".3gp", ".avi", ".m4v"}
+
+
+def file_url(path: str) -> str:
+    """A file:// URL for `path`, every byte of its name kept (names that are not UTF-8
+    too)."""
+    return "file://" + quote(os.fsencode(path))
 
 
 def _badge(text: str, cls: str = "") -> str:
