@@ -151,8 +151,8 @@ def test_logs_into_the_journal_carry_syslog_priorities_and_no_timestamp(tmp_path
         st = os.fstat(fh.fileno())
         st_err = f"{st.st_dev}:{st.st_ino}"
         subprocess.run(
-            [sys.executable, "-m", "watcherd", "--db", str(tmp_path / "i.sqlite3"), "scan",
-             str(lib)],
+            [sys.executable, "-m", "watcherd", "--db", str(tmp_path / "i.sqlite3"), "-v",
+             "scan", str(lib)],
             stderr=fh, stdout=subprocess.DEVNULL, env={**os.environ, "JOURNAL_STREAM": st_err},
             check=True,
         )  # fmt: skip
@@ -209,3 +209,14 @@ def test_quarantine_apply_moves_what_was_flagged_before_quarantine_was_on(tmp_pa
     listed = json.loads(run_cli(*common, "quarantine", "list", "--format", "json").stdout)
     assert len(listed) == 4  # journalled moves, each restorable
     assert (camera / "protected small.jpg").exists()
+
+
+def test_a_scan_error_is_printed_once_in_the_summary(tmp_path):
+    """Each error was logged as it happened and listed again at the end."""
+    lib = tmp_path / "lib"
+    save(photo(1), lib / "a.jpg")
+    (lib / "empty.jpg").write_bytes(b"")
+    proc = run_cli("--db", str(tmp_path / "i.sqlite3"), "scan", str(lib))
+    both = proc.stdout + proc.stderr
+    assert both.count("empty.jpg") == 1, both
+    assert "error: " in proc.stdout and "empty file" in proc.stdout

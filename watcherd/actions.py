@@ -263,7 +263,7 @@ class Mover:
                 os.unlink(move.dest)
         elif os.path.lexists(move.dest) and moving.complete(move.dest, move.size, move.sha256):
             note += f"; a copy stays at {move.dest}"
-            log.warning(
+            log.error(
                 "left the copy at %s: %s is not certainly intact",
                 move.dest,
                 move.src,

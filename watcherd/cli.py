@@ -229,6 +229,8 @@ class RichProgress:
         self._start = time.monotonic()
         self.bar.start()
         self.task = self.bar.add_task("Fingerprinting", total=total, rate="")
+        if not self.bar.disable:  # log lines go above the bar, not glued to its end
+            self._streams = log_mod.write_through(self.bar.console)
 
     def advance(self, n: int = 1) -> None:
         if self.task is None:
@@ -239,6 +241,9 @@ class RichProgress:
 
     def stop(self) -> None:
         self.bar.stop()
+        if getattr(self, "_streams", None) is not None:
+            log_mod.restore_streams(self._streams)
+            self._streams = None
 
 
 @main.command()
@@ -264,6 +269,8 @@ def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash
             err_console().print(f"[yellow]watcherd:[/] folder not found, skipped: {t}")
     if not existing:
         fail("none of the folders to scan exist", 1)
+    if logging.getLogger("watcherd").level >= logging.WARNING:
+        log_mod.leave_to_summary()  # each error and failed move is listed at the end
     start_forkserver(["watcherd.preload"])  # warms up while the scanner is imported
     ahead = readahead.start(existing, cfg, app.db_path)  # reading while it is imported too
     try:

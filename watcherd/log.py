@@ -84,3 +84,48 @@ def setup(level: int = logging.INFO, fmt: str = "text", stream=None) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+
+
+class _ConsoleStream:
+    """A stream whose lines are printed by a rich Console: above its live progress bar
+    while one is shown."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            self.console.print(text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def write_through(console) -> list:
+    """Send watcherd's log lines through `console` (see _ConsoleStream); returns what
+    restore_streams needs to undo it."""
+    saved = []
+    for handler in logging.getLogger("watcherd").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            saved.append((handler, handler.setStream(_ConsoleStream(console))))
+    return saved
+
+
+def restore_streams(saved: list) -> None:
+    for handler, stream in saved:
+        handler.setStream(stream)
+
+
+class _NotSummarised(logging.Filter):
+    """Drops the per-file error and failed-move lines a scan lists in its summary."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        event = getattr(record, "event", None)
+        return not (record.levelno < logging.ERROR and event in ("error", "duplicate"))
+
+
+def leave_to_summary() -> None:
+    """For a scan without -v: each file's error is printed once, in the summary."""
+    for handler in logging.getLogger("watcherd").handlers:
+        handler.addFilter(_NotSummarised())
