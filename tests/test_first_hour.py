@@ -220,3 +220,18 @@ def test_a_scan_error_is_printed_once_in_the_summary(tmp_path):
     both = proc.stdout + proc.stderr
     assert both.count("empty.jpg") == 1, both
     assert "error: " in proc.stdout and "empty file" in proc.stdout
+
+
+def test_the_html_page_shows_video_copies_without_a_rehash_warning(tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    clip = bytes(range(256)) * 4000  # a "video" watcherd matches by its bytes only
+    (lib / "VID-1.mp4").write_bytes(clip)
+    (lib / "VID-1 copy.mp4").write_bytes(clip)
+    db = tmp_path / "i.sqlite3"
+    run_cli("--db", str(db), "scan", str(lib))
+    out = tmp_path / "r.html"
+    proc = run_cli("--db", str(db), "report", "--format", "html", "-o", str(out))
+    assert "indexed before thumbnails" not in proc.stderr
+    page = out.read_text()
+    assert page.count('<div class="none">video</div>') == 2

@@ -397,15 +397,20 @@ def report(
     with app.open_index() as index:
         data = report_mod.build(index, filters)
         if fmt == "html":
+            from .fingerprint import is_image_name
             from .models import ACTIVE
             from .report_html import pictured, render
 
             pictures = pictured(data)
             stored = index.thumbnails(pictures)
             # photos still in their folders get thumbnails from a rehash (those in
-            # quarantine are not scanned, and are few: they are read quietly)
+            # quarantine are not scanned, and are few: they are read quietly); a video
+            # has none to store, and a rehash would not give it one
+            files = data["_files"]
             unstored = sum(
-                1 for i in pictures if data["_files"][i].status == ACTIVE and i not in stored
+                1
+                for i in pictures
+                if files[i].status == ACTIVE and i not in stored and is_image_name(files[i].path)
             )
             if unstored:
                 err_console().print(
