@@ -248,11 +248,9 @@ def evaluate(sc: Scenario, links: list[tuple[str, str]]) -> dict:
 
 
 def run_watcherd(sc: Scenario, work: Path) -> tuple[list[tuple[str, str]], float, dict]:
-    from sqlalchemy import select
 
     from watcherd.config import Config
     from watcherd.index import Index
-    from watcherd.models import Decision, File
     from watcherd.scanner import scan
 
     db = work / "watcherd.sqlite3"
@@ -263,15 +261,25 @@ def run_watcherd(sc: Scenario, work: Path) -> tuple[list[tuple[str, str]], float
         scan([sc.lib], cfg, index)
         scan([sc.arr], cfg, index)
         seconds = time.monotonic() - t0
-        paths = dict(index.session.execute(select(File.id, File.path)).all())
-        rows = index.session.execute(
-            select(Decision.file_id, Decision.original_id, Decision.kind).where(
-                Decision.current.is_(True)
-            )
-        ).all()
-    links = [(paths[a], paths[b]) for a, b, kind in rows if kind != "similar"]
-    similar = [(paths[a], paths[b]) for a, b, kind in rows if kind == "similar"]
+        rows = live_decisions(index)
+    links = [(a, b) for a, b, kind in rows if kind != "similar"]
+    similar = [(a, b) for a, b, kind in rows if kind == "similar"]
     return links, seconds, {"similar": similar}
+
+
+def live_decisions(index) -> list[tuple[str, str, str]]:
+    """(redundant path, kept path, kind) of every current decision in `index`."""
+    from sqlalchemy import select
+
+    from watcherd.models import Decision, File
+
+    paths = dict(index.session.execute(select(File.id, File.path)).all())
+    rows = index.session.execute(
+        select(Decision.file_id, Decision.original_id, Decision.kind).where(
+            Decision.current.is_(True)
+        )
+    ).all()
+    return [(paths[a], paths[b], kind) for a, b, kind in rows]
 
 
 def run_imagededup(sc: Scenario, method: str) -> tuple[list[tuple[str, str]], float] | None:

@@ -63,11 +63,10 @@ def read_groups(bench: Path) -> list[dict]:
 def scan_links(files: list[Path], work: Path) -> tuple[list[tuple[str, str, str]], float]:
     """(redundant, kept, kind) of every live decision after scanning `files` (copied
     into one folder, names kept unique), and the seconds it took."""
-    from sqlalchemy import select
+    from accuracy import live_decisions
 
     from watcherd.config import Config
     from watcherd.index import Index
-    from watcherd.models import Decision, File
     from watcherd.scanner import scan
 
     shutil.rmtree(work, ignore_errors=True)
@@ -82,13 +81,8 @@ def scan_links(files: list[Path], work: Path) -> tuple[list[tuple[str, str, str]
     with Index(work / "index.sqlite3", writer=True) as index:
         scan([folder], Config(), index)
         seconds = time.monotonic() - t0
-        paths = dict(index.session.execute(select(File.id, File.path)).all())
-        rows = index.session.execute(
-            select(Decision.file_id, Decision.original_id, Decision.kind).where(
-                Decision.current.is_(True)
-            )
-        ).all()
-    return [(names[paths[a]], names[paths[b]], kind) for a, b, kind in rows], seconds
+        rows = live_decisions(index)
+    return [(names[a], names[b], kind) for a, b, kind in rows], seconds
 
 
 def report(name: str, files: list[Path], links, copies: set[frozenset] = frozenset()) -> None:
