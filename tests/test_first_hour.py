@@ -235,3 +235,25 @@ def test_the_html_page_shows_video_copies_without_a_rehash_warning(tmp_path):
     assert "indexed before thumbnails" not in proc.stderr
     page = out.read_text()
     assert page.count('<div class="none">video</div>') == 2
+
+
+def test_output_into_a_pipe_is_never_wrapped(tmp_path):
+    """`status`, error messages and `quarantine list` broke lines mid-path even at 120
+    columns when their output went into a pipe or a file."""
+    deep = tmp_path / ("a-rather-long-folder-name-" * 3) / "WhatsApp Images" / "Sent"
+    q = tmp_path / "Q"
+    img = photo(12)
+    save(img, deep / "IMG-20260101-WA0001-with-a-long-name.jpg")
+    save(img.resize((320, 240)), deep / "IMG-20260101-WA0002-with-a-long-name.jpg")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'roots = ["{tmp_path}"]\naction = "quarantine"\nquarantine_dir = "{q}"\n')
+    common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
+    run_cli(*common, "scan")
+    listed = run_cli(*common, "quarantine", "list", env={"COLUMNS": "80"}).stdout
+    assert str(deep / "IMG-20260101-WA0002-with-a-long-name.jpg") in listed.splitlines()[0]
+    status = run_cli(*common, "status", env={"COLUMNS": "80"}).stdout
+    assert any(str(tmp_path) in line for line in status.splitlines())
+    bad = run_cli(*common, "restore", str(deep / "no-such-file-with-a-long-name.jpg"),
+                  env={"COLUMNS": "80"}, check=False)  # fmt: skip
+    missing = str(deep / "no-such-file-with-a-long-name.jpg")
+    assert bad.returncode != 0 and any(missing in line for line in bad.stderr.splitlines())

@@ -12,6 +12,7 @@ from sqlalchemy import select as sql_select
 
 from .index import Index
 from .models import MISSING, QUARANTINED, File, utcnow
+from .pathtext import shown
 from .report import human_size
 
 
@@ -109,8 +110,17 @@ def purge(index: Index, victims: list[Entry]) -> tuple[int, list[tuple[str, str]
 
 
 def print_table(items: list[Entry], console: Console) -> None:
+    """A table on a terminal; into a pipe or a file, one line per file with whole paths
+    (tab-separated: id, from, why, when, size), never wrapped."""
     if not items:
         console.print("Quarantine is empty.")
+        return
+    if not console.is_terminal:
+        for e in items:
+            why = f"{e.kind} copy of {shown(e.kept)}" if e.kind else "duplicate"
+            when = e.quarantined_at.astimezone().strftime("%Y-%m-%d %H:%M")
+            line = f"{e.file_id}\t{shown(e.original)}\t{why}\t{when}\t{human_size(e.size)}"
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
         return
     table = Table(show_header=True, header_style="bold", pad_edge=False)
     table.add_column("ID", justify="right", no_wrap=True)
