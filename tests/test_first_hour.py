@@ -257,3 +257,18 @@ def test_output_into_a_pipe_is_never_wrapped(tmp_path):
                   env={"COLUMNS": "80"}, check=False)  # fmt: skip
     missing = str(deep / "no-such-file-with-a-long-name.jpg")
     assert bad.returncode != 0 and any(missing in line for line in bad.stderr.splitlines())
+
+
+def test_a_large_first_catch_up_is_summed_up_in_one_line(tmp_path, daemons):
+    """A first start on a folder full of photos wrote one info line per photo to the
+    journal; it says what it did in one summary line (a small catch-up still lists)."""
+    pics = tmp_path / "pics"
+    for k in range(120):
+        save(photo(300 + k, (96, 72)), pics / f"p{k:03d}.jpg")
+    d = daemons(tmp_path, [pics]).start()
+    summary = d.wait_for(lambda e: e["event"] == "caught_up", what="the summary")[0]
+    assert summary["indexed"] + summary["duplicates"] + summary["errors"] == 120
+    assert not d.of("indexed")  # not one line per photo
+    new = save(photo(999, (96, 72)), pics / "new.jpg")
+    assert d.wait_decided(new)["event"] == "indexed"  # arrivals are listed as ever
+    assert d.stop() == 0

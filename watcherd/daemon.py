@@ -56,6 +56,7 @@ SIGNAL_MESSAGES = {
     signal.SIGINT: ("stop",),
     signal.SIGHUP: ("reload",),
 }
+QUIET_CATCH_UP = 100  # a first catch-up with more files to read is summed up, not listed
 ROOT_CHECK_EVERY = 2.0  # seconds between checks that each root is still watched
 CLOSE_FALLBACK_FACTOR = 5  # a created file never closed is taken once still this many settles
 
@@ -159,6 +160,7 @@ class Daemon:
         self._lock_fh = None
         self._signal_pipe: tuple[int, int] | None = None  # see _install_signals
         self._resync_at: float | None = None
+        self._quiet: dict | None = None  # a large first catch-up under way (see _catch_up)
         self._trouble: str | None = None  # "disk full" or "index busy" (see _index_trouble)
         self._trouble_wait = 0.0
         self._trouble_mark = 0
@@ -214,7 +216,7 @@ class Daemon:
             # Watches first, then catch up: whatever changes during the catch-up is
             # already being collected in the inbox.
             for root in list(self.roots):
-                self._catch_up([Path(root)])
+                self._catch_up([Path(root)], first=True)
             self._log(
                 "ready",
                 "watching %s",
@@ -425,6 +427,31 @@ class Daemon:
             release_free_memory()
         self._maybe_release_pool()
         self._maybe_status()
+        if self._quiet is not None and not (self.ready or self.inflight or self.pending):
+            self._caught_up()
+
+    def _tally(self) -> tuple[int, int, int]:
+        c = self.counters
+        return (c.indexed, c.duplicates, c.errors)
+
+    def _caught_up(self) -> None:
+        """The summary of a quiet catch-up (see _catch_up), once nothing is left to read."""
+        if len(self.big):
+            return
+        before, now = self._quiet["counted"], self._tally()
+        indexed, duplicates, errors = (b - a for a, b in zip(before, now, strict=True))
+        self._log(
+            "caught_up",
+            "caught up: %d files indexed, %d duplicates, %d errors in %.1f s",
+            indexed,
+            duplicates,
+            errors,
+            time.monotonic() - self._quiet["since"],
+            indexed=indexed,
+            duplicates=duplicates,
+            errors=errors,
+        )
+        self._quiet = None
 
     def _next_timeout(self, now: float, next_ping: float | None) -> float | None:
         while self._due and not self._current(self._due[0]):
@@ -632,8 +659,12 @@ class Daemon:
 
     # -- catch-up --------------------------------------------------------------------------
 
-    def _catch_up(self, folders: list[Path]) -> None:
-        """Reconcile folders with the index: what changed while we were not looking."""
+    def _catch_up(self, folders: list[Path], first: bool = False) -> None:
+        """Reconcile folders with the index: what changed while we were not looking.
+        `first`: the catch-up at start; when it has more than QUIET_CATCH_UP files to
+        read, each one merely indexed is not logged at info level (a first start on a
+        folder of 10,000 photos wrote 10,000 lines to the journal): one summary line says
+        what it did once they are all decided (duplicates and errors are still logged)."""
         stats = ScanStats()
         try:
             todo = reconcile(folders, self.config, self.index, stats, stop=self._stopping)
@@ -644,6 +675,8 @@ class Daemon:
         self.index.commit()
         self.counters.moved += stats.moved
         self.counters.missing += stats.missing
+        if first and len(todo) > QUIET_CATCH_UP:
+            self._quiet = self._quiet or {"since": time.monotonic(), "counted": self._tally()}
         now_wall = time.time()
         settle = self.config.settle_seconds
         for e in todo:
@@ -783,7 +816,7 @@ class Daemon:
             return
         outcome = self.pipeline.process(fp, root)
         self.index.commit()
-        log_outcome(outcome)
+        log_outcome(outcome, quiet=self._quiet is not None)
         if outcome.error:
             self.counters.errors += 1
             self.counters.last_event = {"event": "error", "path": path, "reason": outcome.error}

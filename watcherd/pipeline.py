@@ -468,8 +468,10 @@ class Pipeline:
         return None if first is None else self.index.group_root(first)
 
 
-def log_outcome(outcome: Outcome) -> None:
-    """One structured log line per decision; callers log once the decision is committed."""
+def log_outcome(outcome: Outcome, quiet: bool = False) -> None:
+    """One structured log line per decision; callers log once the decision is committed.
+    `quiet`: a file merely indexed is logged at debug level (a large catch-up, which
+    says what it did in one summary line instead)."""
     if outcome.error:
         log.warning(
             "cannot index %s: %s",
@@ -480,7 +482,12 @@ def log_outcome(outcome: Outcome) -> None:
         return
     v = outcome.verdict
     if v is None:
-        log.info("indexed %s", outcome.path, extra={"event": "indexed", "path": outcome.path})
+        log.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "indexed %s",
+            outcome.path,
+            extra={"event": "indexed", "path": outcome.path},
+        )
         return
     if v.kind == "similar":
         log.info(
