@@ -179,14 +179,18 @@ def damaged_index_help(app: App, exc: Exception) -> str:
     )
 
 
-@click.group(cls=Main)
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config", "config_path", metavar="PATH", help="Configuration file [env WATCHERD_CONFIG]."
 )
 @click.option("--db", "db_path", metavar="PATH", help="Index database file [env WATCHERD_DB].")
 @click.option("-v", "--verbose", count=True, help="Log every decision (-v) or debug (-vv).")
 @click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines for people (text) or one JSON object per line (json).",
 )
 @click.version_option(package_name="watcherd")
 @click.pass_context
@@ -251,12 +255,19 @@ class RichProgress:
 @click.option("--dry-run", is_flag=True, help="Decide everything, write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+    help="How to print the summary (json: the same as --json).",
+)  # fmt: skip
+@click.option(
     "--rehash", is_flag=True,
     help="Read unchanged files again too (after an upgrade adds new fingerprints).",
 )  # fmt: skip
 @click.pass_obj
-def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash: bool) -> None:
+def scan(
+    app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, fmt: str, rehash: bool
+) -> None:
     """Index every photo under PATHS (default: the configured roots) and find duplicates."""
+    as_json = as_json or fmt == "json"
     cfg = app.config
     targets = list(paths) or [r.path for r in cfg.roots]
     if not targets:
@@ -356,7 +367,7 @@ def parse_since(value: str) -> datetime:
 @main.command()
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json", "csv", "html"]), default="table",
-    show_default=True,
+    show_default=True, help="A table, JSON or CSV rows for scripts, or an HTML page.",
 )  # fmt: skip
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -365,9 +376,11 @@ def parse_since(value: str) -> datetime:
 @click.option("--open", "open_it", is_flag=True, help="Open the HTML report (xdg-open).")
 @click.option("--since", help="Only decisions newer than this (7d, 12h, or a date).")
 @click.option("--root", type=click.Path(path_type=Path), help="Only files under this folder.")
-@click.option("--kind", type=click.Choice(["exact", "near", "similar"]))
-@click.option("--action", type=click.Choice(["flagged", "quarantined"]))
-@click.option("--limit", type=click.IntRange(min=1))
+@click.option("--kind", type=click.Choice(["exact", "near", "similar"]), help="Only this kind.")
+@click.option(
+    "--action", type=click.Choice(["flagged", "quarantined"]), help="Only copies so handled."
+)
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
 @click.option("--fail-on-duplicates", is_flag=True, help="Exit 1 when any duplicate is listed.")
 @click.pass_obj
 def report(
@@ -462,6 +475,9 @@ def run(app: App, paths: tuple[Path, ...], dry_run: bool) -> None:
     """
     from .daemon import AlreadyRunning, Daemon
 
+    for p in paths:
+        if p.exists() and not p.is_dir():
+            fail(f"{p} is a file: `watcherd run` watches folders (name the folder it is in)")
     if logging.getLogger("watcherd").level > logging.INFO:
         logging.getLogger("watcherd").setLevel(logging.INFO)  # the daemon logs every decision
     # "Show" on a notification opens the HTML report of this very index and config.
@@ -482,10 +498,14 @@ def run(app: App, paths: tuple[Path, ...], dry_run: bool) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON (as --format json).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="text or json."
+)
 @click.pass_obj
-def status(app: App, as_json: bool) -> None:
+def status(app: App, as_json: bool, fmt: str) -> None:
     """Whether a daemon is running on this index, what it watches, and the counts."""
+    as_json = as_json or fmt == "json"
     from . import report as report_mod
     from .daemon import daemon_running, read_status
 
@@ -550,7 +570,9 @@ def quarantine_group() -> None:
 
 
 @quarantine_group.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="table or json."
+)
 @click.pass_obj
 def quarantine_list(app: App, fmt: str) -> None:
     """What is in quarantine: from where, why, when, and how big."""
@@ -734,10 +756,14 @@ def config_init(app: App, force: bool) -> None:
 
 
 @config_group.command("show")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print them as JSON (as --format json).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="text or json."
+)
 @click.pass_obj
-def config_show(app: App, as_json: bool) -> None:
+def config_show(app: App, as_json: bool, fmt: str) -> None:
     """Print the effective settings and where they came from."""
+    as_json = as_json or fmt == "json"
     cfg = app.config
     data = {
         "config_file": str(cfg.source) if cfg.source else None,

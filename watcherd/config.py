@@ -197,6 +197,14 @@ _INT_RANGES = {
 }
 
 
+def _did_you_mean(key: str, known) -> str:
+    """ " (did you mean 'action'?)" for a key one typo away from a known one."""
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _expand(value: str) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(value))).absolute()
 
@@ -233,14 +241,14 @@ def from_mapping(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError(f"{where}: 'near' must be a table")
     for key, value in near.items():
         if key not in NEAR_KEYS:
-            raise ConfigError(f"{where}: unknown key 'near.{key}'")
+            raise ConfigError(f"{where}: unknown key 'near.{key}'{_did_you_mean(key, NEAR_KEYS)}")
         data[key] = value
 
     known = {f.name for f in fields(Config)} - {"source"}
     kwargs: dict[str, Any] = {"source": source}
     for key, value in data.items():
         if key not in known:
-            raise ConfigError(f"{where}: unknown key '{key}'")
+            raise ConfigError(f"{where}: unknown key '{key}'{_did_you_mean(key, known)}")
         if key == "roots":
             kwargs[key] = _parse_roots(value, where)
         elif key in ("include", "exclude"):

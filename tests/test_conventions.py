@@ -1,0 +1,56 @@
+"""The conventions of the command line a user expects from its neighbours (issue 28)."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_cli
+from helpers import photo, save
+
+
+def test_dash_h_is_help_everywhere():
+    for args in ([], ["scan"], ["quarantine", "apply"], ["service", "install"]):
+        proc = run_cli(*args, "-h")
+        assert proc.stdout.startswith("Usage: "), args
+
+
+def test_every_option_has_help_text():
+    import click
+
+    from watcherd.cli import main
+
+    def walk(command, name):
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                yield name, param
+        for sub, child in getattr(command, "commands", {}).items():
+            yield from walk(child, f"{name} {sub}")
+
+    missing = [f"{name} {p.opts[0]}" for name, p in walk(main, "watcherd") if not p.help]
+    assert missing == []
+
+
+def test_format_json_is_one_spelling_on_every_command(tmp_path):
+    save(photo(1), tmp_path / "lib" / "a.jpg")
+    db = ["--db", str(tmp_path / "index.sqlite3")]
+    assert json.loads(run_cli(*db, "scan", "--format", "json", str(tmp_path / "lib")).stdout)
+    assert json.loads(run_cli(*db, "status", "--format", "json").stdout)["db"]
+    assert json.loads(run_cli(*db, "config", "show", "--format", "json").stdout)["db"]
+    assert json.loads(run_cli(*db, "status", "--json").stdout)["db"]  # the old spelling
+
+
+def test_an_unknown_key_suggests_the_closest(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('acton = "quarantine"\n')
+    bad = run_cli("--config", str(cfg), "config", "show", check=False)
+    assert bad.returncode == 78 and "did you mean 'action'?" in bad.stderr
+    cfg.write_text("[near]\nphash_distanse = 8\n")
+    bad = run_cli("--config", str(cfg), "config", "show", check=False)
+    assert "'near.phash_distanse'" in bad.stderr and "did you mean 'phash_distance'" in bad.stderr
+
+
+def test_a_file_where_a_folder_is_expected_is_one_line(tmp_path):
+    photo_file = save(photo(2), tmp_path / "a.jpg")
+    proc = run_cli("--db", str(tmp_path / "i.sqlite3"), "run", str(photo_file), check=False)
+    assert proc.returncode == 2 and "is a file" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
