@@ -54,3 +54,10 @@ def test_a_file_where_a_folder_is_expected_is_one_line(tmp_path):
     proc = run_cli("--db", str(tmp_path / "i.sqlite3"), "run", str(photo_file), check=False)
     assert proc.returncode == 2 and "is a file" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_notify_test_with_a_bus_but_no_server_says_so_in_words(session_bus):
+    out = run_cli("notify-test", env={"DBUS_SESSION_BUS_ADDRESS": session_bus.address},
+                  check=False)  # fmt: skip
+    assert out.returncode == 1
+    assert "no notification server is running in this session" in out.stderr

@@ -203,6 +203,11 @@ class Connection:
         try:
             return unwrap_msg(self.router.send_and_get_reply(msg, timeout=CALL_TIMEOUT))
         except DBusErrorResponse as exc:
+            if exc.name.endswith((".ServiceUnknown", ".NameHasNoOwner")):
+                raise NotifyError(
+                    "no notification server is running in this session (nothing owns "
+                    f"{BUS_NAME} on the session bus: {exc.name})"
+                ) from exc
             raise NotifyError(f"{BUS_NAME}.{method}: {exc.name}: {exc.data}") from exc
         except Exception as exc:  # timeout, connection dropped
             raise NotifyError(f"{BUS_NAME}.{method}: {type(exc).__name__}: {exc}") from exc
