@@ -61,3 +61,41 @@ def test_notify_test_with_a_bus_but_no_server_says_so_in_words(session_bus):
                   check=False)  # fmt: skip
     assert out.returncode == 1
     assert "no notification server is running in this session" in out.stderr
+
+
+def _quarantined_library(tmp_path, count: int = 3):
+    lib, q = tmp_path / "lib", tmp_path / "Q"
+    for k in range(count):
+        img = photo(80 + k)
+        save(img, lib / f"a{k}.jpg")
+        save(img.resize((320, 240)), lib / f"a{k} small.jpg")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'roots = ["{lib}"]\naction = "quarantine"\nquarantine_dir = "{q}"\n')
+    common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
+    run_cli(*common, "scan")
+    return lib, common
+
+
+def test_restore_previews_with_dry_run(tmp_path):
+    lib, common = _quarantined_library(tmp_path)
+    out = run_cli(*common, "restore", "--all", "--dry-run").stdout
+    assert "Would restore 3 files." in out
+    assert f"would restore {lib / 'a0 small.jpg'}" in out
+    assert not (lib / "a0 small.jpg").exists()  # nothing moved
+    run_cli(*common, "restore", "--all", "-y")
+    assert (lib / "a0 small.jpg").exists()
+
+
+def test_ignore_lists_removes_and_refuses_a_file_paired_with_itself(tmp_path):
+    lib = tmp_path / "lib"
+    img = photo(90)
+    a, b = save(img, lib / "a.jpg"), save(img.resize((320, 240)), lib / "b.jpg")
+    common = ["--db", str(tmp_path / "index.sqlite3")]
+    run_cli(*common, "scan", str(lib))
+    same = run_cli(*common, "ignore", str(a), str(a), check=False)
+    assert same.returncode == 2 and "never a duplicate of itself" in same.stderr
+    run_cli(*common, "ignore", str(a), str(b))
+    assert run_cli(*common, "ignore", "--list").stdout.strip() == f"{a}\t{b}"
+    removed = run_cli(*common, "ignore", "--remove", str(b), str(a)).stdout
+    assert "may be called duplicates again" in removed
+    assert run_cli(*common, "ignore", "--list").stdout.strip() == ""

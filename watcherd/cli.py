@@ -647,8 +647,17 @@ def quarantine_purge(app: App, older: str, yes: bool) -> None:
 @click.argument("targets", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Restore everything in quarantine.")
 @click.option("--since", help="Restore what was quarantined since then (e.g. 2h).")
+@click.option("--dry-run", is_flag=True, help="Say what would come back, and move nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before restoring many files.")
 @click.pass_obj
-def restore(app: App, targets: tuple[str, ...], everything: bool, since: str | None) -> None:
+def restore(
+    app: App,
+    targets: tuple[str, ...],
+    everything: bool,
+    since: str | None,
+    dry_run: bool,
+    yes: bool,
+) -> None:
     """Bring quarantined files back (by id, original path or quarantine path)."""
     from . import quarantine as q
     from .actions import ActionError, Mover
@@ -660,6 +669,17 @@ def restore(app: App, targets: tuple[str, ...], everything: bool, since: str | N
             chosen = q.select(index, targets, everything, parse_since(since) if since else None)
         except LookupError as exc:
             fail(str(exc), 1)
+        if dry_run:
+            for e in chosen:
+                click.echo(f"would restore {shown(e.original)} (from {shown(e.path)})")
+            click.echo(f"Would restore {len(chosen)} files.")
+            return
+        many = (everything or since) and len(chosen) > ASK_ABOVE
+        if many and not yes and sys.stdin.isatty():  # a script or a pipe is not asked
+            click.echo(f"{len(chosen)} files would come back out of quarantine.")
+            if not click.confirm("Restore them all?", default=False):
+                click.echo("Nothing restored.")
+                return
         mover = Mover(index, app.config)
         failures = 0
         for e in chosen:
@@ -676,23 +696,40 @@ def restore(app: App, targets: tuple[str, ...], everything: bool, since: str | N
         sys.exit(1)
 
 
-@main.command()
-@click.argument("first", type=click.Path(path_type=Path))
-@click.argument("second", type=click.Path(path_type=Path))
-@click.pass_obj
-def ignore(app: App, first: Path, second: Path) -> None:
-    """Remember that two files are not duplicates: they are never flagged again."""
-    from .actions import Mover
+ASK_ABOVE = 5  # restore --all or --since asks first when more files would come back
 
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--list", "listing", is_flag=True, help="List the pairs said not to be copies.")
+@click.option("--remove", is_flag=True, help="Forget that the two files are not copies.")
+@click.pass_obj
+def ignore(app: App, paths: tuple[Path, ...], listing: bool, remove: bool) -> None:
+    """Remember that two files (PATH PATH) are not duplicates: never flagged again."""
+    from . import ignored
+
+    if listing:
+        with app.open_index() as index:
+            for a, b in ignored.pairs(index):
+                click.echo(f"{shown(a)}\t{shown(b)}")
+        return
+    if len(paths) != 2:
+        fail("name two files: watcherd ignore PATH PATH (or --list)")
+    first, second = (p.expanduser().absolute() for p in paths)
+    if first == second:
+        fail(f"a file is never a duplicate of itself: {first}")
     with app.open_index(writer=True) as index:
-        a = index.file_by_path(str(first.expanduser().absolute()))
-        b = index.file_by_path(str(second.expanduser().absolute()))
-        for given, f in ((first, a), (second, b)):
-            if f is None:
-                fail(f"not in the index: {given}", 1)
-        Mover(index, app.config).ignore(a, b.id)
-        index.commit()
-    click.echo(f"{first} and {second} will not be called duplicates again.")
+        try:
+            done = (ignored.forget if remove else ignored.remember)(
+                index, app.config, first, second
+            )
+        except LookupError as exc:
+            fail(str(exc), 1)
+    if remove:
+        click.echo(f"forgot: {first} and {second} may be called duplicates again."
+                   if done else f"{first} and {second} were not ignored.")  # fmt: skip
+    else:
+        click.echo(f"{first} and {second} will not be called duplicates again.")
 
 
 @main.group("service")
