@@ -99,3 +99,15 @@ def test_ignore_lists_removes_and_refuses_a_file_paired_with_itself(tmp_path):
     removed = run_cli(*common, "ignore", "--remove", str(b), str(a)).stdout
     assert "may be called duplicates again" in removed
     assert run_cli(*common, "ignore", "--list").stdout.strip() == ""
+
+
+def test_config_init_takes_the_folders_to_watch_and_writes_them_home_relative(
+    tmp_path, isolated_env
+):
+    pictures = isolated_env / "Pictures"
+    pictures.mkdir()
+    cfg = tmp_path / "config.toml"
+    run_cli("--config", str(cfg), "config", "init", "--root", str(pictures))
+    assert 'roots = ["~/Pictures"]' in cfg.read_text()
+    shown = json.loads(run_cli("--config", str(cfg), "config", "show", "--json").stdout)
+    assert shown["roots"][0]["path"] == str(pictures)

@@ -781,15 +781,28 @@ def config_group() -> None:
 
 @config_group.command("init")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option(
+    "--root", "roots", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+    help="A folder to watch (again for more); asked for at a terminal when not given.",
+)  # fmt: skip
 @click.pass_obj
-def config_init(app: App, force: bool) -> None:
-    """Write a commented configuration file with every default."""
+def config_init(app: App, force: bool, roots: tuple[Path, ...]) -> None:
+    """Write a commented configuration file with every default and the folders to watch."""
     target, _ = config_mod.config_path(app.config_path)
     if target.exists() and not force:
         fail(f"{target} already exists (use --force to overwrite)", 1)
+    chosen = list(roots)
+    if not chosen and sys.stdin.isatty():
+        answer = click.prompt(
+            "Folders to watch (separated by commas)", default="~/Pictures", show_default=True
+        )
+        chosen = [Path(p.strip()).expanduser() for p in answer.split(",") if p.strip()]
+    for folder in chosen:
+        if not folder.expanduser().is_dir():
+            err_console().print(f"[yellow]watcherd:[/] not a folder (yet): {folder}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(config_mod.default_file_text())
-    click.echo(f"Wrote {target}")
+    target.write_text(config_mod.default_file_text(chosen))
+    click.echo(f"Wrote {target}" + ("" if chosen else " (no folders to watch yet: set `roots`)"))
 
 
 @config_group.command("show")

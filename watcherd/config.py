@@ -322,7 +322,7 @@ DEFAULT_FILE = """\
 #   roots = ["~/Pictures", {{ path = "~/Camera originals", protect = true }}]
 # `protect = true` marks a reference folder: matched against, never moved out of.
 # `poll = true` watches by polling (network filesystems where inotify sees nothing).
-roots = []
+roots = [{roots}]
 
 # Files to index (case-insensitive globs on the file name). Videos and other files
 # are matched byte-for-byte only; images are also matched by appearance.
@@ -378,8 +378,16 @@ similar_dhash_distance = 22
 """
 
 
-def default_file_text() -> str:
+def home_relative(path: Path) -> str:
+    """`path` as a user writes it in the file: `~/Pictures` rather than /home/me/Pictures."""
+    home = Path.home()
+    path = Path(path).expanduser().absolute()
+    return "~/" + str(path.relative_to(home)) if path.is_relative_to(home) else str(path)
+
+
+def default_file_text(roots: list[Path] | None = None) -> str:
     return DEFAULT_FILE.format(
+        roots=", ".join(f'"{home_relative(p)}"' for p in roots or []),
         include=", ".join(f'"{p}"' for p in DEFAULT_INCLUDE),
         exclude=", ".join(f'"{p}"' for p in DEFAULT_EXCLUDE),
         quarantine=default_data_dir() / "quarantine",
