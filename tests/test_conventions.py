@@ -111,3 +111,26 @@ def test_config_init_takes_the_folders_to_watch_and_writes_them_home_relative(
     assert 'roots = ["~/Pictures"]' in cfg.read_text()
     shown = json.loads(run_cli("--config", str(cfg), "config", "show", "--json").stdout)
     assert shown["roots"][0]["path"] == str(pictures)
+
+
+def test_a_db_that_is_not_an_index_is_one_line_and_untouched(tmp_path):
+    import sqlite3
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping: milk, eggs\n")
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as con:
+        con.execute("CREATE TABLE recipes (name TEXT)")
+    cases = [
+        (notes, "is not a watcherd index"),
+        (other, "not a watcherd index"),
+        (tmp_path, "is a folder"),
+        (notes / "sub" / "index.sqlite3", "cannot create"),  # its folder cannot be made
+    ]
+    for db, words in cases:
+        proc = run_cli("--db", str(db), "status", check=False)
+        assert proc.returncode == 2 and words in proc.stderr, (db, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert notes.read_text() == "shopping: milk, eggs\n"
+    with sqlite3.connect(other) as con:  # nothing of watcherd's added to it
+        assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["recipes"]

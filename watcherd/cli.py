@@ -155,7 +155,7 @@ class Main(click.Group):
             fail(f"{exc}: check that Python can start worker processes here", 1)
         except Exception as exc:
             db = sys.modules.get("watcherd.db")  # loaded by any command that opened an index
-            if db is not None and isinstance(exc, db.SchemaTooNew):
+            if db is not None and isinstance(exc, db.SchemaTooNew | db.NotAnIndex):
                 fail(str(exc))
             if db is not None and db.is_damaged(exc) and isinstance(ctx.obj, App):
                 fail(damaged_index_help(ctx.obj, exc), exits.DAMAGED_INDEX)

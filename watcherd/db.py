@@ -152,6 +152,26 @@ def is_damaged(exc: BaseException) -> bool:
     return any(s in text for s in ("not a database", "malformed", "encrypted"))
 
 
+class NotAnIndex(Exception):
+    """`--db` names something that is not (and cannot become) a watcherd index: the
+    message says what, in one line."""
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a file that is not a SQLite database, before SQLite is asked to open it
+    (`--db notes.txt`): it is somebody's file, not a damaged index."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_SQLITE_HEADER))
+    except OSError:
+        return  # missing or unreadable: SQLite's own error says which
+    if head and head != _SQLITE_HEADER:
+        raise NotAnIndex(f"{path} is not a watcherd index (not a SQLite database)")
+
+
 class SchemaTooNew(Exception):
     """The index was written by a newer watcherd; refusing protects the user's data."""
 
@@ -180,7 +200,15 @@ def make_engine(target: str | Path, writer: bool = False) -> Engine:
     url = str(target)
     if "://" not in url:
         path = Path(target).expanduser().absolute()
-        private.folder(path.parent)
+        if path.is_dir():
+            raise NotAnIndex(f"{path} is a folder: --db names the index file")
+        _check_file(path)
+        try:
+            private.folder(path.parent)
+        except OSError as exc:
+            raise NotAnIndex(
+                f"cannot create {path.parent} for the index: {exc.strerror or exc}"
+            ) from None
         # SQLite gives its -wal and -shm files the mode of the index: 0600, as it is
         if not path.exists():
             os.close(private.create(path, os.O_RDWR))
@@ -228,6 +256,10 @@ def open_sessionmaker(target: str | Path, writer: bool = False) -> sessionmaker[
     engine = make_engine(target, writer)
     with engine.connect() as conn:
         current = schema_version(conn) == LATEST
+        tables = set(inspect(conn).get_table_names())
+    if tables and "files" not in tables:  # another program's database: never added to
+        engine.dispose()
+        raise NotAnIndex(f"{target} is a SQLite database, but not a watcherd index")
     if not current:
         # Created or upgraded under the write lock (BEGIN IMMEDIATE), whoever asks:
         # two commands started at once on a new index would otherwise both find no
