@@ -134,3 +134,30 @@ def test_a_db_that_is_not_an_index_is_one_line_and_untouched(tmp_path):
     assert notes.read_text() == "shopping: milk, eggs\n"
     with sqlite3.connect(other) as con:  # nothing of watcherd's added to it
         assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["recipes"]
+
+
+def test_shell_completion_for_bash_completes_commands(tmp_path):
+    """`watcherd completion bash` prints a script bash loads; completing `watcherd qu`
+    through it offers `quarantine`."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash here")
+    script = run_cli("completion", "bash").stdout
+    assert "_WATCHERD_COMPLETE" in script
+    env = {**os.environ, "_WATCHERD_COMPLETE": "bash_complete", "COMP_WORDS": "watcherd qu",
+           "COMP_CWORD": "1"}  # fmt: skip
+    offered = subprocess.run(
+        [sys.executable, "-m", "watcherd"], env=env, capture_output=True, text=True
+    ).stdout  # what the script asks for at each Tab
+    assert "quarantine" in offered
+    loaded = subprocess.run(
+        [bash, "-c", f"{script}\ncomplete -p watcherd"], capture_output=True, text=True
+    )
+    assert "watcherd" in loaded.stdout, loaded.stderr

@@ -564,6 +564,17 @@ def notify_test(app: App) -> None:
         click.echo("note: `notifications = false` in the configuration: the daemon sends none")
 
 
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (e.g. add
+    `eval "$(watcherd completion bash)"` to ~/.bashrc)."""
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)(main, {}, "watcherd", "_WATCHERD_COMPLETE")
+    click.echo(complete.source())
+
+
 @main.group("quarantine")
 def quarantine_group() -> None:
     """List, apply, or purge the files watcherd moves to quarantine."""
@@ -849,7 +860,9 @@ def entry() -> None:
     import threading
 
     try:
-        main()
+        # one name however it is started (console script, `python -m watcherd`): in its
+        # usage lines, and in the variable shell completion calls it with
+        main(prog_name="watcherd")
         code: object = 0
     except SystemExit as done:
         code = done.code
