@@ -33,15 +33,17 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from . import exits, private
+from . import exits, private, root_guard
 from .actions import ActionError, Mover
 from .big_lane import LARGE_FILE, BigLane
 from .config import Config, Root
 from .fingerprint import Fingerprint, crashed, reader, timed_out
 from .index import Index
+from .index_trouble import IndexTrouble
 from .models import ACTIVE, ERROR
 from .notifications import DesktopNotifier
 from .pipeline import Pipeline, arrays_path, log_outcome, release_free_memory
+from .root_guard import RootGuard
 from .scanner import Interrupted, ScanStats, reconcile
 from .sdnotify import Notifier
 from .watcher import FsEvent, Watcher
@@ -57,7 +59,6 @@ SIGNAL_MESSAGES = {
     signal.SIGHUP: ("reload",),
 }
 QUIET_CATCH_UP = 100  # a first catch-up with more files to read is summed up, not listed
-ROOT_CHECK_EVERY = 2.0  # seconds between checks that each root is still watched
 CLOSE_FALLBACK_FACTOR = 5  # a created file never closed is taken once still this many settles
 
 
@@ -161,13 +162,8 @@ class Daemon:
         self._signal_pipe: tuple[int, int] | None = None  # see _install_signals
         self._resync_at: float | None = None
         self._quiet: dict | None = None  # a large first catch-up under way (see _catch_up)
-        self._trouble: str | None = None  # "disk full" or "index busy" (see _index_trouble)
-        self._trouble_wait = 0.0
-        self._trouble_mark = 0
-        self._root_ids: dict[str, tuple[int, int, bool]] = {}  # see _root_identity
-        self._lost_roots: set[str] = set()
-        self._rescan_due: dict[str, float] = {}  # roots no observer watches (rescan_instead)
-        self._roots_checked = 0.0
+        self.trouble = IndexTrouble()
+        self.guard = RootGuard()
         self.desktop: DesktopNotifier | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -352,50 +348,18 @@ class Daemon:
                 self._index_ok()
 
     def _index_trouble(self, exc: OperationalError) -> None:
-        """The index could not be written: another process held it past the busy
-        timeout, or its disk is full. Drop what this step did and rescan later, so no
-        event is lost for good: soon after a busy spell, backing off up to a minute
-        while the disk stays full. Said once per change of state, not at every try."""
+        """The index could not be written (see index_trouble): drop this step's work and
+        rescan later."""
         self.index.rollback()
-        reason = str(exc.orig)
-        full = "full" in reason.lower()
-        state = "disk full" if full else "index busy"
-        self._trouble_mark = self._decided()
-        if state != self._trouble:
-            self._trouble = state
-            self._trouble_wait = self.config.settle_seconds
-            log.error(
-                "%s, will rescan: %s%s",
-                state,
-                reason,
-                "; nothing is decided until there is room for the index" if full else "",
-                extra={"event": "error", "reason": state, "detail": reason},
-            )
-        else:
-            self._trouble_wait = min(60.0, self._trouble_wait * 2)
-            log.debug(
-                "still %s: retrying in %.1f s",
-                state,
-                self._trouble_wait,
-                extra={"event": "retry", "reason": state},
-            )
-        self._resync_at = time.monotonic() + (
-            self._trouble_wait if full else self.config.settle_seconds
-        )
+        wait = self.trouble.failed(str(exc.orig), self._decided(), self.config.settle_seconds)
+        self._resync_at = time.monotonic() + wait
 
     def _decided(self) -> int:
         c = self.counters
         return c.indexed + c.errors + c.missing + c.moved
 
     def _index_ok(self) -> None:
-        """Over once something was written again (an empty commit proves nothing)."""
-        if self._trouble is not None and self._decided() > self._trouble_mark:
-            log.warning(
-                "the index is writable again (%s is over)",
-                self._trouble,
-                extra={"event": "recovered", "reason": self._trouble},
-            )
-            self._trouble = None
+        self.trouble.ok(self._decided())
 
     def _step(self, msg) -> None:
         while msg is not None:
@@ -462,7 +426,7 @@ class Daemon:
         if self._resync_at is not None:
             deadlines.append(self._resync_at)
         if self.roots:
-            deadlines.append(self._roots_checked + ROOT_CHECK_EVERY)
+            deadlines.append(self.guard.deadline())
         if self._status_dirty:
             deadlines.append(self._last_status + STATUS_EVERY)
         if self.pool is not None and not self.inflight:
@@ -896,37 +860,25 @@ class Daemon:
             log.error("cannot watch %s: %s", path, exc, extra={"event": "error", "path": path})
             return
         self.roots[path] = root
-        self._root_ids[path] = _root_identity(path)
+        self.guard.watched(path)
         log.info("watching %s (%s)", path, method, extra={"event": "watch", "path": path})
         # no catch-up here: both callers (start, reload) catch the new root up next
         self._check_watched(path, path, catch_up=False)
 
     def _check_roots(self, now: float) -> None:
-        """Never deaf: every few seconds, check that each root is the folder that was
-        watched (not deleted, recreated or replaced by a symlink) and that its watch is
-        still running; a root that went away is watched again when it comes back, and a
-        watch that stopped by itself (watchdog's thread died) becomes polling."""
-        if now < self._roots_checked + ROOT_CHECK_EVERY:
-            return
-        self._roots_checked = now
-        for path in list(self.roots):
-            now_id, was = _root_identity(path), self._root_ids.get(path)
-            # back: a folder again, and a symlink only if it was one when first watched
-            back = os.path.isdir(path) and (was is not None and now_id[2] == was[2])
-            if path in self._lost_roots:
-                if back:
-                    self._rewatch(path, "is back")
-            elif now_id != was:
-                self._lost_roots.add(path)
+        """Never deaf: act on what the root guard saw (see root_guard)."""
+        seen = self.guard.look(now, list(self.roots), self.watcher, self.config.poll_interval)
+        for path, what in seen:
+            if what in (root_guard.GONE, root_guard.RECREATED):
                 self.watcher.unwatch(path)
                 log.error(
                     "root %s was deleted, moved or replaced: not watched until it is back",
                     path,
                     extra={"event": "error", "path": path, "reason": "root gone"},
                 )
-                if back:
-                    self._rewatch(path, "was recreated")
-            elif self.watcher.stopped(path):
+            if what in (root_guard.BACK, root_guard.RECREATED):
+                self._rewatch(path, "is back" if what == root_guard.BACK else "was recreated")
+            elif what == root_guard.STOPPED:
                 log.error(
                     "the watch on %s stopped by itself: rescanning it instead",
                     path,
@@ -934,19 +886,14 @@ class Daemon:
                 )
                 self.watcher.rescan_instead(path, "the watch stopped")
                 self._catch_up([Path(path)])
-            elif self.watcher.rescanned(path):
-                due = self._rescan_due.setdefault(path, now + self.config.poll_interval)
-                if now >= due:
-                    self._rescan_due[path] = now + self.config.poll_interval
-                    self._catch_up([Path(path)])
+            elif what == root_guard.RESCAN:
+                self._catch_up([Path(path)])
 
     def _rewatch(self, path: str, how: str) -> None:
-        self._lost_roots.discard(path)
         root = self.roots.pop(path)
         self._add_root(root)
-        if path not in self.roots:
+        if path not in self.roots:  # it could not be watched: still lost
             self.roots[path] = root
-            self._lost_roots.add(path)
             return
         self._log("rescan", "root %s %s: watching it again", path, how, path=path, reason=how)
         self.counters.rescans += 1
@@ -1048,15 +995,6 @@ class Daemon:
             os.replace(tmp, path)
         except OSError as exc:
             log.debug("cannot write status file %s: %s", path, exc)
-
-
-def _root_identity(path: str) -> tuple[int, int, bool]:
-    """Which folder `path` is: device, inode, and whether it is a symlink."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return (-1, -1, False)
-    return (st.st_dev, st.st_ino, os.path.islink(path))
 
 
 def _stat(path: str) -> tuple[int, int]:
