@@ -748,11 +748,6 @@ class Index:
             out.update({f.id: f for f in rows})
         return out
 
-    def original_location(self, f: File) -> str:
-        """Where a quarantined file was before it was moved (its own path otherwise)."""
-        move = self.last_quarantine(f.id)
-        return move.src if move is not None else f.path
-
     def ignored_partners(self, file_id: int) -> set[int]:
         """Files the user said are not duplicates of `file_id`."""
         rows = self.session.execute(

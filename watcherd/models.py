@@ -15,7 +15,6 @@ from sqlalchemy.types import DateTime, TypeDecorator
 from . import pathtext
 
 ACTIVE, QUARANTINED, MISSING, ERROR = "active", "quarantined", "missing", "error"
-STATUSES = (ACTIVE, QUARANTINED, MISSING, ERROR)
 
 
 def utcnow() -> datetime:

@@ -33,10 +33,6 @@ class Notifier:
         self._warned = False
 
     @property
-    def enabled(self) -> bool:
-        return self.address is not None
-
-    @property
     def watchdog_interval(self) -> float | None:
         """Seconds between WATCHDOG=1 pings: half of what systemd waits for."""
         return self.watchdog_usec / 2_000_000 if self.watchdog_usec else None

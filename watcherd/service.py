@@ -54,7 +54,6 @@ def render(config_path: str | None = None, db_path: str | None = None) -> str:
 
 @dataclass
 class Result:
-    unit_path: Path
     done: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     enabled: bool = False  # the enable or start asked for was done
@@ -85,7 +84,7 @@ def install(
     target = unit_dir() / UNIT_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render(config_path, db_path))
-    result = Result(target, done=[f"wrote {target}"])
+    result = Result(done=[f"wrote {target}"])
     reload = _systemctl("daemon-reload")
     if reload is None:
         result.notes.append(
@@ -110,7 +109,7 @@ def install(
 
 def uninstall() -> Result:
     target = unit_dir() / UNIT_NAME
-    result = Result(target)
+    result = Result()
     stop = _systemctl("disable", "--now", UNIT_NAME)
     if stop is not None and stop.returncode == 0:
         result.done.append(f"systemctl --user disable --now {UNIT_NAME}")

@@ -293,9 +293,6 @@ class Watcher:
             observer.stop()
             observer.join(timeout=2)
 
-    def roots(self) -> list[str]:
-        return list(self._observers)
-
     def stop(self) -> None:
         observers = list(self._observers.values())
         self._observers.clear()
