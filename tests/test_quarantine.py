@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import pytest
 from conftest import mounted_tmpfs, read_only_folder, run_cli
@@ -374,6 +375,9 @@ def test_purge_sends_old_entries_to_the_trash_after_asking(tmp_path, isolated_en
     assert "Moved 1 files to the trash" in out.stdout
     trash = isolated_env / ".local/share/Trash/files"
     assert [p.name for p in trash.iterdir()] == ["small.jpg"]
+    # the trash's "Restore" puts it back where the user had it, not in the quarantine
+    info = (isolated_env / ".local/share/Trash/info/small.jpg.trashinfo").read_text()
+    assert f"Path={quote(str(t.small))}\n" in info, info
     assert not Path(entry["path"]).exists()
     assert json.loads(run_cli("quarantine", "list", "--format", "json", env=env).stdout) == []
     assert t.big.exists()

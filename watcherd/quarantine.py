@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote, unquote_to_bytes
 
 from rich.console import Console
 from rich.table import Table
@@ -101,12 +104,53 @@ def purge(index: Index, victims: list[Entry]) -> tuple[int, list[tuple[str, str]
         except (OSError, TrashPermissionError) as exc:
             failed.append((e.path, str(exc)))
             continue
+        _restore_to_original(e.path, e.original)
         f.status = MISSING
         f.error = f"purged from quarantine to the trash on {utcnow():%Y-%m-%d}"
         index.forget_decisions(f)
         index.commit()
         done += 1
     return done, failed
+
+
+def _trash_info_dirs(path: str) -> list[Path]:
+    """Where the freedesktop trash may have put the `.trashinfo` of `path`: the home
+    trash, and the trash folders at the top of its volume."""
+    data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share")
+    dirs = [data / "Trash" / "info"]
+    top = Path(path).parent
+    while top != top.parent and os.path.ismount(top) is False:
+        top = top.parent
+    uid = os.getuid()
+    return [*dirs, top / ".Trash" / str(uid) / "info", top / f".Trash-{uid}" / "info"]
+
+
+def _restore_to_original(trashed: str, original: str) -> None:
+    """Make the trash's "Restore" put a purged photo back where the user had it, not in
+    the hidden quarantine folder: the `Path=` of its `.trashinfo` (the freedesktop
+    trash spec) is rewritten to the place it was quarantined from. Best effort: a
+    trash laid out otherwise is left as it is."""
+    name = os.path.basename(trashed)
+    stem, ext = os.path.splitext(name)
+    for folder in _trash_info_dirs(trashed):
+        try:
+            candidates = [
+                p for p in folder.iterdir()
+                if p.name == f"{name}.trashinfo"
+                or (p.name.startswith(f"{stem} ") and p.name.endswith(f"{ext}.trashinfo"))
+            ]  # fmt: skip
+        except OSError:
+            continue
+        for info in sorted(candidates, key=lambda p: p.stat().st_mtime, reverse=True):
+            text = info.read_text(errors="surrogateescape")
+            path_line = next((ln for ln in text.splitlines() if ln.startswith("Path=")), "")
+            written = os.fsdecode(unquote_to_bytes(path_line[5:]))
+            if os.path.basename(written) != name or not trashed.endswith(written):
+                continue  # another file's
+            fixed = text.replace(path_line, "Path=" + quote(os.fsencode(original)), 1)
+            with contextlib.suppress(OSError):
+                info.write_text(fixed, errors="surrogateescape")
+            return
 
 
 def print_table(items: list[Entry], console: Console) -> None:
