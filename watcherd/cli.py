@@ -203,6 +203,26 @@ def main(
     ctx.obj = App(config_path, db_path)
 
 
+def json_output(what: str):
+    """`--format text|json` on a command, and the older spelling `--json`: the command
+    gets one `as_json` either way (issue 28: one spelling on every command)."""
+
+    def decorate(command):
+        @functools.wraps(command)
+        def both(*args, fmt: str, as_json: bool, **kwargs):
+            return command(*args, as_json=as_json or fmt == "json", **kwargs)
+
+        both = click.option(
+            "--json", "as_json", is_flag=True, help=f"Print {what} as JSON (as --format json)."
+        )(both)
+        return click.option(
+            "--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+            help=f"Print {what} as text or JSON.",
+        )(both)  # fmt: skip
+
+    return decorate
+
+
 class RichProgress:
     """A rich progress bar (files, rate, time left) on stderr; silent when not a terminal."""
 
@@ -253,21 +273,14 @@ class RichProgress:
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Decide everything, write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-    help="How to print the summary (json: the same as --json).",
-)  # fmt: skip
+@json_output("the summary")
 @click.option(
     "--rehash", is_flag=True,
     help="Read unchanged files again too (after an upgrade adds new fingerprints).",
 )  # fmt: skip
 @click.pass_obj
-def scan(
-    app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, fmt: str, rehash: bool
-) -> None:
+def scan(app: App, paths: tuple[Path, ...], dry_run: bool, as_json: bool, rehash: bool) -> None:
     """Index every photo under PATHS (default: the configured roots) and find duplicates."""
-    as_json = as_json or fmt == "json"
     cfg = app.config
     targets = list(paths) or [r.path for r in cfg.roots]
     if not targets:
@@ -498,14 +511,10 @@ def run(app: App, paths: tuple[Path, ...], dry_run: bool) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print it as JSON (as --format json).")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="text or json."
-)
+@json_output("it")
 @click.pass_obj
-def status(app: App, as_json: bool, fmt: str) -> None:
+def status(app: App, as_json: bool) -> None:
     """Whether a daemon is running on this index, what it watches, and the counts."""
-    as_json = as_json or fmt == "json"
     from . import report as report_mod
     from .daemon import daemon_running, read_status
 
@@ -817,14 +826,10 @@ def config_init(app: App, force: bool, roots: tuple[Path, ...]) -> None:
 
 
 @config_group.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print them as JSON (as --format json).")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="text or json."
-)
+@json_output("them")
 @click.pass_obj
-def config_show(app: App, as_json: bool, fmt: str) -> None:
+def config_show(app: App, as_json: bool) -> None:
     """Print the effective settings and where they came from."""
-    as_json = as_json or fmt == "json"
     cfg = app.config
     data = {
         "config_file": str(cfg.source) if cfg.source else None,

@@ -307,9 +307,10 @@ def scan(
     arrays, to start from (see Pipeline).
     """
     with ctrl_c_stops() as stop:
-        options = dict(dry_run=dry_run, progress=progress, on_outcome=on_outcome)
-        more = dict(rehash=rehash, ahead=ahead, arrays=arrays, stop=stop)
-        return _scan(paths, config, index, **options, **more)
+        return _scan(
+            paths, config, index, dry_run=dry_run, progress=progress, on_outcome=on_outcome,
+            rehash=rehash, ahead=ahead, arrays=arrays, stop=stop,
+        )  # fmt: skip
 
 
 def _scan(
