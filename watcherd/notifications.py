@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 from . import private
+from .pathtext import file_url
 
 log = logging.getLogger("watcherd")
 
@@ -146,7 +146,7 @@ def make_thumbnail(source: str, dest: Path) -> str | None:
     except OSError as exc:
         log.debug("no thumbnail for %s: %s", source, exc)
         return None
-    return "file://" + quote(str(dest))
+    return file_url(dest)
 
 
 def _router(conn):

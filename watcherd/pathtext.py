@@ -48,6 +48,18 @@ def from_db(text: str) -> str:
     return _FROM_DB.sub(_in, text)
 
 
+def url_quoted(path: str | os.PathLike[str]) -> str:
+    """A path percent-encoded byte for byte, as file:// URLs and the freedesktop trash's
+    `.trashinfo` want it (a name that is not UTF-8 too)."""
+    from urllib.parse import quote
+
+    return quote(os.fsencode(path))
+
+
+def file_url(path: str | os.PathLike[str]) -> str:
+    return "file://" + url_quoted(path)
+
+
 def shown(path: str | os.PathLike[str]) -> str:
     """A path fit for a terminal, a page or a notification: bytes that are not UTF-8
     become U+FFFD (the real name stays in the index and in JSON output)."""

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import unquote_to_bytes
 
 from rich.console import Console
 from rich.table import Table
@@ -15,7 +15,7 @@ from sqlalchemy import select as sql_select
 
 from .index import Index
 from .models import MISSING, QUARANTINED, File, utcnow
-from .pathtext import shown
+from .pathtext import shown, url_quoted
 from .report import human_size
 
 
@@ -147,7 +147,7 @@ def _restore_to_original(trashed: str, original: str) -> None:
             written = os.fsdecode(unquote_to_bytes(path_line[5:]))
             if os.path.basename(written) != name or not trashed.endswith(written):
                 continue  # another file's
-            fixed = text.replace(path_line, "Path=" + quote(os.fsencode(original)), 1)
+            fixed = text.replace(path_line, "Path=" + url_quoted(original), 1)
             with contextlib.suppress(OSError):
                 info.write_text(fixed, errors="surrogateescape")
             return

@@ -10,16 +10,14 @@ phone or kept as a record without anything beside it.
 from __future__ import annotations
 
 import base64
-import os
 import shlex
 from datetime import datetime
 from html import escape as _escape
 from pathlib import Path
-from urllib.parse import quote
 
 from .fingerprint import thumbnail_of
 from .models import File
-from .pathtext import shown
+from .pathtext import file_url, shown
 from .report import _home, groups_of, human_size
 
 CSS = """
@@ -126,12 +124,6 @@ def _figure(f: File, path: str, thumb: str | None, badges: list[str], extra: str
 
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".3gp", ".avi", ".m4v"}
-
-
-def file_url(path: str) -> str:
-    """A file:// URL for `path`, every byte of its name kept (names that are not UTF-8
-    too)."""
-    return "file://" + quote(os.fsencode(path))
 
 
 def _badge(text: str, cls: str = "") -> str:
