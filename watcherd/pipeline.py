@@ -18,19 +18,9 @@ from .actions import ActionError, Mover
 from .config import Config
 from .fingerprint import Fingerprint
 from .index import Index
-from .matching import (
-    CONTENT_REGION,
-    REGION_NAMES,
-    REGIONS_AGREE,
-    WHOLE_EDGE_MARGIN,
-    HashIndex,
-    Match,
-    RegionIndex,
-    load_arrays,
-    newcomer_wins,
-    save_arrays,
-)
-from .models import ACTIVE, ERROR, File, to_unsigned
+from .judge import Judge
+from .matching import HashIndex, RegionIndex, load_arrays, newcomer_wins, save_arrays
+from .models import ACTIVE, ERROR, File
 
 log = logging.getLogger("watcherd")
 
@@ -96,6 +86,7 @@ class Pipeline:
         self.index = index
         self.config = config
         self.arrays = arrays
+        self.judge = Judge(index, config)
         saved = load_arrays(arrays) if arrays is not None else None
         self._saved_at = None if saved is None else saved.generation
         # From here on in one transaction: what the arrays hold and the generation they
@@ -106,7 +97,7 @@ class Pipeline:
         self._generation = index.generation()
         changed: list[int] | None = None
         if saved is not None:
-            self.hashes, self.parts = saved.hashes, saved.parts
+            self.judge.hashes, self.judge.parts = saved.hashes, saved.parts
             changed = self._changed_since(saved.generation, self._generation)
         self._bring_up(changed)
         if arrays is not None and changed is None:
@@ -120,6 +111,14 @@ class Pipeline:
         release_free_memory()
         self.mover = mover or Mover(index, config)
         self.dry_run = dry_run
+
+    @property
+    def hashes(self) -> HashIndex:
+        return self.judge.hashes
+
+    @property
+    def parts(self) -> RegionIndex:
+        return self.judge.parts
 
     def _changed_since(self, generation: int, now: int) -> list[int] | None:
         """The files to read again to bring arrays of `generation` up to the index's
@@ -136,8 +135,8 @@ class Pipeline:
         arrays and read back from its rows if it is still an active image; None builds
         the arrays from every row."""
         if changed is None:
-            self.hashes = HashIndex.from_rows(self.index.hash_rows())
-            self.parts = RegionIndex.from_rows(self.index.region_rows())
+            self.judge.hashes = HashIndex.from_rows(self.index.hash_rows())
+            self.judge.parts = RegionIndex.from_rows(self.index.region_rows())
             return
         for file_id in changed:
             self._forget_hashes(file_id)
@@ -280,37 +279,23 @@ class Pipeline:
             ids = [i for i in same if i not in ignored]
             if ids:
                 partner = self._prefer_kept(ids, same)
+        settled = False
         if partner is None and fp.variants:
-            matches = self._near_matches(f, fp)
-            # one query for every match, not one each: a photo with several copies
-            # indexed matches them all
-            states = self.index.file_states(m.file_id for m in matches) if matches else {}
-            live = []
-            for m in matches:
-                state = states.get(m.file_id)
-                if state is not None and state[0] == ACTIVE:
-                    if m.file_id not in ignored:
-                        live.append(m.file_id)
-                else:  # gone or changed since it was indexed: drop it from the arrays
-                    self._forget_hashes(m.file_id)
-            matches = [m for m in matches if m.file_id in self.hashes]
-            if live:
-                by_id = {m.file_id: m for m in matches}
-                partner = self._prefer_kept(live, states)
-                if partner is not None:
-                    kind = "near"
-                    m = by_id.get(partner.id)
-                    if m is not None:
-                        distance, transform = m.distance, m.transform
-                    else:  # the group's kept file is not itself within reach of the newcomer
-                        first = by_id[matches[0].file_id]
-                        distance = self.hashes.distance(partner.id, fp.variants) or first.distance
-                        transform = first.transform
+            found = self.judge.near(f, fp, ignored)
+            settled = found.settled
+            partner, distance, transform = found.partner, found.distance, found.transform
+            kind = "near"
+            if partner is None and found.shot is not None:
+                # the hashes said copy, the pixels another shot of the scene
+                self.index.record_similar(f, found.shot, found.shot_distance)
+                return Verdict(
+                    f.path, found.shot.path, "similar", found.shot_distance, None, f.size
+                )
         if partner is None or partner.id in ignored:
             return self._similar(f, fp, ignored) if fp.variants else None
         # `transform` is the pose that turned the newcomer into the indexed picture; the
         # decision records how the redundant copy is turned relative to the kept one.
-        if self._newcomer_kept(f, partner):
+        if not settled and self._newcomer_kept(f, partner):
             redundant, kept = partner, f
         else:
             redundant, kept = f, partner
@@ -334,108 +319,27 @@ class Pipeline:
             return replace(verdict, note=moved.note, move_failed=True)
         return replace(verdict, action="quarantined", moved_to=moved.path)
 
-    def _near_matches(self, f: File, fp: Fingerprint) -> list[Match]:
-        """Indexed pictures that look like the newcomer: whole, turned, or cropped.
-
-        The whole picture is compared in all eight poses. Then, upright only and under
-        stricter limits: the newcomer against the regions of indexed pictures (it is a
-        crop of one), its regions against whole indexed pictures (one is a crop of it),
-        and each of its regions against the same region (a caption bar or overlay
-        changed only the rest). Each file keeps its closest match.
-        """
-        best: dict[int, Match] = {}
-
-        def offer(m: Match) -> None:
-            if m.file_id != f.id and (
-                m.file_id not in best or m.distance < best[m.file_id].distance
-            ):
-                best[m.file_id] = m
-
-        for m in self.hashes.search(
-            fp.variants,
-            self.config.phash_distance,
-            self.config.dhash_distance,
-            exclude=f.id,
-            max_turned=self.config.turned_phash_distance,
-        ):
-            edge_from = self.config.phash_distance - WHOLE_EDGE_MARGIN
-            edge = m.transform == "identity" and m.distance >= edge_from
-            if edge and not self._regions_agree(m.file_id, fp):
-                continue
-            if self._content_agrees(m.file_id, fp):
-                offer(m)
-        cp, cd = self.config.crop_phash_distance, self.config.crop_dhash_distance
-        queries = [(0, fp.phash, fp.dhash), *fp.regions]
-        close = []  # regions within reach by pHash: (our dHash, file id, their region, distance)
-        for q, file_id, their_region, pdist in self.parts.search([ph for _, ph, _ in queries], cp):
-            region, _, dh = queries[q]
-            if region in (0, their_region) and file_id != f.id:
-                close.append((dh, file_id, their_region, pdist))
-        regions = [(ph, dh) for _, ph, dh in fp.regions]
-        for q, file_id, pdist, ddist in self.hashes.hits(regions, cp, cd):
-            if file_id != f.id:
-                name = REGION_NAMES[fp.regions[q][0]]
-                offer(Match(file_id, pdist, ddist, f"crop:{name}"))
-        if close:
-            stored = self.index.region_dhashes((fid, r) for _, fid, r, _ in close)
-            for dh, file_id, their_region, pdist in close:
-                theirs = stored.get((file_id, their_region))
-                if theirs is not None and (ddist := (theirs ^ to_unsigned(dh)).bit_count()) <= cd:
-                    offer(Match(file_id, pdist, ddist, f"crop:{REGION_NAMES[their_region]}"))
-        return sorted(best.values(), key=lambda m: (m.distance, m.ddistance, m.file_id))
-
     def _similar(self, f: File, fp: Fingerprint, ignored: set[int]) -> Verdict | None:
-        """A different shot of the same scene (a burst, a re-take): reported, never moved.
-
-        Upright whole pictures only, within looser limits than a near duplicate; neither
-        file becomes redundant.
-        """
-        for m in self.hashes.search(
-            fp.variants[:1],
-            self.config.similar_phash_distance,
-            self.config.similar_dhash_distance,
-            exclude=f.id,
-        ):
-            other = self.index.get(m.file_id)
-            if other is None or other.status != ACTIVE or other.id in ignored:
-                continue
-            if not self._content_agrees(other.id, fp):
-                continue
-            self.index.record_similar(f, other, m.distance)
-            return Verdict(f.path, other.path, "similar", m.distance, None, f.size)
-        return None
-
-    def _regions_agree(self, file_id: int, fp: Fingerprint) -> bool:
-        """Every region both pictures have hashed is close: a burst shot differs where
-        its subject moved, a copy nowhere."""
-        for region, ph, dh in fp.regions:
-            distance = self.parts.distance(file_id, region, [(ph, dh)])
-            if distance is not None and distance > REGIONS_AGREE:
-                return False
-        return True
-
-    def _content_agrees(self, file_id: int, fp: Fingerprint) -> bool:
-        """Two pictures on the same white (or black) background or frame look alike as
-        a whole; when both have one, what stands on it must look alike too."""
-        if not fp.content_variants:
-            return True
-        distance = self.parts.distance(file_id, CONTENT_REGION, fp.content_variants)
-        return distance is None or distance <= self.config.phash_distance
+        """A different shot of the same scene: reported, never moved; neither file
+        becomes redundant."""
+        found = self.judge.similar(f, fp, ignored)
+        if found is None:
+            return None
+        other, distance = found
+        self.index.record_similar(f, other, distance)
+        return Verdict(f.path, other.path, "similar", distance, None, f.size)
 
     def rematch(self, f: File) -> None:
         """Make an indexed file matchable again (back from quarantine) without reading it."""
         if f.phash is None or f.status != ACTIVE:
             return
-        self.hashes.add(f.id, f.phash, f.dhash or 0)
-        self.parts.add(f.id, self.index.regions_of(f.id))
+        self.judge.add(f.id, f.phash, f.dhash, self.index.regions_of(f.id))
 
     def _add_hashes(self, file_id: int, fp: Fingerprint) -> None:
-        self.hashes.add(file_id, fp.phash, fp.dhash or 0)
-        self.parts.add(file_id, fp.regions)
+        self.judge.add(file_id, fp.phash, fp.dhash, fp.regions)
 
     def _forget_hashes(self, file_id: int) -> None:
-        self.hashes.remove(file_id)
-        self.parts.remove(file_id)
+        self.judge.forget(file_id)
 
     def _newcomer_kept(self, f: File, partner: File) -> bool:
         """Whether the newcomer is the copy to keep. A file in a protected root (camera

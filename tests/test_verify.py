@@ -1,0 +1,132 @@
+"""Verified verdicts (issue 23): a candidate the hashes bring is a copy only when the
+two pictures line up on pixels. Each case here was linked as a near duplicate by the
+hashes alone."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from helpers import busy_photo, save
+from PIL import Image, ImageDraw, ImageFilter
+from sqlalchemy import select
+
+from watcherd.config import Config
+from watcherd.index import Index
+from watcherd.models import Decision
+from watcherd.scanner import scan
+from watcherd.verify import check
+
+
+def decisions(tmp_path, pictures: dict[str, Image.Image]) -> list[tuple[str, str, str]]:
+    """Scan `pictures` (name -> image, saved in name order, older first) in one
+    folder; (redundant, kept, kind) of every decision, by file name."""
+    folder = tmp_path / "photos"
+    for i, (name, img) in enumerate(sorted(pictures.items())):
+        path = folder / name
+        if name.endswith(".png"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            img.save(path)
+        else:
+            save(img.convert("RGB"), path, quality=90)
+        os.utime(path, ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
+    with Index(tmp_path / "i.sqlite3") as index:
+        scan([folder], Config(workers=1), index)
+        rows = index.session.scalars(select(Decision).where(Decision.current.is_(True))).all()
+        return sorted(
+            (os.path.basename(d.file.path), os.path.basename(d.original.path), d.kind) for d in rows
+        )
+
+
+def test_blank_pictures_are_never_linked(tmp_path):
+    """Solid colours, a 1x1 picture, a gradient, a white slide and a black screen have
+    nothing to compare: the hashes of blank pictures are all alike."""
+    gradient = Image.linear_gradient("L").resize((800, 600)).convert("RGB")
+    pictures = {
+        "red.jpg": Image.new("RGB", (800, 600), (200, 30, 30)),
+        "blue.jpg": Image.new("RGB", (800, 600), (30, 40, 200)),
+        "dot.png": Image.new("RGB", (1, 1), (120, 120, 120)),
+        "gradient.jpg": gradient,
+        "slide.jpg": Image.new("RGB", (1280, 720), (250, 250, 250)),
+        "screen.png": Image.new("RGB", (1080, 2340), (0, 0, 0)),
+    }
+    assert decisions(tmp_path, pictures) == []
+
+
+def _deep_sky(seed: int) -> Image.Image:
+    """A galaxy on black: a soft bright blob near the middle and faint stars, each
+    picture its own object (shape, tilt, stars)."""
+    rng = random.Random(seed)
+    img = Image.new("L", (800, 600), 0)
+    draw = ImageDraw.Draw(img)
+    for _ in range(120):
+        x, y, v = rng.randrange(800), rng.randrange(600), rng.randrange(60, 255)
+        draw.point((x, y), fill=v)
+    cx, cy = 400 + rng.randrange(-40, 40), 300 + rng.randrange(-30, 30)
+    rx, ry = rng.randrange(60, 160), rng.randrange(30, 90)
+    draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=rng.randrange(150, 230))
+    blob = img.filter(ImageFilter.GaussianBlur(rng.randrange(12, 30)))
+    for _ in range(25):  # knots and dust lanes: a nebula is not a smooth blob
+        x, y = cx + rng.randrange(-rx, rx), cy + rng.randrange(-ry, ry)
+        r = rng.randrange(3, 12)
+        ImageDraw.Draw(blob).ellipse((x - r, y - r, x + r, y + r), fill=rng.randrange(40, 255))
+    grain = Image.effect_noise((800, 600), 12)
+    blob = Image.blend(blob, grain, 0.15).filter(ImageFilter.GaussianBlur(1))
+    return Image.merge("RGB", (blob, blob, blob)).rotate(rng.randrange(180))
+
+
+def test_different_dark_pictures_are_not_linked(tmp_path):
+    """Deep-sky photos (a centred blob on black) hash alike, whole, turned and in every
+    region; on pixels their objects differ."""
+    pictures = {f"sky{seed:02}.jpg": _deep_sky(seed) for seed in range(12)}
+    assert [d for d in decisions(tmp_path, pictures) if d[2] == "near"] == []
+
+
+def _sticker(img: Image.Image, seed: int) -> Image.Image:
+    """A round emoji-like sticker over about 8% of the picture, anywhere inside it."""
+    rng = random.Random(seed)
+    out = img.copy()
+    w, h = out.size
+    r = int((0.08 * w * h / 3.14159) ** 0.5)
+    x, y = rng.randrange(r, w - r), rng.randrange(r, h - r)
+    draw = ImageDraw.Draw(out)
+    draw.ellipse((x - r, y - r, x + r, y + r), fill=(250, 210, 40))
+    draw.ellipse((x - r // 3, y - r // 3, x - r // 6, y), fill=(30, 30, 30))
+    draw.ellipse((x + r // 6, y - r // 3, x + r // 3, y), fill=(30, 30, 30))
+    draw.arc((x - r // 2, y - r // 4, x + r // 2, y + r // 2), 20, 160, fill=(30, 30, 30), width=4)
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_copy_with_a_sticker_is_still_a_copy(tmp_path, seed):
+    original = busy_photo(20 + seed)
+    pictures = {"a.jpg": original, "b.jpg": _sticker(original, seed)}
+    assert [k for _, _, k in decisions(tmp_path, pictures)] == ["near"]
+
+
+def _moved(seed: int) -> tuple[Image.Image, Image.Image]:
+    """Two shots of one scene: the same background, three things in other places."""
+    rng = random.Random(seed)
+    scene = busy_photo(seed)
+    shots = []
+    for _ in range(2):
+        img = scene.copy()
+        draw = ImageDraw.Draw(img)
+        for colour in ((220, 30, 30), (30, 200, 60), (40, 60, 220)):
+            x, y = rng.randrange(60, 740), rng.randrange(60, 540)
+            draw.rectangle((x - 35, y - 50, x + 35, y + 50), fill=colour)
+        shots.append(img)
+    return shots[0], shots[1]
+
+
+def test_check_tells_a_copy_from_another_picture():
+    """verify.check on its own: the same picture resized and blurred lines up; the same
+    scene with things moved is at least the same scene; another picture fails."""
+    a = busy_photo(31).convert("L").resize((128, 96))
+    copy = busy_photo(31).resize((500, 375)).filter(ImageFilter.GaussianBlur(1))
+    assert check(a, copy.convert("L").resize((128, 96)), "identity").copy
+    one, two = (img.convert("L").resize((128, 96)) for img in _moved(32))
+    assert check(one, two, "identity").shot
+    other = check(a, busy_photo(33).convert("L").resize((128, 96)), "identity")
+    assert not other.copy and not other.shot

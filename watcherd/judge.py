@@ -1,0 +1,280 @@
+"""Match and verify: which indexed picture a newcomer is a copy of, or another shot of.
+
+Two stages. The hash arrays retrieve candidates (whole picture in eight poses, regions
+for crops); 64-bit hashes alone link dark pictures, blank ones and shots of one scene
+that are not copies, so no candidate is called a copy until `verify.check` has lined
+the two pictures up on pixels. The pipeline asks two questions, `near` and `similar`;
+the answer names the file that was verified, never one reached through a chain of
+links that were not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from PIL import Image
+
+from .config import Config
+from .fingerprint import TRANSFORM_NAMES, Fingerprint, thumbnail_of
+from .index import Index
+from .matching import (
+    CONTENT_REGION,
+    REGION_NAMES,
+    REGIONS_AGREE,
+    WHOLE_EDGE_MARGIN,
+    HashIndex,
+    Match,
+    RegionIndex,
+)
+from .models import ACTIVE, File, to_unsigned
+from .verify import Check, check, rendition
+
+# Candidates checked on pixels per newcomer, best first (a photo with many copies
+# indexed brings them all; the first kept file that verifies decides).
+VERIFY_AT_MOST = 8
+# Upright candidates that do not line up as they are may be a crop of a few percent:
+# the region boxes are searched for this many per newcomer (a search costs ~5 ms).
+SEARCHES = 2
+SIMILAR_AT_MOST = 4  # candidates for `similar` checked per newcomer
+CACHED = 2048  # indexed files' renditions kept decoded (about 12 KB each)
+_WHOLE = frozenset(TRANSFORM_NAMES)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What the newcomer is: a copy of `partner` (near), or another shot of `shot`."""
+
+    partner: File | None = None
+    distance: int = 0
+    transform: str | None = None
+    shot: File | None = None
+    shot_distance: int = 0
+    settled: bool = False  # the newcomer is the redundant one, whatever the keep rule says
+
+
+class Judge:
+    def __init__(self, index: Index, config: Config) -> None:
+        self.index = index
+        self.config = config
+        self.hashes = HashIndex()
+        self.parts = RegionIndex()
+        self._pictures: OrderedDict[int, Image.Image | None] = OrderedDict()
+        self._newest: tuple[Fingerprint | None, Image.Image | None] = (None, None)
+        trace = os.environ.get("WATCHERD_VERIFY_TRACE")
+        self._trace = open(trace, "a", encoding="utf-8") if trace else None  # noqa: SIM115
+
+    def add(self, file_id: int, phash: int, dhash: int | None, regions) -> None:
+        self.hashes.add(file_id, phash, dhash or 0)
+        self.parts.add(file_id, regions)
+
+    def forget(self, file_id: int) -> None:
+        """Out of the arrays and the picture cache: gone, moved away or changed."""
+        self.hashes.remove(file_id)
+        self.parts.remove(file_id)
+        self._pictures.pop(file_id, None)
+
+    def near(self, f: File, fp: Fingerprint, ignored: set[int]) -> Finding:
+        """The file `f` is a copy of, verified on pixels: a group's kept file when it
+        lines up with the newcomer, else the file that did. `shot`: no candidate is a
+        copy, but this one is the same scene (a burst, a re-take)."""
+        matches = self.candidates(f, fp)
+        # one query for every match, not one each: a photo with several copies
+        # indexed matches them all
+        states = self.index.file_states(m.file_id for m in matches) if matches else {}
+        live = []
+        for m in matches:
+            state = states.get(m.file_id)
+            if state is not None and state[0] == ACTIVE:
+                if m.file_id not in ignored:
+                    live.append(m)
+            else:  # gone or changed since it was indexed: drop it from the arrays
+                self.forget(m.file_id)
+        # kept files first, whole-picture poses before crops: most newcomers are
+        # checked once, against the file their decision will name
+        live.sort(key=lambda m: (states[m.file_id][1] is not None, m.transform not in _WHOLE))
+        mine = self._newcomer(fp)
+        if mine is None:
+            return Finding()
+        copy = shot = None
+        checked: set[int] = set()
+        searches = SEARCHES
+        for m in live[:VERIFY_AT_MOST]:
+            checked.add(m.file_id)
+            found = self._check(fp, mine, m.file_id, m.transform, searches > 0)
+            searches -= m.transform == "identity"
+            if found is None:
+                continue
+            if found.copy:
+                copy = m
+                break
+            if shot is None and found.shot and m.transform in _WHOLE:
+                shot = m
+        if copy is not None:
+            return self._named(fp, mine, copy, states[copy.file_id][1] is not None, checked)
+        if shot is not None:
+            other = self.index.get(shot.file_id)
+            if other is not None:
+                return Finding(shot=other, shot_distance=shot.distance)
+        return Finding()
+
+    def _named(self, fp: Fingerprint, mine, copy: Match, redundant: bool, checked: set[int]):
+        """The finding for a verified copy. When the file it lines up with is itself a
+        redundant copy, its group's kept file is named if it too lines up with the
+        newcomer; otherwise the newcomer is a copy of that redundant file (`settled`:
+        the keep rule cannot make it the kept one of a group it was not checked
+        against)."""
+        partner = self.index.get(copy.file_id)
+        if partner is None:
+            return Finding()
+        if not redundant:
+            return Finding(partner, copy.distance, copy.transform)
+        kept = self.index.group_root(partner)
+        if kept.id != partner.id and kept.id not in checked and kept.status == ACTIVE:
+            found = self._check(fp, mine, kept.id, copy.transform)
+            if found is not None and found.copy:
+                distance = self.hashes.distance(kept.id, fp.variants) or copy.distance
+                return Finding(kept, distance, copy.transform)
+        return Finding(partner, copy.distance, copy.transform, settled=True)
+
+    def similar(self, f: File, fp: Fingerprint, ignored: set[int]) -> tuple[File, int] | None:
+        """A different shot of the same scene (a burst, a re-take): upright whole
+        pictures within looser limits than a copy, the same scene on pixels."""
+        mine = self._newcomer(fp)
+        if mine is None:
+            return None
+        tried = 0
+        for m in self.hashes.search(
+            fp.variants[:1],
+            self.config.similar_phash_distance,
+            self.config.similar_dhash_distance,
+            exclude=f.id,
+        ):
+            if tried >= SIMILAR_AT_MOST:
+                break
+            other = self.index.get(m.file_id)
+            if other is None or other.status != ACTIVE or other.id in ignored:
+                continue
+            if not self._content_agrees(other.id, fp):
+                continue
+            tried += 1
+            found = self._check(fp, mine, other.id, "identity", search=False)
+            if found is not None and found.shot:
+                return other, m.distance
+        return None
+
+    def candidates(self, f: File, fp: Fingerprint) -> list[Match]:
+        """Indexed pictures that look like the newcomer: whole, turned, or cropped.
+
+        The whole picture is compared in all eight poses. Then, upright only and under
+        stricter limits: the newcomer against the regions of indexed pictures (it is a
+        crop of one), its regions against whole indexed pictures (one is a crop of it),
+        and each of its regions against the same region (a caption bar or overlay
+        changed only the rest). Each file keeps its closest match, a whole-picture
+        pose before any crop (the pose lines the two up for verification).
+        """
+        best: dict[int, Match] = {}
+
+        def offer(m: Match) -> None:
+            if m.file_id == f.id:
+                return
+            old = best.get(m.file_id)
+            if old is None or (m.transform in _WHOLE, -m.distance) > (
+                old.transform in _WHOLE,
+                -old.distance,
+            ):
+                best[m.file_id] = m
+
+        cfg = self.config
+        for m in self.hashes.search(
+            fp.variants,
+            cfg.phash_distance,
+            cfg.dhash_distance,
+            exclude=f.id,
+            max_turned=cfg.turned_phash_distance,
+        ):
+            edge = (
+                m.transform == "identity" and m.distance >= cfg.phash_distance - WHOLE_EDGE_MARGIN
+            )
+            if edge and not self._regions_agree(m.file_id, fp):
+                continue
+            if self._content_agrees(m.file_id, fp):
+                offer(m)
+        cp, cd = cfg.crop_phash_distance, cfg.crop_dhash_distance
+        queries = [(0, fp.phash, fp.dhash), *fp.regions]
+        close = []  # regions within reach by pHash: (our dHash, file id, their region, distance)
+        for q, file_id, their_region, pdist in self.parts.search([ph for _, ph, _ in queries], cp):
+            region, _, dh = queries[q]
+            if region in (0, their_region) and file_id != f.id:
+                close.append((dh, file_id, their_region, pdist))
+        regions = [(ph, dh) for _, ph, dh in fp.regions]
+        for q, file_id, pdist, ddist in self.hashes.hits(regions, cp, cd):
+            if file_id != f.id:
+                name = REGION_NAMES[fp.regions[q][0]]
+                offer(Match(file_id, pdist, ddist, f"crop:{name}"))
+        if close:
+            stored = self.index.region_dhashes((fid, r) for _, fid, r, _ in close)
+            for dh, file_id, their_region, pdist in close:
+                theirs = stored.get((file_id, their_region))
+                if theirs is not None and (ddist := (theirs ^ to_unsigned(dh)).bit_count()) <= cd:
+                    offer(Match(file_id, pdist, ddist, f"crop:{REGION_NAMES[their_region]}"))
+        return sorted(best.values(), key=lambda m: (m.distance, m.ddistance, m.file_id))
+
+    def _regions_agree(self, file_id: int, fp: Fingerprint) -> bool:
+        """Every region both pictures have hashed is close: a burst shot differs where
+        its subject moved, a copy nowhere."""
+        for region, ph, dh in fp.regions:
+            distance = self.parts.distance(file_id, region, [(ph, dh)])
+            if distance is not None and distance > REGIONS_AGREE:
+                return False
+        return True
+
+    def _content_agrees(self, file_id: int, fp: Fingerprint) -> bool:
+        """Two pictures on the same white (or black) background or frame look alike as
+        a whole; when both have one, what stands on it must look alike too."""
+        if not fp.content_variants:
+            return True
+        distance = self.parts.distance(file_id, CONTENT_REGION, fp.content_variants)
+        return distance is None or distance <= self.config.phash_distance
+
+    def _newcomer(self, fp: Fingerprint) -> Image.Image | None:
+        """The newcomer's picture for checks, decoded once per newcomer."""
+        if self._newest[0] is not fp:
+            self._newest = (fp, rendition(fp.thumbnail))
+        return self._newest[1]
+
+    def _check(self, fp: Fingerprint, mine: Image.Image, file_id: int, transform: str, search=True):
+        theirs = self._picture(file_id)
+        if theirs is None:
+            return None
+        found = check(mine, theirs, transform, search)
+        if self._trace is not None:
+            self._write_trace(fp.path, file_id, transform, found)
+        return found
+
+    def _picture(self, file_id: int) -> Image.Image | None:
+        """An indexed file's picture for checks: its stored thumbnail, or (indexed
+        before thumbnails were stored) the file read again; cached, most recent last."""
+        if file_id in self._pictures:
+            self._pictures.move_to_end(file_id)
+            return self._pictures[file_id]
+        jpeg = self.index.thumbnails([file_id]).get(file_id)
+        picture = rendition(jpeg)
+        if picture is None:
+            f = self.index.get(file_id)
+            picture = rendition(thumbnail_of(f.path)) if f is not None else None
+        self._pictures[file_id] = picture
+        if len(self._pictures) > CACHED:
+            self._pictures.popitem(last=False)
+        return picture
+
+    def _write_trace(self, path: str, file_id: int, transform: str, found: Check) -> None:
+        """WATCHERD_VERIFY_TRACE: every check as a JSON line, for benchmarks/verify_probe.py."""
+        other = self.index.get(file_id)
+        row = {"new": path, "old": other.path if other else None, "transform": transform}
+        row.update({k: getattr(found, k) for k in found.__slots__})
+        row.update(copy=found.copy, shot=found.shot)
+        self._trace.write(json.dumps(row) + "\n")
+        self._trace.flush()

@@ -1,0 +1,289 @@
+"""Verification on pixels: a candidate the hashes bring is a copy only if the two
+pictures line up.
+
+64-bit hashes retrieve candidates; on their own they link dark pictures, blank ones
+and shots of one scene that are not copies (benchmarks/trust.py). Every candidate is
+therefore checked on the pictures' 128 px thumbnails, the one the index already stores
+for the report (the newcomer's comes with its fingerprint; an indexed file from before
+thumbnails were stored is read again). Both are aligned by the pose the hashes found
+(or, for a crop, the region box that lines them up best, either way round), brought to
+128x128 grey and cut into a 16x16 grid of 8 px cells. A cell is textured when its grey
+levels vary; cells textured in both pictures are compared by normalised
+cross-correlation:
+
+- a copy (resampled, recompressed, recoloured, cropped, framed, with a caption or a
+  sticker) agrees in nearly every cell it shares: a mean cell correlation of at least
+  NEAR_CORR and at most NEAR_CHANGED of those cells disagreeing. Overlays are flat
+  graphics: a cell textured in one picture only is not counted against it;
+- another shot (a burst, a re-take) disagrees where the scene moved; an unrelated
+  picture disagrees everywhere;
+- a picture with fewer than MIN_TEXTURED textured cells (blank, a gradient, a dot on
+  black) is degenerate: it is never linked except as an exact byte copy.
+
+The figures behind these limits: benchmarks/verify_probe.py (every generated copy kind
+and natural copies against the deep-sky and video-frame links the hashes make).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .fingerprint import REGIONS, SQUARES, TRANSFORMS
+from .matching import REGION_NAMES
+
+SIDE = 128  # both pictures are compared at SIDE x SIDE
+CELL = 8  # in cells of CELL x CELL pixels
+TEXTURED = 4.0  # a cell whose grey levels vary less than this (std) says nothing
+CELL_AGREES = 0.6  # a cell textured in both agrees at this correlation or more
+NEAR_CORR = 0.8  # a copy: mean correlation of the cells textured in both
+NEAR_CHANGED = 0.12  # a copy: at most this fraction of those cells disagree...
+OVERLAY_SPREAD = 0.25  # an overlay: the disagreeing cells within a box this big
+OVERLAY_FILL = 0.3  # and filling at least this much of it
+OVERLAY_CHANGED = 0.3  # and no more than this fraction of the shared cells
+MIN_TEXTURED = 8  # fewer textured cells than this: a degenerate picture
+SIMILAR_CORR = 0.5  # another shot of the scene: its cells still broadly agree
+ALIGN_SIDE = 64  # crop boxes are tried at this size, the best one checked at SIDE
+
+_POSES = dict(TRANSFORMS)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """How two aligned pictures agree."""
+
+    corr: float  # mean correlation of the cells textured in both
+    shared: int  # cells textured in both
+    changed: int  # of those, cells that disagree
+    textured: tuple[int, int]  # textured cells in each picture
+    spread: float  # the box around the cells that disagree, as a fraction of the grid
+    fill: float  # how much of that box they fill
+
+    @property
+    def degenerate(self) -> bool:
+        return min(self.textured) < MIN_TEXTURED
+
+    @property
+    def copy(self) -> bool:
+        if self.degenerate or self.corr < NEAR_CORR:
+            return False
+        if self.changed <= max(1, NEAR_CHANGED * self.shared):
+            return True
+        # more cells disagree, but all in one compact block (a caption bar, a sticker,
+        # a label): an overlay on a copy, where another shot differs here and there
+        overlay = self.spread <= OVERLAY_SPREAD and self.fill >= OVERLAY_FILL
+        return overlay and self.changed <= OVERLAY_CHANGED * self.shared
+
+    @property
+    def shot(self) -> bool:
+        """The same scene at least (a copy is one too)."""
+        return not self.degenerate and self.corr >= SIMILAR_CORR
+
+
+def rendition(jpeg: bytes | None) -> Image.Image | None:
+    """A stored thumbnail as the grey picture checks are made on (None: unusable)."""
+    if not jpeg:
+        return None
+    try:
+        with Image.open(io.BytesIO(jpeg)) as im:
+            im.draft("L", (SIDE, SIDE))
+            return im.convert("L")
+    except Exception:  # a damaged thumbnail: the caller reads the file instead
+        return None
+
+
+def check(
+    newcomer: Image.Image, indexed: Image.Image, transform: str, search: bool = True
+) -> Check:
+    """How `newcomer`, turned or cropped as the hashes matched it (`transform`, a pose
+    name or `crop:<region>`), agrees with `indexed`."""
+    pose = _POSES.get(transform)
+    if transform in _POSES:
+        turned = newcomer.transpose(pose) if pose is not None else newcomer
+        found = _compare(_grid(turned), _grid(indexed))
+        if found.copy or transform != "identity" or found.degenerate or not search:
+            return found
+        # upright and close as a whole, yet not lined up: a crop of a few percent, or
+        # a frame, shifts every cell; the region boxes line such a pair up
+        region = "any"
+    else:
+        found, region = None, transform.removeprefix("crop:")
+    a, b = _aligned(newcomer, indexed, region)
+    boxed = _compare(a, b)
+    return boxed if found is None or boxed.copy else found
+
+
+def _grid(img: Image.Image, box=None, side: int = SIDE) -> np.ndarray:
+    if box is not None:
+        img = img.crop(tuple(round(v) for v in box))
+    return np.asarray(img.resize((side, side), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def _boxes(img: Image.Image, region: str) -> list[tuple[float, float, float, float]]:
+    """The part of a picture watcherd hashed as `region` (a crop of the other picture
+    is that part), the whole, and the picture without bars; every region when the
+    region is not known."""
+    w, h = img.size
+    boxes = {"whole": (0.0, 0.0, float(w), float(h))}
+    for number, (x0, y0, x1, y1) in REGIONS.items():
+        boxes[REGION_NAMES[number]] = (x0 * w, y0 * h, x1 * w, y1 * h)
+    short = min(w, h)
+    for number, f in SQUARES.items():
+        s = short * f
+        boxes[REGION_NAMES[number]] = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
+    if w * 9 > h * 16:
+        nw = h * 16 / 9
+        boxes["16:9"] = ((w - nw) / 2, 0.0, (w + nw) / 2, float(h))
+    else:
+        nh = w * 9 / 16
+        boxes["16:9"] = (0.0, (h - nh) / 2, float(w), (h + nh) / 2)
+    boxes["content"] = _trimmed(img)
+    if region in boxes:
+        return [boxes["whole"], boxes[region], boxes["content"]]
+    return list(boxes.values())
+
+
+def _trimmed(img: Image.Image) -> tuple[float, float, float, float]:
+    """The picture without the near-black or near-white bars around it (letterboxing,
+    a frame), judged row by row and column by column: flat and dark or bright."""
+    a = np.asarray(img, dtype=np.float32)
+    h, w = a.shape
+
+    def bar(line: np.ndarray) -> bool:
+        m = float(line.mean())
+        return float(line.std()) < TEXTURED and (m < 40 or m > 215)
+
+    top = next((y for y in range(h) if not bar(a[y])), h)
+    bottom = next((y for y in range(h - 1, -1, -1) if not bar(a[y])), -1) + 1
+    left = next((x for x in range(w) if not bar(a[:, x])), w)
+    right = next((x for x in range(w - 1, -1, -1) if not bar(a[:, x])), -1) + 1
+    if (right - left) * (bottom - top) < 0.3 * w * h:
+        return (0.0, 0.0, float(w), float(h))  # mostly bar: a dark or bright picture
+    return (float(left), float(top), float(right), float(bottom))
+
+
+def _score(x: np.ndarray, y: np.ndarray) -> float:
+    """How well two pictures line up, for moving a box towards the best place: the
+    mean correlation of their cells, leaving out the worst quarter (a caption bar or
+    a sticker sways a correlation of the whole picture; it changes only its cells)."""
+    cx, cy = _cells(x), _cells(y)
+    dx = cx - cx.mean(axis=1, keepdims=True)
+    dy = cy - cy.mean(axis=1, keepdims=True)
+    vx, vy = (dx * dx).sum(axis=1), (dy * dy).sum(axis=1)
+    both = (vx > 1e-3) & (vy > 1e-3)
+    if both.sum() < 4:
+        return -1.0
+    ncc = np.sort((dx * dy).sum(axis=1)[both] / np.sqrt(vx[both] * vy[both]))
+    return float(ncc[len(ncc) // 4 :].mean())
+
+
+def _fitted(img: Image.Image, box, aspect: float) -> tuple[float, float, float, float]:
+    """`box` reshaped about its centre to `aspect` (width / height, in pixels) at the
+    same area: a crop of a picture has the crop's own shape."""
+    x0, y0, x1, y1 = box
+    area = max(1.0, (x1 - x0) * (y1 - y0))
+    w = (area * aspect) ** 0.5
+    h = w / aspect
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+
+def _refined(img: Image.Image, box, other: np.ndarray, aspect: float) -> tuple:
+    """`box` of `img` moved and scaled step by step (halving the step) towards the place
+    that lines up best with `other`: the region boxes are where a crop usually is, not
+    where this one is. Keeps the crop's shape; stays inside the picture."""
+    w, h = img.size
+    x0, y0, x1, y1 = _fitted(img, box, aspect)
+    cx, cy, bw = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0
+
+    def cut(cx: float, cy: float, bw: float):
+        bh = bw / aspect
+        b = (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)
+        if bw < 0.2 * w or b[0] < -0.02 * w or b[1] < -0.02 * h:
+            return None
+        if b[2] > 1.02 * w or b[3] > 1.02 * h:
+            return None
+        return b
+
+    start = cut(cx, cy, bw)
+    if start is None:
+        cx, cy, bw = w / 2, h / 2, min(w, h * aspect)
+        start = (cx - bw / 2, cy - bw / aspect / 2, cx + bw / 2, cy + bw / aspect / 2)
+    best = _score(_grid(img, start, ALIGN_SIDE), other)
+    step = 0.08
+    while step >= 0.005:
+        moved = False
+        for dx, dy, ds in _MOVES:
+            b = cut(cx + dx * step * bw, cy + dy * step * bw, bw * (1 + ds * step))
+            if b is None:
+                continue
+            fit = _score(_grid(img, b, ALIGN_SIDE), other)
+            if fit > best + 1e-4:
+                best, moved = fit, True
+                cx, cy, bw = cx + dx * step * bw, cy + dy * step * bw, bw * (1 + ds * step)
+        if not moved:
+            step /= 2
+    bh = bw / aspect
+    return (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)
+
+
+_MOVES = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
+
+
+def _aligned(a: Image.Image, b: Image.Image, region: str) -> tuple[np.ndarray, np.ndarray]:
+    """`a` and `b` at SIDE, one of them cut to the part the other shows: the region box
+    (of either) that fits best as a start, then moved to the best fit (_refined)."""
+    whole_a, whole_b = _grid(a, side=ALIGN_SIDE), _grid(b, side=ALIGN_SIDE)
+    options = [("a", box) for box in _boxes(a, region)] + [("b", box) for box in _boxes(b, region)]
+
+    def fit(option) -> float:
+        which, box = option
+        if which == "a":
+            return _score(_grid(a, box, ALIGN_SIDE), whole_b)
+        return _score(whole_a, _grid(b, box, ALIGN_SIDE))
+
+    which, box = max(options, key=fit)
+    if which == "a":
+        box = _refined(a, box, whole_b, b.width / b.height)
+        side = _side(box)
+        return _grid(a, box, side), _grid(b, side=side)
+    box = _refined(b, box, whole_a, a.width / a.height)
+    side = _side(box)
+    return _grid(a, side=side), _grid(b, box, side)
+
+
+def _side(box) -> int:
+    """The size to compare at: a small box cut from a thumbnail is blurred when
+    enlarged to SIDE, and its sharp counterpart would disagree in every fine cell."""
+    x0, y0, x1, y1 = box
+    return SIDE if max(x1 - x0, y1 - y0) >= 0.75 * SIDE else ALIGN_SIDE
+
+
+def _cells(x: np.ndarray) -> np.ndarray:
+    n = x.shape[0] // CELL  # square pictures only
+    return x.reshape(n, CELL, n, CELL).transpose(0, 2, 1, 3).reshape(n * n, CELL * CELL)
+
+
+def _compare(x: np.ndarray, y: np.ndarray) -> Check:
+    cx, cy = _cells(x), _cells(y)
+    dx = cx - cx.mean(axis=1, keepdims=True)
+    dy = cy - cy.mean(axis=1, keepdims=True)
+    vx, vy = (dx * dx).sum(axis=1), (dy * dy).sum(axis=1)
+    limit = TEXTURED * TEXTURED * CELL * CELL
+    tx, ty = vx > limit, vy > limit
+    both = tx & ty
+    ncc = (dx * dy).sum(axis=1)[both] / np.sqrt(vx[both] * vy[both])
+    corr = float(ncc.mean()) if ncc.size else 0.0
+    bad = np.zeros(both.shape, dtype=bool)
+    bad[both] = ncc < CELL_AGREES
+    n = x.shape[0] // CELL
+    rows, cols = np.nonzero(bad.reshape(n, n))
+    spread = fill = 0.0
+    if rows.size:
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        spread, fill = box / (n * n), rows.size / box
+    textured = (int(tx.sum()), int(ty.sum()))
+    return Check(corr, int(both.sum()), int(bad.sum()), textured, float(spread), float(fill))
