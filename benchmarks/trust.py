@@ -14,7 +14,11 @@ quarantined; similar: reported only):
   found;
 - blank: pictures with nothing in them, drawn here (solid colours, a 1x1 PNG, a grey
   gradient, a white slide, a black phone screen);
-- everyday: the distinct camera photos of the manifest (role `photo`), as a control.
+- everyday: the distinct camera photos of the manifest (role `photo`), as a control;
+- made copies of a sample of those (benchmarks/screens.py): chat, gallery and
+  full-screen phone screenshots of each, and copies with a sticker or label over
+  5-10% of the picture; how many are found, and any false near link; the chat
+  screenshots also alone (different photos in the same chrome).
 
 Prints, per set: pictures, near links, similar links, and for the copy bursts how many
 were found. A "false link" is any near link between two files no label calls copies.
@@ -25,13 +29,14 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_BENCH = HERE.parent.parent / "shared" / "bench"
@@ -101,6 +106,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bench", type=Path, default=DEFAULT_BENCH)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--sample", type=int, default=40, help="photos to make copies of")
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="wd-trust-"))
     photos = args.bench / "photos"
@@ -145,6 +152,50 @@ def main() -> None:
     everyday = [p for p in everyday if p not in grouped]
     links, _ = scan_links(everyday, work / "everyday")
     report("everyday photos (distinct)", everyday, links)
+    made_copies(everyday, work, args.sample, args.seed)
+
+
+def made_copies(everyday: list[Path], work: Path, n: int, seed: int) -> None:
+    """Screenshots and stickered copies of `n` everyday photos, each set scanned after
+    its photos: found (linked near to its photo), false near links (to anything
+    else); and the chat screenshots scanned alone, where only their chrome is alike."""
+    import screens
+
+    rng = random.Random(seed)
+    sources = rng.sample(everyday, min(n, len(everyday)))
+    pictures = []
+    for p in sources:
+        with Image.open(p) as im:
+            pictures.append(ImageOps.exif_transpose(im).convert("RGB"))
+    kinds = {
+        "chat screenshots": screens.chat,
+        "gallery screenshots": screens.gallery,
+        "full-screen screenshots": screens.full_screen,
+        "stickers (5-10%)": screens.sticker,
+    }
+    for label, make in kinds.items():
+        folder = work / ("made-" + label.split()[0])
+        folder.mkdir(parents=True, exist_ok=True)
+        made = []
+        for k, (src, img) in enumerate(zip(sources, pictures, strict=True)):
+            dest = folder / f"{label.split()[0]}-{k:03d}.{'png' if 'screen' in label else 'jpg'}"
+            make(img, seed * 1000 + k).save(
+                dest, **({} if dest.suffix == ".png" else {"quality": 85})
+            )
+            made.append((dest, src))
+        copies = {frozenset((str(a), str(b))) for a, b in made}
+        links, _ = scan_links(sources + [a for a, _ in made], work / ("scan-" + label.split()[0]))
+        near = {frozenset((a, b)) for a, b, kind in links if kind != "similar"}
+        found = sum(1 for pair in copies if pair in near)
+        false = [pair for pair in near if pair not in copies]
+        print(f"{label:<28} {len(made):>5} copies   found {found / len(made):.2f}  "
+              f"false near {len(false):>3}")  # fmt: skip
+        for pair in false[:3]:
+            print("    false: " + " ~ ".join(Path(x).name for x in pair))
+        if label.startswith("chat"):
+            alone = [a for a, _ in made]
+            links, _ = scan_links(alone, work / "scan-chat-alone")
+            report("chat screenshots alone", alone, links)
 
 
 if __name__ == "__main__":

@@ -130,3 +130,31 @@ def test_check_tells_a_copy_from_another_picture():
     assert check(one, two, "identity").shot
     other = check(a, busy_photo(33).convert("L").resize((128, 96)), "identity")
     assert not other.copy and not other.shot
+
+
+def _taken(img: Image.Image, path, when: str, quality: int) -> None:
+    exif = Image.Exif()
+    exif[0x0132] = when  # DateTime: read when DateTimeOriginal is missing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.convert("RGB").save(path, quality=quality, exif=exif)
+
+
+def test_photos_taken_seconds_apart_are_another_shot_not_a_copy(tmp_path):
+    """A burst of a still scene: the pixels cannot tell the frames apart, the capture
+    times can. A re-encoded copy keeps its photo's capture time and stays near."""
+    scene = busy_photo(41)
+    folder = tmp_path / "photos"
+    _taken(scene, folder / "a.jpg", "2026:05:01 10:00:00", 92)
+    _taken(scene, folder / "b.jpg", "2026:05:01 10:00:03", 91)  # the next shot
+    _taken(scene.resize((400, 300)), folder / "c.jpg", "2026:05:01 10:00:00", 70)  # a copy
+    with Index(tmp_path / "i.sqlite3") as index:
+        scan([folder], Config(workers=1), index)
+        rows = index.session.scalars(select(Decision).where(Decision.current.is_(True))).all()
+        found = {
+            frozenset((os.path.basename(d.file.path), os.path.basename(d.original.path))): d.kind
+            for d in rows
+        }
+    assert found == {
+        frozenset(("a.jpg", "b.jpg")): "similar",
+        frozenset(("a.jpg", "c.jpg")): "near",
+    }

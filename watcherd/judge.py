@@ -14,6 +14,7 @@ import json
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from PIL import Image
 
@@ -39,6 +40,7 @@ VERIFY_AT_MOST = 8
 # the region boxes are searched for this many per newcomer (a search costs ~5 ms).
 SEARCHES = 2
 SIMILAR_AT_MOST = 4  # candidates for `similar` checked per newcomer
+OTHER_MOMENT = timedelta(minutes=10)  # capture times this close, and not equal: another shot
 CACHED = 2048  # indexed files' renditions kept decoded (about 12 KB each)
 _WHOLE = frozenset(TRANSFORM_NAMES)
 
@@ -98,6 +100,7 @@ class Judge:
         mine = self._newcomer(fp)
         if mine is None:
             return Finding()
+        self._load([m.file_id for m in live[:VERIFY_AT_MOST]])
         copy = shot = None
         checked: set[int] = set()
         searches = SEARCHES
@@ -107,7 +110,7 @@ class Judge:
             searches -= m.transform == "identity"
             if found is None:
                 continue
-            if found.copy:
+            if found.copy and not self._other_moment(fp, m.file_id):
                 copy = m
                 break
             if shot is None and found.shot and m.transform in _WHOLE:
@@ -119,6 +122,24 @@ class Judge:
             if other is not None:
                 return Finding(shot=other, shot_distance=shot.distance)
         return Finding()
+
+    def _other_moment(self, fp: Fingerprint, file_id: int) -> bool:
+        """Both photos carry a capture time, and they are seconds to minutes apart: a
+        burst or a re-take, whatever the pixels say (a copy keeps its photo's capture
+        time or loses it). Hours or more apart is more likely a time rewritten by an
+        editor than another shot, and says nothing."""
+        if not fp.taken_at:
+            return False
+        other = self.index.get(file_id)
+        if other is None or not other.taken_at or other.taken_at == fp.taken_at:
+            return False
+        try:
+            apart = abs(
+                datetime.fromisoformat(fp.taken_at) - datetime.fromisoformat(other.taken_at)
+            )
+        except ValueError:
+            return False
+        return apart <= OTHER_MOMENT
 
     def _named(self, fp: Fingerprint, mine, copy: Match, redundant: bool, checked: set[int]):
         """The finding for a verified copy. When the file it lines up with is itself a
@@ -254,6 +275,22 @@ class Judge:
             self._write_trace(fp.path, file_id, transform, found)
         return found
 
+    def _load(self, file_ids: list[int]) -> None:
+        """Decode the stored thumbnails of those not cached yet, read in one query."""
+        missing = [i for i in file_ids if i not in self._pictures]
+        if not missing:
+            return
+        stored = self.index.thumbnails(missing)
+        for file_id in missing:
+            picture = rendition(stored.get(file_id))
+            if picture is not None:  # else _picture reads the file again
+                self._cache(file_id, picture)
+
+    def _cache(self, file_id: int, picture: Image.Image | None) -> None:
+        self._pictures[file_id] = picture
+        if len(self._pictures) > CACHED:
+            self._pictures.popitem(last=False)
+
     def _picture(self, file_id: int) -> Image.Image | None:
         """An indexed file's picture for checks: its stored thumbnail, or (indexed
         before thumbnails were stored) the file read again; cached, most recent last."""
@@ -265,9 +302,7 @@ class Judge:
         if picture is None:
             f = self.index.get(file_id)
             picture = rendition(thumbnail_of(f.path)) if f is not None else None
-        self._pictures[file_id] = picture
-        if len(self._pictures) > CACHED:
-            self._pictures.popitem(last=False)
+        self._cache(file_id, picture)
         return picture
 
     def _write_trace(self, path: str, file_id: int, transform: str, found: Check) -> None:
