@@ -31,16 +31,17 @@ from .matching import (
     RegionIndex,
 )
 from .models import ACTIVE, File, to_unsigned
-from .verify import Check, check, rendition
+from .verify import DETAIL, Check, check, rendition, turned, zoomed
 
 # Candidates checked on pixels per newcomer, best first (a photo with many copies
 # indexed brings them all; the first kept file that verifies decides).
 VERIFY_AT_MOST = 8
-# Upright candidates that do not line up as they are may be a crop of a few percent:
+# Whole-picture candidates that do not line up as they are may be a crop of a few percent:
 # the region boxes are searched for this many per newcomer (a search costs ~5 ms).
 SEARCHES = 2
 SIMILAR_AT_MOST = 4  # candidates for `similar` checked per newcomer
 OTHER_MOMENT = timedelta(minutes=10)  # capture times this close, and not equal: another shot
+ZOOM_SIDE = 512  # files are read again at this size for a closer look (_closer)
 CACHED = 2048  # indexed files' renditions kept decoded (about 12 KB each)
 _WHOLE = frozenset(TRANSFORM_NAMES)
 
@@ -107,9 +108,11 @@ class Judge:
         for m in live[:VERIFY_AT_MOST]:
             checked.add(m.file_id)
             found = self._check(fp, mine, m.file_id, m.transform, searches > 0)
-            searches -= m.transform == "identity"
+            searches -= m.transform in _WHOLE
             if found is None:
                 continue
+            if found.copy and min(found.textured) < DETAIL:
+                found = self._closer(fp, m.file_id, m.transform) or found
             if found.copy and not self._other_moment(fp, m.file_id):
                 copy = m
                 break
@@ -121,7 +124,24 @@ class Judge:
             other = self.index.get(shot.file_id)
             if other is not None:
                 return Finding(shot=other, shot_distance=shot.distance)
-        return Finding()
+        return self.similar(f, fp, ignored, frozenset(checked))
+
+    def _closer(self, fp: Fingerprint, file_id: int, transform: str) -> Check | None:
+        """The check again on both files read at ZOOM_SIDE and cut to their subject:
+        a thumbnail of a small object on a plain ground (a nebula, a product shot)
+        has too few cells to tell two such objects apart. Rare, so the files are read
+        again rather than more kept for every file."""
+        other = self.index.get(file_id)
+        if other is None:
+            return None
+        mine, theirs = (rendition(thumbnail_of(p, ZOOM_SIDE)) for p in (fp.path, other.path))
+        if mine is None or theirs is None:
+            return None
+        mine = zoomed(turned(mine, transform))
+        found = check(mine, zoomed(theirs), "identity", search=False)
+        if self._trace is not None:
+            self._write_trace(fp.path, file_id, "zoomed:" + transform, found)
+        return found
 
     def _other_moment(self, fp: Fingerprint, file_id: int) -> bool:
         """Both photos carry a capture time, and they are seconds to minutes apart: a
@@ -160,12 +180,14 @@ class Judge:
                 return Finding(kept, distance, copy.transform)
         return Finding(partner, copy.distance, copy.transform, settled=True)
 
-    def similar(self, f: File, fp: Fingerprint, ignored: set[int]) -> tuple[File, int] | None:
-        """A different shot of the same scene (a burst, a re-take): upright whole
-        pictures within looser limits than a copy, the same scene on pixels."""
+    def similar(
+        self, f: File, fp: Fingerprint, ignored: set[int], checked: frozenset[int] = frozenset()
+    ) -> Finding:
+        """Another shot of the same scene (a burst, a re-take): upright whole pictures
+        within the looser `similar` limits that show the same scene on pixels."""
         mine = self._newcomer(fp)
         if mine is None:
-            return None
+            return Finding()
         tried = 0
         for m in self.hashes.search(
             fp.variants[:1],
@@ -175,6 +197,8 @@ class Judge:
         ):
             if tried >= SIMILAR_AT_MOST:
                 break
+            if m.file_id in checked:
+                continue
             other = self.index.get(m.file_id)
             if other is None or other.status != ACTIVE or other.id in ignored:
                 continue
@@ -182,9 +206,13 @@ class Judge:
                 continue
             tried += 1
             found = self._check(fp, mine, other.id, "identity", search=False)
-            if found is not None and found.shot:
-                return other, m.distance
-        return None
+            if found is None or not found.shot:
+                continue
+            # not a copy, whatever the pixels say: beyond the near limits, a compact
+            # change (a sticker, or a subject that moved) cannot be told from another
+            # shot on a thumbnail (test_burst_shots_are_similar_never_near)
+            return Finding(shot=other, shot_distance=m.distance)
+        return Finding()
 
     def candidates(self, f: File, fp: Fingerprint) -> list[Match]:
         """Indexed pictures that look like the newcomer: whole, turned, or cropped.

@@ -18,7 +18,7 @@ from .actions import ActionError, Mover
 from .config import Config
 from .fingerprint import Fingerprint
 from .index import Index
-from .judge import Judge
+from .judge import Finding, Judge
 from .matching import HashIndex, RegionIndex, load_arrays, newcomer_wins, save_arrays
 from .models import ACTIVE, ERROR, File
 
@@ -285,14 +285,12 @@ class Pipeline:
             settled = found.settled
             partner, distance, transform = found.partner, found.distance, found.transform
             kind = "near"
-            if partner is None and found.shot is not None:
-                # the hashes said copy, the pixels another shot of the scene
-                self.index.record_similar(f, found.shot, found.shot_distance)
-                return Verdict(
-                    f.path, found.shot.path, "similar", found.shot_distance, None, f.size
-                )
-        if partner is None or partner.id in ignored:
-            return self._similar(f, fp, ignored) if fp.variants else None
+            if partner is None:
+                return self._similar(f, found)
+        if partner is None:
+            return None
+        if partner.id in ignored:  # the user said these two are not copies
+            return self._similar(f, self.judge.similar(f, fp, ignored)) if fp.variants else None
         # `transform` is the pose that turned the newcomer into the indexed picture; the
         # decision records how the redundant copy is turned relative to the kept one.
         if not settled and self._newcomer_kept(f, partner):
@@ -319,15 +317,13 @@ class Pipeline:
             return replace(verdict, note=moved.note, move_failed=True)
         return replace(verdict, action="quarantined", moved_to=moved.path)
 
-    def _similar(self, f: File, fp: Fingerprint, ignored: set[int]) -> Verdict | None:
-        """A different shot of the same scene: reported, never moved; neither file
-        becomes redundant."""
-        found = self.judge.similar(f, fp, ignored)
-        if found is None:
+    def _similar(self, f: File, found: Finding) -> Verdict | None:
+        """Another shot of the same scene (a burst, a re-take), if the judge found one:
+        reported, never moved; neither file becomes redundant."""
+        if found.shot is None:
             return None
-        other, distance = found
-        self.index.record_similar(f, other, distance)
-        return Verdict(f.path, other.path, "similar", distance, None, f.size)
+        self.index.record_similar(f, found.shot, found.shot_distance)
+        return Verdict(f.path, found.shot.path, "similar", found.shot_distance, None, f.size)
 
     def rematch(self, f: File) -> None:
         """Make an indexed file matchable again (back from quarantine) without reading it."""

@@ -46,6 +46,11 @@ OVERLAY_FILL = 0.3  # and filling at least this much of it
 OVERLAY_CHANGED = 0.3  # and no more than this fraction of the shared cells
 MIN_TEXTURED = 8  # fewer textured cells than this: a degenerate picture
 SIMILAR_CORR = 0.5  # another shot of the scene: its cells still broadly agree
+DETAIL = 40  # fewer textured cells than this in either: too little to tell at SIDE
+ZOOM_CONTRAST = 24  # grey levels from the background that count as the subject
+TONE_TOLERANCE = 40.0  # grey levels a cell's mean may stray from the tone curve
+OFF_TONE = 0.2  # a copy: at most this fraction of all cells that far off (an overlay)
+MAX_GAIN = 1.7  # the steepest tone line a copy's brightness or contrast edit draws
 # A crop's best region box scores 0.89 or more before it is refined (crop kinds of
 # accuracy.py, a 13% crop no box matches), unrelated pictures the hashes bring at most
 # 0.76 (benchmarks/throughput.py's photos): below this the box is not refined.
@@ -65,6 +70,7 @@ class Check:
     textured: tuple[int, int]  # textured cells in each picture
     spread: float  # the box around the cells that disagree, as a fraction of the grid
     fill: float  # how much of that box they fill
+    off_tone: float = 0.0  # cells far off the tone curve that maps one onto the other
 
     @property
     def degenerate(self) -> bool:
@@ -72,7 +78,7 @@ class Check:
 
     @property
     def copy(self) -> bool:
-        if self.degenerate or self.corr < NEAR_CORR:
+        if self.degenerate or self.corr < NEAR_CORR or self.off_tone > OFF_TONE:
             return False
         if self.changed <= max(1, NEAR_CHANGED * self.shared):
             return True
@@ -99,19 +105,46 @@ def rendition(jpeg: bytes | None) -> Image.Image | None:
         return None
 
 
+def zoomed(img: Image.Image) -> Image.Image:
+    """The picture cut to what stands on its background (a nebula on black, an object
+    on white), with a margin: a small subject fills a thumbnail only when zoomed."""
+    a = np.asarray(img, dtype=np.int16)
+    h, w = a.shape
+    ground = int(np.median([a[0, 0], a[0, -1], a[-1, 0], a[-1, -1]]))
+    rows = np.nonzero((np.abs(a - ground) > ZOOM_CONTRAST).sum(axis=1) > 1)[0]
+    cols = np.nonzero((np.abs(a - ground) > ZOOM_CONTRAST).sum(axis=0) > 1)[0]
+    if rows.size == 0 or cols.size == 0:
+        return img
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    side = max(bottom - top, right - left) * 1.2
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    box = (
+        max(0, cx - side / 2),
+        max(0, cy - side / 2),
+        min(w, cx + side / 2),
+        min(h, cy + side / 2),
+    )
+    return img.crop(tuple(round(v) for v in box))
+
+
+def turned(img: Image.Image, transform: str) -> Image.Image:
+    """`img` in the pose `transform` names (a crop leaves it as it is)."""
+    pose = _POSES.get(transform)
+    return img.transpose(pose) if pose is not None else img
+
+
 def check(
     newcomer: Image.Image, indexed: Image.Image, transform: str, search: bool = True
 ) -> Check:
     """How `newcomer`, turned or cropped as the hashes matched it (`transform`, a pose
     name or `crop:<region>`), agrees with `indexed`."""
-    pose = _POSES.get(transform)
     if transform in _POSES:
-        turned = newcomer.transpose(pose) if pose is not None else newcomer
-        found = _compare(_grid(turned), _grid(indexed))
-        if found.copy or transform != "identity" or found.degenerate or not search:
+        newcomer = turned(newcomer, transform)
+        found = _compare(_grid(newcomer), _grid(indexed))
+        if found.copy or found.degenerate or not search:
             return found
-        # upright and close as a whole, yet not lined up: a crop of a few percent, or
-        # a frame, shifts every cell; the region boxes line such a pair up
+        # close as a whole, yet not lined up: a crop of a few percent, a frame, or a
+        # thumbnail a pixel shorter shifts every cell; the region boxes line them up
         region = "any"
     else:
         found, region = None, transform.removeprefix("crop:")
@@ -277,6 +310,30 @@ def _cells(x: np.ndarray) -> np.ndarray:
     return x.reshape(n, CELL, n, CELL).transpose(0, 2, 1, 3).reshape(n * n, CELL * CELL)
 
 
+def _off_tone(mx: np.ndarray, my: np.ndarray) -> float:
+    """The fraction of cells whose brightness strays far from the one tone curve that
+    maps the rest of one picture onto the other. A copy is brighter, greyer or more
+    contrasted everywhere alike, apart from an overlay; two screenshots of different
+    photos in the same viewer agree in their chrome and correlate weakly in a
+    low-texture photo, but the photos are bright in different places. Fitted both ways
+    round (an overlay maps many tones to one), the fewer cells off counting."""
+    return min(_off_curve(mx, my), _off_curve(my, mx))
+
+
+def _off_curve(mx: np.ndarray, my: np.ndarray) -> float:
+    """Cells off the straight tone line y = a x + b fitted robustly, with its slope
+    held to what an edit does (a brightness or contrast change of up to MAX_GAIN): a
+    line from a dark photo to a bright one fits two uniform pictures, not a copy."""
+    keep = np.ones(mx.shape, dtype=bool)
+    for _ in range(3):  # fit, then again without the worst quarter (an overlay)
+        a, b = np.polyfit(mx[keep], my[keep], 1) if np.ptp(mx[keep]) > 1 else (1.0, 0.0)
+        a = float(np.clip(a, 1 / MAX_GAIN, MAX_GAIN))
+        b = float(np.median(my[keep] - a * mx[keep]))
+        residual = np.abs(my - a * mx - b)
+        keep = residual <= np.quantile(residual, 0.75)
+    return float((residual > TONE_TOLERANCE).mean())
+
+
 def _compare(x: np.ndarray, y: np.ndarray) -> Check:
     cx, cy = _cells(x), _cells(y)
     dx = cx - cx.mean(axis=1, keepdims=True)
@@ -296,4 +353,5 @@ def _compare(x: np.ndarray, y: np.ndarray) -> Check:
         box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
         spread, fill = box / (n * n), rows.size / box
     textured = (int(tx.sum()), int(ty.sum()))
-    return Check(corr, int(both.sum()), int(bad.sum()), textured, float(spread), float(fill))
+    off = _off_tone(cx.mean(axis=1), cy.mean(axis=1))
+    return Check(corr, int(both.sum()), int(bad.sum()), textured, float(spread), float(fill), off)
