@@ -326,8 +326,11 @@ def _off_curve(mx: np.ndarray, my: np.ndarray) -> float:
     line from a dark photo to a bright one fits two uniform pictures, not a copy."""
     keep = np.ones(mx.shape, dtype=bool)
     for _ in range(3):  # fit, then again without the worst quarter (an overlay)
-        a, b = np.polyfit(mx[keep], my[keep], 1) if np.ptp(mx[keep]) > 1 else (1.0, 0.0)
-        a = float(np.clip(a, 1 / MAX_GAIN, MAX_GAIN))
+        x, y = mx[keep], my[keep]
+        dx = x - x.mean()
+        spread = float((dx * dx).sum())
+        a = float((dx * (y - y.mean())).sum()) / spread if spread > 1 else 1.0
+        a = min(max(a, 1 / MAX_GAIN), MAX_GAIN)
         b = float(np.median(my[keep] - a * mx[keep]))
         residual = np.abs(my - a * mx - b)
         keep = residual <= np.quantile(residual, 0.75)
@@ -353,5 +356,6 @@ def _compare(x: np.ndarray, y: np.ndarray) -> Check:
         box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
         spread, fill = box / (n * n), rows.size / box
     textured = (int(tx.sum()), int(ty.sum()))
-    off = _off_tone(cx.mean(axis=1), cy.mean(axis=1))
+    # only a pair that may be a copy needs it (it is the costly part)
+    off = _off_tone(cx.mean(axis=1), cy.mean(axis=1)) if corr >= NEAR_CORR else 0.0
     return Check(corr, int(both.sum()), int(bad.sum()), textured, float(spread), float(fill), off)
