@@ -158,3 +158,39 @@ def test_photos_taken_seconds_apart_are_another_shot_not_a_copy(tmp_path):
         frozenset(("a.jpg", "b.jpg")): "similar",
         frozenset(("a.jpg", "c.jpg")): "near",
     }
+
+
+def _chat_screenshot(photo: Image.Image, seed: int) -> Image.Image:
+    """A phone screenshot of a chat: bars, text bubbles, and the photo in an image
+    bubble over about a quarter of the screen."""
+    rng = random.Random(seed)
+    img = Image.new("RGB", (1080, 2340), (236, 229, 221))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, 1080, 230), fill=(7, 94, 84))
+    draw.rectangle((0, 2210, 1080, 2340), fill=(245, 245, 245))
+    y = 300
+    for _ in range(4):
+        w = rng.randrange(300, 800)
+        draw.rounded_rectangle((40, y, 40 + w, y + 100), 24, fill=(255, 255, 255))
+        draw.text((70, y + 30), "see you soon " * (w // 200), fill=(30, 30, 30))
+        y += 130
+    pw, ph = 860, 645
+    draw.rounded_rectangle((100, y + 40, 100 + pw + 20, y + 60 + ph + 50), 24, fill=(220, 248, 198))
+    img.paste(photo.resize((pw, ph)), (110, y + 50))
+    draw.text((900, y + ph + 70), "12:07", fill=(120, 120, 120))
+    return img
+
+
+def test_a_photo_inside_a_chat_screenshot_is_found_and_chrome_links_nothing(tmp_path):
+    """A screenshot showing a photo is a copy of it (its region for the photo is
+    hashed and verified as a crop); screenshots of other photos in the same chat
+    chrome are not copies of one another."""
+    photo = busy_photo(51)
+    pictures = {
+        "a-photo.jpg": photo,
+        "b-shot.png": _chat_screenshot(photo, 1),
+        "c-other.png": _chat_screenshot(busy_photo(52), 2),
+        "d-other.png": _chat_screenshot(busy_photo(53), 3),
+    }
+    near = [(a, b) for a, b, kind in decisions(tmp_path, pictures) if kind == "near"]
+    assert [frozenset(pair) for pair in near] == [frozenset(("a-photo.jpg", "b-shot.png"))]

@@ -65,6 +65,12 @@ REGIONS = {
 SQUARES = {7: 1.0, 8: 0.85, 9: 0.7}
 CONTENT = 10  # the picture without black or white bars around it (content_box)
 WIDE = 11  # the largest centred 16:9 crop: the picture fitted to a screen or a video frame
+PHOTO = 12  # the photo inside a screenshot (photo_box)
+SCREEN_SHAPE = 1.7  # a picture this much longer than wide (or wider than long) may be a screen
+PHOTO_TEXTURE = 1.0  # a block of a screenshot whose grey levels vary more: part of a photo
+PHOTO_AREA = (0.08, 0.85)  # a photo inside a screenshot covers this much of it
+PHOTO_SEED = 0.01  # the textured rectangle it grows from covers at least this much
+FLAT_LINE = 0.5  # a line of a screenshot varying less (and like the next): not photo
 THUMB_SIDE = 128  # long side of the stored thumbnail (about 3 KB as JPEG)
 THUMB_QUALITY = 70
 # JPEG draft() decodes at 1/2..1/8 scale: as small as keeps the long side at least
@@ -351,6 +357,109 @@ def content_box(img: Image.Image) -> tuple[int, int, int, int]:
     return (left, top, right, bottom)
 
 
+def photo_box(img: Image.Image) -> tuple[int, int, int, int] | None:
+    """The photo shown inside a screenshot (a chat's image bubble, a gallery viewer), as
+    a box of `img` (grey); None when `img` is not screen-shaped or shows no such photo.
+
+    A screen's own parts are flat (backgrounds, bars, bubbles) or thin (a line of
+    text, an icon); a photo is a large block of continuous tone. Blocks of the picture
+    are called textured when their grey levels vary at all, a block counts when most
+    of its neighbourhood is textured (small flat patches of the photo count, specks of
+    text do not), and the largest rectangle of such blocks is the photo. A copy of a
+    photo inside a screenshot is then hashed, and verified, as a crop of it.
+    """
+    w, h = img.size
+    if max(w, h) < SCREEN_SHAPE * min(w, h):
+        return None  # photos are 4:3, 3:2, 16:9 at most; screens are taller
+    block = max(2, max(w, h) // 64)
+    by, bx = h // block, w // block
+    if by < 8 or bx < 4:
+        return None
+    a = np.asarray(img, dtype=np.float32)[: by * block, : bx * block]
+    textured = a.reshape(by, block, bx, block).std(axis=(1, 3)) > PHOTO_TEXTURE
+    padded = np.pad(textured.astype(np.int8), 1)
+    around = sum(padded[dy : dy + by, dx : dx + bx] for dy in range(3) for dx in range(3))
+    top, left, bottom, right = _largest_rectangle(around >= 5)
+    if (bottom - top) * (right - left) < PHOTO_SEED * by * bx:
+        return None  # nothing like a photo
+    box = _grown(a, (left * block, top * block, right * block, bottom * block))
+    x0, y0, x1, y1 = _snapped(a, box, 3 * block)
+    area = (x1 - x0) * (y1 - y0)
+    if area < PHOTO_AREA[0] * a.size or area > PHOTO_AREA[1] * a.size:
+        return None  # a line of text, or the screen is the photo
+    return (x0, y0, x1, y1)
+
+
+def _grown(a: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """`box` grown, a line of pixels at a time on each side, while the next line is
+    still photo: it varies along its length, or its tone differs from the line beyond
+    it (a smooth sky, a gradient). A screen's background or bar is a run of lines of
+    one flat tone; that is where the photo ends."""
+    h, w = a.shape
+    left, top, right, bottom = box
+
+    def photo(line: np.ndarray, beyond: np.ndarray) -> bool:
+        return float(line.std()) > FLAT_LINE or abs(float(line.mean() - beyond.mean())) > FLAT_LINE
+
+    grew = True
+    while grew:
+        grew = False
+        if top > 1 and photo(a[top - 1, left:right], a[top - 2, left:right]):
+            top, grew = top - 1, True
+        if bottom < h - 1 and photo(a[bottom, left:right], a[bottom + 1, left:right]):
+            bottom, grew = bottom + 1, True
+        if left > 1 and photo(a[top:bottom, left - 1], a[top:bottom, left - 2]):
+            left, grew = left - 1, True
+        if right < w - 1 and photo(a[top:bottom, right], a[top:bottom, right + 1]):
+            right, grew = right + 1, True
+    return (left, top, right, bottom)
+
+
+def _snapped(a: np.ndarray, box: tuple[int, int, int, int], reach: int) -> tuple[int, ...]:
+    """`box` with each edge moved (by up to `reach` + 1 pixels) onto the strongest
+    straight edge along it: the photo's own border, where the blocks only come near.
+    An edge at the picture's border (a photo as wide as the screen) stays there."""
+    h, w = a.shape
+    left, top, right, bottom = box
+    for _ in range(2):
+        if right - left < 2 or bottom - top < 2:
+            break
+        rows = np.abs(np.diff(a[:, left:right], axis=0)).mean(axis=1)  # rows[y]: y | y+1
+        top = top if top <= reach else _strongest(rows, top - 1, reach) + 1
+        bottom = bottom if bottom >= h - reach else _strongest(rows, bottom - 1, reach) + 1
+        cols = np.abs(np.diff(a[top:bottom], axis=1)).mean(axis=0)
+        left = left if left <= reach else _strongest(cols, left - 1, reach) + 1
+        right = right if right >= w - reach else _strongest(cols, right - 1, reach) + 1
+    left, top = max(0, left), max(0, top)
+    return (left, top, min(w, max(right, left + 1)), min(h, max(bottom, top + 1)))
+
+
+def _strongest(steps: np.ndarray, at: int, reach: int) -> int:
+    """The index of the largest of `steps` within `reach` + 1 of `at`."""
+    lo, hi = max(0, at - reach - 1), min(len(steps), at + reach + 2)
+    return lo + int(np.argmax(steps[lo:hi])) if hi > lo else at
+
+
+def _largest_rectangle(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the largest all-true rectangle of a 2-D mask, by
+    the histogram-and-stack method: one pass over the rows."""
+    rows, cols = mask.shape
+    heights = np.zeros(cols, dtype=np.int32)
+    best = (0, 0, 0, 0, 0)
+    for r in range(rows):
+        heights = np.where(mask[r], heights + 1, 0)
+        stack: list[tuple[int, int]] = []
+        for c, height in enumerate([*heights.tolist(), 0]):
+            start = c
+            while stack and stack[-1][1] >= height:
+                s, sh = stack.pop()
+                if sh * (c - s) > best[0]:
+                    best = (sh * (c - s), r - sh + 1, s, r + 1, c)
+                start = s
+            stack.append((start, height))
+    return best[1:]
+
+
 def region_boxes(base: Image.Image) -> dict[int, tuple[int, int, int, int]]:
     """The parts of a picture a cropped copy may keep, as boxes of `base` by region id.
 
@@ -379,6 +488,9 @@ def region_boxes(base: Image.Image) -> dict[int, tuple[int, int, int, int]]:
     content = content_box(base)
     if content != (0, 0, w, h):
         boxes[CONTENT] = content
+    photo = photo_box(base)
+    if photo is not None:
+        boxes[PHOTO] = photo
     return boxes
 
 

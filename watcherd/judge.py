@@ -16,8 +16,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from PIL import Image
-
 from .config import Config
 from .fingerprint import TRANSFORM_NAMES, Fingerprint, thumbnail_of
 from .index import Index
@@ -31,16 +29,18 @@ from .matching import (
     RegionIndex,
 )
 from .models import ACTIVE, File, to_unsigned
-from .verify import DETAIL, Check, check, rendition, turned, zoomed
+from .verify import DETAIL, Check, Picture, check, rendition, turned, zoomed
 
-# Candidates checked on pixels per newcomer, best first (a photo with many copies
-# indexed brings them all; the first kept file that verifies decides).
+# Whole-picture candidates checked on pixels per newcomer, best first (a photo with
+# many copies indexed brings them all; the first kept file that verifies decides).
 VERIFY_AT_MOST = 8
 # Whole-picture candidates that do not line up as they are may be a crop of a few percent:
 # the region boxes are searched for this many per newcomer (a search costs ~5 ms).
 SEARCHES = 2
+CROPS_AT_MOST = 4  # and crops, besides
 SIMILAR_AT_MOST = 4  # candidates for `similar` checked per newcomer
 OTHER_MOMENT = timedelta(minutes=10)  # capture times this close, and not equal: another shot
+SCREENSHOT = "crop:photo"  # a photo and a screenshot showing it (fingerprint.photo_box)
 ZOOM_SIDE = 512  # files are read again at this size for a closer look (_closer)
 CACHED = 2048  # indexed files' renditions kept decoded (about 12 KB each)
 _WHOLE = frozenset(TRANSFORM_NAMES)
@@ -64,8 +64,8 @@ class Judge:
         self.config = config
         self.hashes = HashIndex()
         self.parts = RegionIndex()
-        self._pictures: OrderedDict[int, Image.Image | None] = OrderedDict()
-        self._newest: tuple[Fingerprint | None, Image.Image | None] = (None, None)
+        self._pictures: OrderedDict[int, Picture | None] = OrderedDict()
+        self._newest: tuple[Fingerprint | None, Picture | None] = (None, None)
         trace = os.environ.get("WATCHERD_VERIFY_TRACE")
         self._trace = open(trace, "a", encoding="utf-8") if trace else None  # noqa: SIM115
 
@@ -101,18 +101,24 @@ class Judge:
         mine = self._newcomer(fp)
         if mine is None:
             return Finding()
-        self._load([m.file_id for m in live[:VERIFY_AT_MOST]])
         copy = shot = None
         checked: set[int] = set()
         searches = SEARCHES
-        for m in live[:VERIFY_AT_MOST]:
+        # at most so many of each: the whole-picture candidates (a screenshot's chrome
+        # brings every other screenshot of the app) do not crowd out the crops
+        room = {True: VERIFY_AT_MOST, False: CROPS_AT_MOST}
+        chosen = []
+        for m in live:
+            if room[m.transform in _WHOLE] > 0:
+                room[m.transform in _WHOLE] -= 1
+                chosen.append(m)
+        self._load([m.file_id for m in chosen])
+        for m in chosen:
             checked.add(m.file_id)
-            found = self._check(fp, mine, m.file_id, m.transform, searches > 0)
+            found = self._verify(fp, mine, m.file_id, m.transform, searches > 0)
             searches -= m.transform in _WHOLE
             if found is None:
                 continue
-            if found.copy and min(found.textured) < DETAIL:
-                found = self._closer(fp, m.file_id, m.transform) or found
             if found.copy and not self._other_moment(fp, m.file_id):
                 copy = m
                 break
@@ -126,21 +132,39 @@ class Judge:
                 return Finding(shot=other, shot_distance=shot.distance)
         return self.similar(f, fp, ignored, frozenset(checked))
 
+    def _verify(
+        self, fp: Fingerprint, mine: Picture, file_id: int, transform: str, search: bool = True
+    ) -> Check | None:
+        """The check on the thumbnails, or on the files read again where a thumbnail
+        shows too little: a photo inside a screenshot, or a picture with little detail
+        that the thumbnails call a copy."""
+        if transform == SCREENSHOT:
+            return self._closer(fp, file_id, transform)
+        found = self._check(fp, mine, file_id, transform, search)
+        if found is not None and found.copy and min(found.textured) < DETAIL:
+            # the thumbnails say too little to call it a copy: the files decide
+            return self._closer(fp, file_id, transform)
+        return found
+
     def _closer(self, fp: Fingerprint, file_id: int, transform: str) -> Check | None:
-        """The check again on both files read at ZOOM_SIDE and cut to their subject:
-        a thumbnail of a small object on a plain ground (a nebula, a product shot)
-        has too few cells to tell two such objects apart. Rare, so the files are read
-        again rather than more kept for every file."""
+        """The check again on both files read at ZOOM_SIDE, cut to their subject: a
+        thumbnail of a small object on a plain ground (a nebula, a product shot), or of
+        a photo inside a screenshot, has too few cells to tell two pictures apart.
+        Rare, so the files are read again rather than more kept for every file."""
         other = self.index.get(file_id)
         if other is None:
             return None
         mine, theirs = (rendition(thumbnail_of(p, ZOOM_SIDE)) for p in (fp.path, other.path))
         if mine is None or theirs is None:
             return None
-        mine = zoomed(turned(mine, transform))
-        found = check(mine, zoomed(theirs), "identity", search=False)
+        if transform == SCREENSHOT:  # the photo's box found again, on more pixels
+            found = check(mine, theirs, transform)
+        else:  # both cut to their subject, which then fills the grid
+            found = check(zoomed(turned(mine, transform)), zoomed(theirs), "identity", False)
         if self._trace is not None:
             self._write_trace(fp.path, file_id, "zoomed:" + transform, found)
+        if min(found.textured) < DETAIL:
+            return None  # still too little to tell: never called a copy
         return found
 
     def _other_moment(self, fp: Fingerprint, file_id: int) -> bool:
@@ -161,7 +185,9 @@ class Judge:
             return False
         return apart <= OTHER_MOMENT
 
-    def _named(self, fp: Fingerprint, mine, copy: Match, redundant: bool, checked: set[int]):
+    def _named(
+        self, fp: Fingerprint, mine: Picture, copy: Match, redundant: bool, checked: set[int]
+    ) -> Finding:
         """The finding for a verified copy. When the file it lines up with is itself a
         redundant copy, its group's kept file is named if it too lines up with the
         newcomer; otherwise the newcomer is a copy of that redundant file (`settled`:
@@ -174,7 +200,7 @@ class Judge:
             return Finding(partner, copy.distance, copy.transform)
         kept = self.index.group_root(partner)
         if kept.id != partner.id and kept.id not in checked and kept.status == ACTIVE:
-            found = self._check(fp, mine, kept.id, copy.transform)
+            found = self._verify(fp, mine, kept.id, copy.transform)
             if found is not None and found.copy:
                 distance = self.hashes.distance(kept.id, fp.variants) or copy.distance
                 return Finding(kept, distance, copy.transform)
@@ -288,13 +314,16 @@ class Judge:
         distance = self.parts.distance(file_id, CONTENT_REGION, fp.content_variants)
         return distance is None or distance <= self.config.phash_distance
 
-    def _newcomer(self, fp: Fingerprint) -> Image.Image | None:
+    def _newcomer(self, fp: Fingerprint) -> Picture | None:
         """The newcomer's picture for checks, decoded once per newcomer."""
         if self._newest[0] is not fp:
-            self._newest = (fp, rendition(fp.thumbnail))
+            image = rendition(fp.thumbnail)
+            self._newest = (fp, Picture(image) if image is not None else None)
         return self._newest[1]
 
-    def _check(self, fp: Fingerprint, mine: Image.Image, file_id: int, transform: str, search=True):
+    def _check(
+        self, fp: Fingerprint, mine: Picture, file_id: int, transform: str, search: bool = True
+    ) -> Check | None:
         theirs = self._picture(file_id)
         if theirs is None:
             return None
@@ -310,26 +339,26 @@ class Judge:
             return
         stored = self.index.thumbnails(missing)
         for file_id in missing:
-            picture = rendition(stored.get(file_id))
-            if picture is not None:  # else _picture reads the file again
-                self._cache(file_id, picture)
+            image = rendition(stored.get(file_id))
+            if image is not None:  # else _picture reads the file again
+                self._cache(file_id, Picture(image))
 
-    def _cache(self, file_id: int, picture: Image.Image | None) -> None:
+    def _cache(self, file_id: int, picture: Picture | None) -> None:
         self._pictures[file_id] = picture
         if len(self._pictures) > CACHED:
             self._pictures.popitem(last=False)
 
-    def _picture(self, file_id: int) -> Image.Image | None:
+    def _picture(self, file_id: int) -> Picture | None:
         """An indexed file's picture for checks: its stored thumbnail, or (indexed
         before thumbnails were stored) the file read again; cached, most recent last."""
         if file_id in self._pictures:
             self._pictures.move_to_end(file_id)
             return self._pictures[file_id]
-        jpeg = self.index.thumbnails([file_id]).get(file_id)
-        picture = rendition(jpeg)
-        if picture is None:
+        image = rendition(self.index.thumbnails([file_id]).get(file_id))
+        if image is None:
             f = self.index.get(file_id)
-            picture = rendition(thumbnail_of(f.path)) if f is not None else None
+            image = rendition(thumbnail_of(f.path)) if f is not None else None
+        picture = Picture(image) if image is not None else None
         self._cache(file_id, picture)
         return picture
 

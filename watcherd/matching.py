@@ -40,6 +40,7 @@ CONTENT_REGION = 10  # fingerprint.CONTENT: the picture without bars or blank ba
 REGION_NAMES = {
     1: "centre", 2: "top-left", 3: "top-right", 4: "bottom-left", 5: "bottom-right",
     6: "top", 7: "square", 8: "square-85", 9: "square-70", 10: "content", 11: "16:9",
+    12: "photo",
 }  # fmt: skip
 
 

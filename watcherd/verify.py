@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .fingerprint import REGIONS, SQUARES, TRANSFORMS
+from .fingerprint import REGIONS, SQUARES, TRANSFORMS, photo_box
 from .matching import REGION_NAMES
 
 SIDE = 128  # both pictures are compared at SIDE x SIDE
@@ -133,30 +133,68 @@ def turned(img: Image.Image, transform: str) -> Image.Image:
     return img.transpose(pose) if pose is not None else img
 
 
+_ARRAY_POSES = {  # the poses of fingerprint.TRANSFORMS, on a numpy array
+    "identity": lambda x: x,
+    "mirror": lambda x: x[:, ::-1],
+    "rotate90": lambda x: np.rot90(x, 1),
+    "rotate180": lambda x: np.rot90(x, 2),
+    "rotate270": lambda x: np.rot90(x, 3),
+    "flip": lambda x: x[::-1],
+    "transpose": lambda x: x.T,
+    "transverse": lambda x: np.rot90(x, 2).T,
+}
+
+
+class Picture:
+    """A picture for checks: its grey rendition, and the SIDE x SIDE grid of it once
+    made (a candidate is checked against many newcomers; a newcomer in many poses,
+    which are turns of the one grid)."""
+
+    __slots__ = ("_grid", "image")
+
+    def __init__(self, image: Image.Image) -> None:
+        self.image = image
+        self._grid: np.ndarray | None = None
+
+    def grid(self) -> np.ndarray:
+        if self._grid is None:
+            self._grid = _grid(self.image)
+        return self._grid
+
+
 def check(
-    newcomer: Image.Image, indexed: Image.Image, transform: str, search: bool = True
+    newcomer: Picture | Image.Image,
+    indexed: Picture | Image.Image,
+    transform: str,
+    search: bool = True,
 ) -> Check:
     """How `newcomer`, turned or cropped as the hashes matched it (`transform`, a pose
     name or `crop:<region>`), agrees with `indexed`."""
+    mine = newcomer if isinstance(newcomer, Picture) else Picture(newcomer)
+    theirs = indexed if isinstance(indexed, Picture) else Picture(indexed)
+    image = mine.image
     if transform in _POSES:
-        newcomer = turned(newcomer, transform)
-        found = _compare(_grid(newcomer), _grid(indexed))
+        found = _compare(_ARRAY_POSES[transform](mine.grid()), theirs.grid())
         if found.copy or found.degenerate or not search:
             return found
         # close as a whole, yet not lined up: a crop of a few percent, a frame, or a
         # thumbnail a pixel shorter shifts every cell; the region boxes line them up
-        region = "any"
+        image, region = turned(image, transform), "any"
     else:
         found, region = None, transform.removeprefix("crop:")
-    a, b = _aligned(newcomer, indexed, region)
+    a, b = _aligned(image, theirs.image, region)
     boxed = _compare(a, b)
     return boxed if found is None or boxed.copy else found
 
 
 def _grid(img: Image.Image, box=None, side: int = SIDE) -> np.ndarray:
-    if box is not None:
-        img = img.crop(tuple(round(v) for v in box))
-    return np.asarray(img.resize((side, side), Image.Resampling.BILINEAR), dtype=np.float32)
+    """`box` of `img` (the whole by default, to the fraction of a pixel) at side x side."""
+    if box is not None:  # kept inside the picture, which resize requires
+        w, h = img.size
+        x0, y0, x1, y1 = box
+        box = (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
+    size = (side, side)
+    return np.asarray(img.resize(size, Image.Resampling.BILINEAR, box=box), dtype=np.float32)
 
 
 def _boxes(img: Image.Image, region: str) -> list[tuple[float, float, float, float]]:
@@ -178,10 +216,17 @@ def _boxes(img: Image.Image, region: str) -> list[tuple[float, float, float, flo
         nh = w * 9 / 16
         boxes["16:9"] = (0.0, (h - nh) / 2, float(w), (h + nh) / 2)
     boxes["content"] = _trimmed(img)
+    boxes["photo"] = _photo(img)
     if region in boxes:
         return [boxes["whole"], boxes[region], boxes["content"]]
     # a whole-picture match: at most a few percent cut off, or a bar added
     return [boxes["whole"], boxes["centre"], boxes["top"], boxes["content"]]
+
+
+def _photo(img: Image.Image) -> tuple[float, float, float, float]:
+    """The photo inside a screenshot (fingerprint.photo_box), or the whole picture."""
+    box = photo_box(img)
+    return tuple(float(v) for v in box) if box else (0.0, 0.0, float(img.width), float(img.height))
 
 
 def _trimmed(img: Image.Image) -> tuple[float, float, float, float]:
@@ -230,7 +275,9 @@ def _fitted(img: Image.Image, box, aspect: float) -> tuple[float, float, float, 
     return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
 
 
-def _refined(img: Image.Image, box, other: np.ndarray, aspect: float) -> tuple:
+def _refined(
+    img: Image.Image, box, other: np.ndarray, aspect: float, fine: np.ndarray | None = None
+) -> tuple:
     """`box` of `img` moved and scaled step by step (halving the step) towards the place
     that lines up best with `other`: the region boxes are where a crop usually is, not
     where this one is. Keeps the crop's shape; stays inside the picture."""
@@ -251,20 +298,24 @@ def _refined(img: Image.Image, box, other: np.ndarray, aspect: float) -> tuple:
     if start is None:
         cx, cy, bw = w / 2, h / 2, min(w, h * aspect)
         start = (cx - bw / 2, cy - bw / aspect / 2, cx + bw / 2, cy + bw / aspect / 2)
-    best = _score(_grid(img, start, ALIGN_SIDE), other)
-    step = 0.04
-    while step >= 0.01:
-        moved = False
-        for dx, dy, ds in _MOVES:
-            b = cut(cx + dx * step * bw, cy + dy * step * bw, bw * (1 + ds * step))
-            if b is None:
-                continue
-            fit = _score(_grid(img, b, ALIGN_SIDE), other)
-            if fit > best + 1e-4:
-                best, moved = fit, True
-                cx, cy, bw = cx + dx * step * bw, cy + dy * step * bw, bw * (1 + ds * step)
-        if not moved:
-            step /= 2
+    # coarse steps at ALIGN_SIDE; then, for a box compared at SIDE, fine ones at SIDE
+    passes = [(ALIGN_SIDE, other, 0.04, 0.01)]
+    if _side(start) == SIDE and fine is not None:
+        passes.append((SIDE, fine, 0.008, 0.002))
+    for side, target, step, last in passes:
+        best = _score(_grid(img, cut(cx, cy, bw) or start, side), target)
+        while step >= last:
+            moved = False
+            for dx, dy, ds in _MOVES:
+                b = cut(cx + dx * step * bw, cy + dy * step * bw, bw * (1 + ds * step))
+                if b is None:
+                    continue
+                fit = _score(_grid(img, b, side), target)
+                if fit > best + 1e-4:
+                    best, moved = fit, True
+                    cx, cy, bw = cx + dx * step * bw, cy + dy * step * bw, bw * (1 + ds * step)
+            if not moved:
+                step /= 2
     bh = bw / aspect
     return (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)
 
@@ -287,13 +338,15 @@ def _aligned(a: Image.Image, b: Image.Image, region: str) -> tuple[np.ndarray, n
     fits = [fit(option) for option in options]
     best = int(np.argmax(fits))
     which, box = options[best]
-    if fits[best] < START_FIT:  # no box comes near: not a crop of the other
+    # no box comes near: not a crop of the other (a photo's box in a screenshot is
+    # found with its margins uncertain: it is always refined)
+    if fits[best] < START_FIT and region != "photo":
         return _grid(a), _grid(b)
     if which == "a":
-        box = _refined(a, box, whole_b, b.width / b.height)
+        box = _refined(a, box, whole_b, b.width / b.height, _grid(b))
         side = _side(box)
         return _grid(a, box, side), _grid(b, side=side)
-    box = _refined(b, box, whole_a, a.width / a.height)
+    box = _refined(b, box, whole_a, a.width / a.height, _grid(a))
     side = _side(box)
     return _grid(a, side=side), _grid(b, box, side)
 
@@ -317,23 +370,27 @@ def _off_tone(mx: np.ndarray, my: np.ndarray) -> float:
     photos in the same viewer agree in their chrome and correlate weakly in a
     low-texture photo, but the photos are bright in different places. Fitted both ways
     round (an overlay maps many tones to one), the fewer cells off counting."""
-    return min(_off_curve(mx, my), _off_curve(my, mx))
+    first = _off_curve(mx, my)
+    return first if first <= OFF_TONE else min(first, _off_curve(my, mx))
 
 
 def _off_curve(mx: np.ndarray, my: np.ndarray) -> float:
-    """Cells off the straight tone line y = a x + b fitted robustly, with its slope
-    held to what an edit does (a brightness or contrast change of up to MAX_GAIN): a
-    line from a dark photo to a bright one fits two uniform pictures, not a copy."""
-    keep = np.ones(mx.shape, dtype=bool)
-    for _ in range(3):  # fit, then again without the worst quarter (an overlay)
+    """Cells off the straight tone line y = a x + b, fitted and then fitted again
+    without the worst quarter (an overlay), its slope held to what an edit does (a
+    brightness or contrast change of up to MAX_GAIN): a line from a dark photo to a
+    bright one would fit two uniform pictures, not a copy."""
+    keep = slice(None)
+    for _ in range(2):
         x, y = mx[keep], my[keep]
         dx = x - x.mean()
-        spread = float((dx * dx).sum())
-        a = float((dx * (y - y.mean())).sum()) / spread if spread > 1 else 1.0
+        spread = float(dx @ dx)
+        a = float(dx @ (y - y.mean())) / spread if spread > 1 else 1.0
         a = min(max(a, 1 / MAX_GAIN), MAX_GAIN)
-        b = float(np.median(my[keep] - a * mx[keep]))
+        b = float(np.median(y - a * x))
         residual = np.abs(my - a * mx - b)
-        keep = residual <= np.quantile(residual, 0.75)
+        keep = (
+            residual <= np.partition(residual, (3 * len(residual)) // 4)[(3 * len(residual)) // 4]
+        )
     return float((residual > TONE_TOLERANCE).mean())
 
 
