@@ -69,9 +69,15 @@ class Judge:
         trace = os.environ.get("WATCHERD_VERIFY_TRACE")
         self._trace = open(trace, "a", encoding="utf-8") if trace else None  # noqa: SIM115
 
-    def add(self, file_id: int, phash: int, dhash: int | None, regions) -> None:
+    def add(
+        self, file_id: int, phash: int, dhash: int | None, regions, fp: Fingerprint | None = None
+    ) -> None:
+        """Matchable from now on; `fp`, the file just decided: its picture, decoded for
+        that decision, is kept for the newcomers that will be checked against it."""
         self.hashes.add(file_id, phash, dhash or 0)
         self.parts.add(file_id, regions)
+        if fp is not None and self._newest[0] is fp and self._newest[1] is not None:
+            self._cache(file_id, self._newest[1])
 
     def forget(self, file_id: int) -> None:
         """Out of the arrays and the picture cache: gone, moved away or changed."""
@@ -98,6 +104,8 @@ class Judge:
         # kept files first, whole-picture poses before crops: most newcomers are
         # checked once, against the file their decision will name
         live.sort(key=lambda m: (states[m.file_id][1] is not None, m.transform not in _WHOLE))
+        if not live:
+            return self.similar(f, fp, ignored)
         mine = self._newcomer(fp)
         if mine is None:
             return Finding()
@@ -211,9 +219,6 @@ class Judge:
     ) -> Finding:
         """Another shot of the same scene (a burst, a re-take): upright whole pictures
         within the looser `similar` limits that show the same scene on pixels."""
-        mine = self._newcomer(fp)
-        if mine is None:
-            return Finding()
         tried = 0
         for m in self.hashes.search(
             fp.variants[:1],
@@ -231,6 +236,9 @@ class Judge:
             if not self._content_agrees(other.id, fp):
                 continue
             tried += 1
+            mine = self._newcomer(fp)  # decoded only for a newcomer that needs it
+            if mine is None:
+                break
             found = self._check(fp, mine, other.id, "identity", search=False)
             if found is None or not found.shot:
                 continue

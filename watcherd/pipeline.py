@@ -332,7 +332,7 @@ class Pipeline:
         self.judge.add(f.id, f.phash, f.dhash, self.index.regions_of(f.id))
 
     def _add_hashes(self, file_id: int, fp: Fingerprint) -> None:
-        self.judge.add(file_id, fp.phash, fp.dhash, fp.regions)
+        self.judge.add(file_id, fp.phash, fp.dhash, fp.regions, fp)
 
     def _forget_hashes(self, file_id: int) -> None:
         self.judge.forget(file_id)

@@ -55,6 +55,7 @@ MAX_GAIN = 1.7  # the steepest tone line a copy's brightness or contrast edit dr
 # accuracy.py, a 13% crop no box matches), unrelated pictures the hashes bring at most
 # 0.76 (benchmarks/throughput.py's photos): below this the box is not refined.
 START_FIT = 0.8
+ALIGNED = 0.95  # the wholes fit this well already: no box is refined
 ALIGN_SIDE = 64  # crop boxes are tried at this size, the best one checked at SIDE
 
 _POSES = dict(TRANSFORMS)
@@ -341,6 +342,8 @@ def _aligned(a: Image.Image, b: Image.Image, region: str) -> tuple[np.ndarray, n
     # no box comes near: not a crop of the other (a photo's box in a screenshot is
     # found with its margins uncertain: it is always refined)
     if fits[best] < START_FIT and region != "photo":
+        return _grid(a), _grid(b)
+    if best == 0 and fits[0] >= ALIGNED:  # a's whole on b's whole: lined up already
         return _grid(a), _grid(b)
     if which == "a":
         box = _refined(a, box, whole_b, b.width / b.height, _grid(b))
