@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .config import Config
-from .fingerprint import TRANSFORM_NAMES, Fingerprint, thumbnail_of
+from .fingerprint import SCREEN_SHAPE, TRANSFORM_NAMES, Fingerprint, thumbnail_of
 from .index import Index
 from .matching import (
     CONTENT_REGION,
@@ -146,7 +146,10 @@ class Judge:
         """The check on the thumbnails, or on the files read again where a thumbnail
         shows too little: a photo inside a screenshot, or a picture with little detail
         that the thumbnails call a copy."""
-        if transform == SCREENSHOT:
+        theirs = self._picture(file_id)
+        if transform == SCREENSHOT or (
+            transform not in _WHOLE and theirs is not None and _screen(mine, theirs)
+        ):  # a thumbnail of a screen is too narrow to show the photo in it
             return self._closer(fp, file_id, transform)
         found = self._check(fp, mine, file_id, transform, search)
         if found is not None and found.copy and min(found.textured) < DETAIL:
@@ -165,10 +168,10 @@ class Judge:
         mine, theirs = (rendition(thumbnail_of(p, ZOOM_SIDE)) for p in (fp.path, other.path))
         if mine is None or theirs is None:
             return None
-        if transform == SCREENSHOT:  # the photo's box found again, on more pixels
-            found = check(mine, theirs, transform)
-        else:  # both cut to their subject, which then fills the grid
+        if transform in _WHOLE:  # both cut to their subject, which then fills the grid
             found = check(zoomed(turned(mine, transform)), zoomed(theirs), "identity", False)
+        else:  # the crop's box found again, on more pixels
+            found = check(mine, theirs, transform)
         if self._trace is not None:
             self._write_trace(fp.path, file_id, "zoomed:" + transform, found)
         if min(found.textured) < DETAIL:
@@ -378,3 +381,12 @@ class Judge:
         row.update(copy=found.copy, shot=found.shot)
         self._trace.write(json.dumps(row) + "\n")
         self._trace.flush()
+
+
+def _screen(*pictures: Picture) -> bool:
+    """Whether one of the pictures is shaped like a phone's or a monitor's screen."""
+    for picture in pictures:
+        w, h = picture.image.size
+        if max(w, h) >= SCREEN_SHAPE * min(w, h):
+            return True
+    return False

@@ -217,17 +217,10 @@ def _boxes(img: Image.Image, region: str) -> list[tuple[float, float, float, flo
         nh = w * 9 / 16
         boxes["16:9"] = (0.0, (h - nh) / 2, float(w), (h + nh) / 2)
     boxes["content"] = _trimmed(img)
-    boxes["photo"] = _photo(img)
     if region in boxes:
         return [boxes["whole"], boxes[region], boxes["content"]]
     # a whole-picture match: at most a few percent cut off, or a bar added
     return [boxes["whole"], boxes["centre"], boxes["top"], boxes["content"]]
-
-
-def _photo(img: Image.Image) -> tuple[float, float, float, float]:
-    """The photo inside a screenshot (fingerprint.photo_box), or the whole picture."""
-    box = photo_box(img)
-    return tuple(float(v) for v in box) if box else (0.0, 0.0, float(img.width), float(img.height))
 
 
 def _trimmed(img: Image.Image) -> tuple[float, float, float, float]:
@@ -329,6 +322,10 @@ def _aligned(a: Image.Image, b: Image.Image, region: str) -> tuple[np.ndarray, n
     (of either) that fits best as a start, then moved to the best fit (_refined)."""
     whole_a, whole_b = _grid(a, side=ALIGN_SIDE), _grid(b, side=ALIGN_SIDE)
     options = [("a", box) for box in _boxes(a, region)] + [("b", box) for box in _boxes(b, region)]
+    # a screenshot: the photo in it, whatever region the hashes matched
+    photos = [
+        (w, tuple(map(float, box))) for w, img in (("a", a), ("b", b)) if (box := photo_box(img))
+    ]
 
     def fit(option) -> float:
         which, box = option
@@ -336,13 +333,15 @@ def _aligned(a: Image.Image, b: Image.Image, region: str) -> tuple[np.ndarray, n
             return _score(_grid(a, box, ALIGN_SIDE), whole_b)
         return _score(whole_a, _grid(b, box, ALIGN_SIDE))
 
+    options += photos
     fits = [fit(option) for option in options]
     best = int(np.argmax(fits))
+    if fits[best] < START_FIT:
+        if not photos:  # no box comes near: not a crop of the other
+            return _grid(a), _grid(b)
+        # a photo's box in a screenshot is found with its margins uncertain: refined
+        best = len(options) - len(photos) + int(np.argmax(fits[-len(photos) :]))
     which, box = options[best]
-    # no box comes near: not a crop of the other (a photo's box in a screenshot is
-    # found with its margins uncertain: it is always refined)
-    if fits[best] < START_FIT and region != "photo":
-        return _grid(a), _grid(b)
     if best == 0 and fits[0] >= ALIGNED:  # a's whole on b's whole: lined up already
         return _grid(a), _grid(b)
     if which == "a":
