@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,6 +28,7 @@ from .matching import (
     RegionIndex,
 )
 from .models import ACTIVE, File, to_unsigned
+from .pictures import Pictures
 from .verify import DETAIL, Check, Picture, check, rendition, turned, zoomed
 
 # Whole-picture candidates checked on pixels per newcomer, best first (a photo with
@@ -42,7 +42,6 @@ SIMILAR_AT_MOST = 4  # candidates for `similar` checked per newcomer
 OTHER_MOMENT = timedelta(minutes=10)  # capture times this close, and not equal: another shot
 SCREENSHOT = "crop:photo"  # a photo and a screenshot showing it (fingerprint.photo_box)
 ZOOM_SIDE = 512  # files are read again at this size for a closer look (_closer)
-CACHED = 2048  # indexed files' renditions kept decoded (about 12 KB each)
 _WHOLE = frozenset(TRANSFORM_NAMES)
 
 
@@ -64,8 +63,7 @@ class Judge:
         self.config = config
         self.hashes = HashIndex()
         self.parts = RegionIndex()
-        self._pictures: OrderedDict[int, Picture | None] = OrderedDict()
-        self._newest: tuple[Fingerprint | None, Picture | None] = (None, None)
+        self.pictures = Pictures(index)
         trace = os.environ.get("WATCHERD_VERIFY_TRACE")
         self._trace = open(trace, "a", encoding="utf-8") if trace else None  # noqa: SIM115
 
@@ -76,14 +74,14 @@ class Judge:
         that decision, is kept for the newcomers that will be checked against it."""
         self.hashes.add(file_id, phash, dhash or 0)
         self.parts.add(file_id, regions)
-        if fp is not None and self._newest[0] is fp and self._newest[1] is not None:
-            self._cache(file_id, self._newest[1])
+        if fp is not None:
+            self.pictures.indexed(file_id, fp)
 
     def forget(self, file_id: int) -> None:
         """Out of the arrays and the picture cache: gone, moved away or changed."""
         self.hashes.remove(file_id)
         self.parts.remove(file_id)
-        self._pictures.pop(file_id, None)
+        self.pictures.forget(file_id)
 
     def near(self, f: File, fp: Fingerprint, ignored: set[int]) -> Finding:
         """The file `f` is a copy of, verified on pixels: a group's kept file when it
@@ -106,7 +104,7 @@ class Judge:
         live.sort(key=lambda m: (states[m.file_id][1] is not None, m.transform not in _WHOLE))
         if not live:
             return self.similar(f, fp, ignored)
-        mine = self._newcomer(fp)
+        mine = self.pictures.newcomer(fp)
         if mine is None:
             return Finding()
         copy = shot = None
@@ -120,7 +118,7 @@ class Judge:
             if room[m.transform in _WHOLE] > 0:
                 room[m.transform in _WHOLE] -= 1
                 chosen.append(m)
-        self._load([m.file_id for m in chosen])
+        self.pictures.load([m.file_id for m in chosen])
         for m in chosen:
             checked.add(m.file_id)
             found = self._verify(fp, mine, m.file_id, m.transform, searches > 0)
@@ -146,7 +144,7 @@ class Judge:
         """The check on the thumbnails, or on the files read again where a thumbnail
         shows too little: a photo inside a screenshot, or a picture with little detail
         that the thumbnails call a copy."""
-        theirs = self._picture(file_id)
+        theirs = self.pictures.get(file_id)
         if transform == SCREENSHOT or (
             transform not in _WHOLE and theirs is not None and _screen(mine, theirs)
         ):  # a thumbnail of a screen is too narrow to show the photo in it
@@ -239,7 +237,7 @@ class Judge:
             if not self._content_agrees(other.id, fp):
                 continue
             tried += 1
-            mine = self._newcomer(fp)  # decoded only for a newcomer that needs it
+            mine = self.pictures.newcomer(fp)  # decoded only for a newcomer that needs it
             if mine is None:
                 break
             found = self._check(fp, mine, other.id, "identity", search=False)
@@ -325,53 +323,16 @@ class Judge:
         distance = self.parts.distance(file_id, CONTENT_REGION, fp.content_variants)
         return distance is None or distance <= self.config.phash_distance
 
-    def _newcomer(self, fp: Fingerprint) -> Picture | None:
-        """The newcomer's picture for checks, decoded once per newcomer."""
-        if self._newest[0] is not fp:
-            image = rendition(fp.thumbnail)
-            self._newest = (fp, Picture(image) if image is not None else None)
-        return self._newest[1]
-
     def _check(
         self, fp: Fingerprint, mine: Picture, file_id: int, transform: str, search: bool = True
     ) -> Check | None:
-        theirs = self._picture(file_id)
+        theirs = self.pictures.get(file_id)
         if theirs is None:
             return None
         found = check(mine, theirs, transform, search)
         if self._trace is not None:
             self._write_trace(fp.path, file_id, transform, found)
         return found
-
-    def _load(self, file_ids: list[int]) -> None:
-        """Decode the stored thumbnails of those not cached yet, read in one query."""
-        missing = [i for i in file_ids if i not in self._pictures]
-        if not missing:
-            return
-        stored = self.index.thumbnails(missing)
-        for file_id in missing:
-            image = rendition(stored.get(file_id))
-            if image is not None:  # else _picture reads the file again
-                self._cache(file_id, Picture(image))
-
-    def _cache(self, file_id: int, picture: Picture | None) -> None:
-        self._pictures[file_id] = picture
-        if len(self._pictures) > CACHED:
-            self._pictures.popitem(last=False)
-
-    def _picture(self, file_id: int) -> Picture | None:
-        """An indexed file's picture for checks: its stored thumbnail, or (indexed
-        before thumbnails were stored) the file read again; cached, most recent last."""
-        if file_id in self._pictures:
-            self._pictures.move_to_end(file_id)
-            return self._pictures[file_id]
-        image = rendition(self.index.thumbnails([file_id]).get(file_id))
-        if image is None:
-            f = self.index.get(file_id)
-            image = rendition(thumbnail_of(f.path)) if f is not None else None
-        picture = Picture(image) if image is not None else None
-        self._cache(file_id, picture)
-        return picture
 
     def _write_trace(self, path: str, file_id: int, transform: str, found: Check) -> None:
         """WATCHERD_VERIFY_TRACE: every check as a JSON line, for benchmarks/verify_probe.py."""
