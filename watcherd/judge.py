@@ -335,7 +335,7 @@ class Judge:
         return found
 
     def _write_trace(self, path: str, file_id: int, transform: str, found: Check) -> None:
-        """WATCHERD_VERIFY_TRACE: every check as a JSON line, for benchmarks/verify_probe.py."""
+        """WATCHERD_VERIFY_TRACE: every check as a JSON line (how the limits were chosen)."""
         other = self.index.get(file_id)
         row = {"new": path, "old": other.path if other else None, "transform": transform}
         row.update({k: getattr(found, k) for k in found.__slots__})

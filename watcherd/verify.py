@@ -17,11 +17,14 @@ cross-correlation:
   graphics: a cell textured in one picture only is not counted against it;
 - another shot (a burst, a re-take) disagrees where the scene moved; an unrelated
   picture disagrees everywhere;
+- a copy's cell brightness follows one straight tone line of plausible slope (an
+  edit), bar an overlay: two different low-texture pictures in the same frame or
+  viewer are bright in different places (OFF_TONE);
 - a picture with fewer than MIN_TEXTURED textured cells (blank, a gradient, a dot on
   black) is degenerate: it is never linked except as an exact byte copy.
 
-The figures behind these limits: benchmarks/verify_probe.py (every generated copy kind
-and natural copies against the deep-sky and video-frame links the hashes make).
+The figures behind these limits: benchmarks/accuracy.py and benchmarks/trust.py run
+with WATCHERD_VERIFY_TRACE (every check as a JSON line) and joined on their labels.
 """
 
 from __future__ import annotations
