@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
@@ -207,8 +208,9 @@ class Scenario:
                 self.kind[str(dest)], self.source[str(dest)] = kind, path
 
 
-def evaluate(sc: Scenario, links: list[tuple[str, str]]) -> dict:
-    """Recall per kind, precision, false links and hard negatives joined, from links."""
+def groups(links: Iterable[Iterable[str]]) -> Callable[[str], str]:
+    """The group each file ends up in when every pair is a link (union-find): a copy
+    linked to its source through a third file is found all the same."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -218,8 +220,14 @@ def evaluate(sc: Scenario, links: list[tuple[str, str]]) -> dict:
             x = parent[x]
         return x
 
-    for a, b in links:
+    for a, b in (tuple(link) for link in links):
         parent[find(a)] = find(b)
+    return find
+
+
+def evaluate(sc: Scenario, links: list[tuple[str, str]]) -> dict:
+    """Recall per kind, precision, false links and hard negatives joined, from links."""
+    find = groups(links)
     found: dict[str, list[bool]] = defaultdict(list)
     missed = []
     for path, kind in sc.kind.items():

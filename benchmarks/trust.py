@@ -33,7 +33,6 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -91,23 +90,6 @@ def scan_links(files: list[Path], work: Path) -> tuple[list[tuple[str, str, str]
     return [(names[a], names[b], kind) for a, b, kind in rows], seconds
 
 
-def _groups(pairs) -> Callable[[str], str]:
-    """The group each file ends up in when every pair is a link (union-find): a
-    burst linked to its partner through a third frame is in one group all the same."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in (tuple(pair) for pair in pairs):
-        parent[find(a)] = find(b)
-    return find
-
-
 def report(name: str, files: list[Path], links, copies: set[frozenset] = frozenset()) -> None:
     near = [(a, b) for a, b, kind in links if kind != "similar"]
     similar = [(a, b) for a, b, kind in links if kind == "similar"]
@@ -155,7 +137,9 @@ def main() -> None:
     linked = {x for pair in found for x in pair}
     hit = sum(1 for pair in copy_pairs if all(x in linked for x in pair))
     hard_near = sum(1 for a, b in hard_pairs if frozenset((str(a), str(b))) in found)
-    group = _groups(found)
+    from accuracy import groups as linked
+
+    group = linked(found)
     hard_grouped = sum(1 for a, b in hard_pairs if group(str(a)) == group(str(b)))
     print(f"    copy bursts found {hit} of {len(copy_pairs)}; hard-negative bursts near "
           f"{hard_near} of {len(hard_pairs)} directly, {hard_grouped} in one group")  # fmt: skip

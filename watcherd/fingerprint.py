@@ -357,6 +357,11 @@ def content_box(img: Image.Image) -> tuple[int, int, int, int]:
     return (left, top, right, bottom)
 
 
+def screen_shaped(width: int, height: int) -> bool:
+    """Whether a picture of this size may be a screen (a phone's, a monitor's)."""
+    return max(width, height) >= SCREEN_SHAPE * min(width, height)
+
+
 def photo_box(img: Image.Image) -> tuple[int, int, int, int] | None:
     """The photo shown inside a screenshot (a chat's image bubble, a gallery viewer), as
     a box of `img` (grey); None when `img` is not screen-shaped or shows no such photo.
@@ -369,7 +374,7 @@ def photo_box(img: Image.Image) -> tuple[int, int, int, int] | None:
     photo inside a screenshot is then hashed, and verified, as a crop of it.
     """
     w, h = img.size
-    if max(w, h) < SCREEN_SHAPE * min(w, h):
+    if not screen_shaped(w, h):
         return None  # photos are 4:3, 3:2, 16:9 at most; screens are taller
     block = max(2, max(w, h) // 64)
     by, bx = h // block, w // block

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .config import Config
-from .fingerprint import SCREEN_SHAPE, TRANSFORM_NAMES, Fingerprint, thumbnail_of
+from .fingerprint import TRANSFORM_NAMES, Fingerprint, screen_shaped, thumbnail_of
 from .index import Index
 from .matching import (
     CONTENT_REGION,
@@ -146,7 +146,9 @@ class Judge:
         that the thumbnails call a copy."""
         theirs = self.pictures.get(file_id)
         if transform == SCREENSHOT or (
-            transform not in _WHOLE and theirs is not None and _screen(mine, theirs)
+            transform not in _WHOLE
+            and theirs is not None
+            and any(screen_shaped(*p.image.size) for p in (mine, theirs))
         ):  # a thumbnail of a screen is too narrow to show the photo in it
             return self._closer(fp, file_id, transform)
         found = self._check(fp, mine, file_id, transform, search)
@@ -342,12 +344,3 @@ class Judge:
         row.update(copy=found.copy, shot=found.shot)
         self._trace.write(json.dumps(row) + "\n")
         self._trace.flush()
-
-
-def _screen(*pictures: Picture) -> bool:
-    """Whether one of the pictures is shaped like a phone's or a monitor's screen."""
-    for picture in pictures:
-        w, h = picture.image.size
-        if max(w, h) >= SCREEN_SHAPE * min(w, h):
-            return True
-    return False

@@ -115,8 +115,9 @@ def zoomed(img: Image.Image) -> Image.Image:
     a = np.asarray(img, dtype=np.int16)
     h, w = a.shape
     ground = int(np.median([a[0, 0], a[0, -1], a[-1, 0], a[-1, -1]]))
-    rows = np.nonzero((np.abs(a - ground) > ZOOM_CONTRAST).sum(axis=1) > 1)[0]
-    cols = np.nonzero((np.abs(a - ground) > ZOOM_CONTRAST).sum(axis=0) > 1)[0]
+    subject = np.abs(a - ground) > ZOOM_CONTRAST
+    rows = np.nonzero(subject.sum(axis=1) > 1)[0]
+    cols = np.nonzero(subject.sum(axis=0) > 1)[0]
     if rows.size == 0 or cols.size == 0:
         return img
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
@@ -261,7 +262,7 @@ def _score(x: np.ndarray, y: np.ndarray) -> float:
     return float(ncc[len(ncc) // 4 :].mean())
 
 
-def _fitted(img: Image.Image, box, aspect: float) -> tuple[float, float, float, float]:
+def _fitted(box, aspect: float) -> tuple[float, float, float, float]:
     """`box` reshaped about its centre to `aspect` (width / height, in pixels) at the
     same area: a crop of a picture has the crop's own shape."""
     x0, y0, x1, y1 = box
@@ -279,7 +280,7 @@ def _refined(
     that lines up best with `other`: the region boxes are where a crop usually is, not
     where this one is. Keeps the crop's shape; stays inside the picture."""
     w, h = img.size
-    x0, y0, x1, y1 = _fitted(img, box, aspect)
+    x0, y0, x1, y1 = _fitted(box, aspect)
     cx, cy, bw = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0
 
     def cut(cx: float, cy: float, bw: float):
