@@ -132,6 +132,9 @@ class Fingerprint:
     # poses; empty when there was nothing to trim. Not stored (the CONTENT region is).
     content_variants: tuple[tuple[int, int], ...] = ()
     thumbnail: bytes | None = None  # a small upright JPEG (THUMB_SIDE) for the report
+    # that JPEG decoded to grey, (width, height, pixels): what verification compares,
+    # decoded here in the worker rather than in the process that decides. Not stored.
+    grey: tuple[int, int, bytes] | None = None
     taken_at: str | None = None  # EXIF DateTimeOriginal as "YYYY-MM-DD HH:MM:SS"
     error: str | None = None
 
@@ -292,6 +295,20 @@ def _jpeg_thumbnail(img: Image.Image, orientation: int, side: int = THUMB_SIDE) 
     out = io.BytesIO()
     small.save(out, "JPEG", quality=THUMB_QUALITY)
     return out.getvalue()
+
+
+def grey_rendition(jpeg: bytes | None) -> Image.Image | None:
+    """A stored thumbnail decoded to the grey picture verification compares (None:
+    unusable). The same decode for a newcomer and for an indexed file, so that a
+    copy of a file is compared with the file as the index has it."""
+    if not jpeg:
+        return None
+    try:
+        with Image.open(io.BytesIO(jpeg)) as im:
+            im.draft("L", (THUMB_SIDE, THUMB_SIDE))
+            return im.convert("L")
+    except Exception:  # a damaged thumbnail: the caller reads the file instead
+        return None
 
 
 def thumbnail_of(path: str, side: int = THUMB_SIDE) -> bytes | None:
@@ -616,6 +633,8 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
         return fp
     fp.format, fp.width, fp.height = facts["format"], facts["width"], facts["height"]
     fp.thumbnail, fp.taken_at = facts["thumbnail"], facts["taken_at"]
+    grey = grey_rendition(fp.thumbnail)
+    fp.grey = (*grey.size, grey.tobytes()) if grey is not None else None
     fp.variants = hashes.variants
     fp.phash, fp.dhash = fp.variants[0]
     fp.regions = hashes.regions

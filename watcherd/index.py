@@ -224,6 +224,9 @@ _DELETE_REGIONS = delete(_R).where(_R.c.file_id == bindparam("fid"))
 _INSERT_REGIONS = _OnDriver(insert(_R), ["file_id", "region", "phash", "dhash"])
 _DELETE_THUMBNAIL = delete(_T).where(_T.c.file_id == bindparam("fid"))
 _INSERT_THUMBNAIL = _OnDriver(insert(_T), ["file_id", "jpeg"])
+_THUMBNAILS = _OnDriver(
+    select(_T.c.file_id, _T.c.jpeg).where(_T.c.file_id.in_(bindparam("ids", expanding=True)))
+)
 _REGION_DHASHES = _OnDriver(
     select(_R.c.file_id, _R.c.region, _R.c.dhash).where(
         _R.c.file_id.in_(bindparam("ids", expanding=True))
@@ -498,9 +501,9 @@ class Index:
     def thumbnails(self, file_ids: Iterable[int]) -> dict[int, bytes]:
         """Stored thumbnails of these files (those that have one)."""
         out: dict[int, bytes] = {}
+        conn = self._core()  # read on the driver: verification asks for them per newcomer
         for ids in _batches(file_ids):
-            stmt = select(Thumbnail.file_id, Thumbnail.jpeg).where(Thumbnail.file_id.in_(ids))
-            out.update({fid: jpeg for fid, jpeg in self.session.execute(stmt)})
+            out.update({fid: jpeg for fid, jpeg in _THUMBNAILS.run(conn, {"ids": ids})})
         return out
 
     def regions_of(self, file_id: int) -> list[tuple[int, int, int]]:

@@ -29,18 +29,17 @@ with WATCHERD_VERIFY_TRACE (every check as a JSON line) and joined on their labe
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from .fingerprint import REGIONS, SQUARES, TRANSFORMS, photo_box
-from .matching import REGION_NAMES
+from .align import CELL, TEXTURED, Picture, aligned, cells
+from .fingerprint import TRANSFORMS
+from .fingerprint import grey_rendition as rendition
 
-SIDE = 128  # both pictures are compared at SIDE x SIDE
-CELL = 8  # in cells of CELL x CELL pixels
-TEXTURED = 4.0  # a cell whose grey levels vary less than this (std) says nothing
+__all__ = ["Check", "Picture", "check", "rendition", "turned", "zoomed"]
+
 CELL_AGREES = 0.6  # a cell textured in both agrees at this correlation or more
 NEAR_CORR = 0.8  # a copy: mean correlation of the cells textured in both
 NEAR_CHANGED = 0.12  # a copy: at most this fraction of those cells disagree...
@@ -54,13 +53,6 @@ ZOOM_CONTRAST = 24  # grey levels from the background that count as the subject
 TONE_TOLERANCE = 40.0  # grey levels a cell's mean may stray from the tone curve
 OFF_TONE = 0.2  # a copy: at most this fraction of all cells that far off (an overlay)
 MAX_GAIN = 1.7  # the steepest tone line a copy's brightness or contrast edit draws
-# A crop's best region box scores 0.89 or more before it is refined (crop kinds of
-# accuracy.py, a 13% crop no box matches), unrelated pictures the hashes bring at most
-# 0.76 (benchmarks/throughput.py's photos): below this the box is not refined.
-START_FIT = 0.8
-ALIGNED = 0.95  # the wholes fit this well already: no box is refined
-ALIGN_SIDE = 64  # crop boxes are tried at this size, the best one checked at SIDE
-
 _POSES = dict(TRANSFORMS)
 
 
@@ -95,18 +87,6 @@ class Check:
     def shot(self) -> bool:
         """The same scene at least (a copy is one too)."""
         return not self.degenerate and self.corr >= SIMILAR_CORR
-
-
-def rendition(jpeg: bytes | None) -> Image.Image | None:
-    """A stored thumbnail as the grey picture checks are made on (None: unusable)."""
-    if not jpeg:
-        return None
-    try:
-        with Image.open(io.BytesIO(jpeg)) as im:
-            im.draft("L", (SIDE, SIDE))
-            return im.convert("L")
-    except Exception:  # a damaged thumbnail: the caller reads the file instead
-        return None
 
 
 def zoomed(img: Image.Image) -> Image.Image:
@@ -150,23 +130,6 @@ _ARRAY_POSES = {  # the poses of fingerprint.TRANSFORMS, on a numpy array
 }
 
 
-class Picture:
-    """A picture for checks: its grey rendition, and the SIDE x SIDE grid of it once
-    made (a candidate is checked against many newcomers; a newcomer in many poses,
-    which are turns of the one grid)."""
-
-    __slots__ = ("_grid", "image")
-
-    def __init__(self, image: Image.Image) -> None:
-        self.image = image
-        self._grid: np.ndarray | None = None
-
-    def grid(self) -> np.ndarray:
-        if self._grid is None:
-            self._grid = _grid(self.image)
-        return self._grid
-
-
 def check(
     newcomer: Picture | Image.Image,
     indexed: Picture | Image.Image,
@@ -177,196 +140,17 @@ def check(
     name or `crop:<region>`), agrees with `indexed`."""
     mine = newcomer if isinstance(newcomer, Picture) else Picture(newcomer)
     theirs = indexed if isinstance(indexed, Picture) else Picture(indexed)
-    image = mine.image
     if transform in _POSES:
         found = _compare(_ARRAY_POSES[transform](mine.grid()), theirs.grid())
         if found.copy or found.degenerate or not search:
             return found
         # close as a whole, yet not lined up: a crop of a few percent, a frame, or a
         # thumbnail a pixel shorter shifts every cell; the region boxes line them up
-        image, region = turned(image, transform), "any"
+        mine, region = mine.turned(transform), "any"
     else:
         found, region = None, transform.removeprefix("crop:")
-    a, b = _aligned(image, theirs.image, region)
-    boxed = _compare(a, b)
+    boxed = _compare(*aligned(mine, theirs, region))
     return boxed if found is None or boxed.copy else found
-
-
-def _grid(img: Image.Image, box=None, side: int = SIDE) -> np.ndarray:
-    """`box` of `img` (the whole by default, to the fraction of a pixel) at side x side."""
-    if box is not None:  # kept inside the picture, which resize requires
-        w, h = img.size
-        x0, y0, x1, y1 = box
-        box = (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
-    size = (side, side)
-    return np.asarray(img.resize(size, Image.Resampling.BILINEAR, box=box), dtype=np.float32)
-
-
-def _boxes(img: Image.Image, region: str) -> list[tuple[float, float, float, float]]:
-    """The part of a picture watcherd hashed as `region` (a crop of the other picture
-    is that part), the whole, and the picture without bars; for a whole-picture match,
-    the boxes of a slight crop."""
-    w, h = img.size
-    boxes = {"whole": (0.0, 0.0, float(w), float(h))}
-    for number, (x0, y0, x1, y1) in REGIONS.items():
-        boxes[REGION_NAMES[number]] = (x0 * w, y0 * h, x1 * w, y1 * h)
-    short = min(w, h)
-    for number, f in SQUARES.items():
-        s = short * f
-        boxes[REGION_NAMES[number]] = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
-    if w * 9 > h * 16:
-        nw = h * 16 / 9
-        boxes["16:9"] = ((w - nw) / 2, 0.0, (w + nw) / 2, float(h))
-    else:
-        nh = w * 9 / 16
-        boxes["16:9"] = (0.0, (h - nh) / 2, float(w), (h + nh) / 2)
-    boxes["content"] = _trimmed(img)
-    if region in boxes:
-        return [boxes["whole"], boxes[region], boxes["content"]]
-    # a whole-picture match: at most a few percent cut off, or a bar added
-    return [boxes["whole"], boxes["centre"], boxes["top"], boxes["content"]]
-
-
-def _trimmed(img: Image.Image) -> tuple[float, float, float, float]:
-    """The picture without the near-black or near-white bars around it (letterboxing,
-    a frame), judged row by row and column by column: flat and dark or bright."""
-    a = np.asarray(img, dtype=np.float32)
-    h, w = a.shape
-
-    def bars(axis: int) -> np.ndarray:
-        mean, std = a.mean(axis=axis), a.std(axis=axis)
-        return (std < TEXTURED) & ((mean < 40) | (mean > 215))
-
-    rows, cols = ~bars(1), ~bars(0)  # lines that are picture, not bar
-    if not rows.any() or not cols.any():
-        return (0.0, 0.0, float(w), float(h))
-    top, bottom = int(rows.argmax()), h - int(rows[::-1].argmax())
-    left, right = int(cols.argmax()), w - int(cols[::-1].argmax())
-    if (right - left) * (bottom - top) < 0.3 * w * h:
-        return (0.0, 0.0, float(w), float(h))  # mostly bar: a dark or bright picture
-    return (float(left), float(top), float(right), float(bottom))
-
-
-def _score(x: np.ndarray, y: np.ndarray) -> float:
-    """How well two pictures line up, for moving a box towards the best place: the
-    mean correlation of their cells, leaving out the worst quarter (a caption bar or
-    a sticker sways a correlation of the whole picture; it changes only its cells)."""
-    cx, cy = _cells(x), _cells(y)
-    dx = cx - cx.mean(axis=1, keepdims=True)
-    dy = cy - cy.mean(axis=1, keepdims=True)
-    vx, vy = (dx * dx).sum(axis=1), (dy * dy).sum(axis=1)
-    both = (vx > 1e-3) & (vy > 1e-3)
-    if both.sum() < 4:
-        return -1.0
-    ncc = np.sort((dx * dy).sum(axis=1)[both] / np.sqrt(vx[both] * vy[both]))
-    return float(ncc[len(ncc) // 4 :].mean())
-
-
-def _fitted(box, aspect: float) -> tuple[float, float, float, float]:
-    """`box` reshaped about its centre to `aspect` (width / height, in pixels) at the
-    same area: a crop of a picture has the crop's own shape."""
-    x0, y0, x1, y1 = box
-    area = max(1.0, (x1 - x0) * (y1 - y0))
-    w = (area * aspect) ** 0.5
-    h = w / aspect
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-
-
-def _refined(
-    img: Image.Image, box, other: np.ndarray, aspect: float, fine: np.ndarray | None = None
-) -> tuple:
-    """`box` of `img` moved and scaled step by step (halving the step) towards the place
-    that lines up best with `other`: the region boxes are where a crop usually is, not
-    where this one is. Keeps the crop's shape; stays inside the picture."""
-    w, h = img.size
-    x0, y0, x1, y1 = _fitted(box, aspect)
-    cx, cy, bw = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0
-
-    def cut(cx: float, cy: float, bw: float):
-        bh = bw / aspect
-        b = (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)
-        if bw < 0.2 * w or b[0] < -0.02 * w or b[1] < -0.02 * h:
-            return None
-        if b[2] > 1.02 * w or b[3] > 1.02 * h:
-            return None
-        return b
-
-    start = cut(cx, cy, bw)
-    if start is None:
-        cx, cy, bw = w / 2, h / 2, min(w, h * aspect)
-        start = (cx - bw / 2, cy - bw / aspect / 2, cx + bw / 2, cy + bw / aspect / 2)
-    # coarse steps at ALIGN_SIDE; then, for a box compared at SIDE, fine ones at SIDE
-    passes = [(ALIGN_SIDE, other, 0.04, 0.01)]
-    if _side(start) == SIDE and fine is not None:
-        passes.append((SIDE, fine, 0.008, 0.002))
-    for side, target, step, last in passes:
-        best = _score(_grid(img, cut(cx, cy, bw) or start, side), target)
-        while step >= last:
-            moved = False
-            for dx, dy, ds in _MOVES:
-                b = cut(cx + dx * step * bw, cy + dy * step * bw, bw * (1 + ds * step))
-                if b is None:
-                    continue
-                fit = _score(_grid(img, b, side), target)
-                if fit > best + 1e-4:
-                    best, moved = fit, True
-                    cx, cy, bw = cx + dx * step * bw, cy + dy * step * bw, bw * (1 + ds * step)
-            if not moved:
-                step /= 2
-    bh = bw / aspect
-    return (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)
-
-
-_MOVES = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
-
-
-def _aligned(a: Image.Image, b: Image.Image, region: str) -> tuple[np.ndarray, np.ndarray]:
-    """`a` and `b` at SIDE, one of them cut to the part the other shows: the region box
-    (of either) that fits best as a start, then moved to the best fit (_refined)."""
-    whole_a, whole_b = _grid(a, side=ALIGN_SIDE), _grid(b, side=ALIGN_SIDE)
-    options = [("a", box) for box in _boxes(a, region)] + [("b", box) for box in _boxes(b, region)]
-    # a screenshot: the photo in it, whatever region the hashes matched
-    photos = [
-        (w, tuple(map(float, box))) for w, img in (("a", a), ("b", b)) if (box := photo_box(img))
-    ]
-
-    def fit(option) -> float:
-        which, box = option
-        if which == "a":
-            return _score(_grid(a, box, ALIGN_SIDE), whole_b)
-        return _score(whole_a, _grid(b, box, ALIGN_SIDE))
-
-    options += photos
-    fits = [fit(option) for option in options]
-    best = int(np.argmax(fits))
-    if fits[best] < START_FIT:
-        if not photos:  # no box comes near: not a crop of the other
-            return _grid(a), _grid(b)
-        # a photo's box in a screenshot is found with its margins uncertain: refined
-        best = len(options) - len(photos) + int(np.argmax(fits[-len(photos) :]))
-    which, box = options[best]
-    if best == 0 and fits[0] >= ALIGNED:  # a's whole on b's whole: lined up already
-        return _grid(a), _grid(b)
-    if which == "a":
-        box = _refined(a, box, whole_b, b.width / b.height, _grid(b))
-        side = _side(box)
-        return _grid(a, box, side), _grid(b, side=side)
-    box = _refined(b, box, whole_a, a.width / a.height, _grid(a))
-    side = _side(box)
-    return _grid(a, side=side), _grid(b, box, side)
-
-
-def _side(box) -> int:
-    """The size to compare at: a small box cut from a thumbnail is blurred when
-    enlarged to SIDE, and its sharp counterpart would disagree in every fine cell."""
-    x0, y0, x1, y1 = box
-    return SIDE if max(x1 - x0, y1 - y0) >= 0.75 * SIDE else ALIGN_SIDE
-
-
-def _cells(x: np.ndarray) -> np.ndarray:
-    n = x.shape[0] // CELL  # square pictures only
-    return x.reshape(n, CELL, n, CELL).transpose(0, 2, 1, 3).reshape(n * n, CELL * CELL)
 
 
 def _off_tone(mx: np.ndarray, my: np.ndarray) -> float:
@@ -384,8 +168,10 @@ def _off_curve(mx: np.ndarray, my: np.ndarray) -> float:
     """Cells off the straight tone line y = a x + b, fitted and then fitted again
     without the worst quarter (an overlay), its slope held to what an edit does (a
     brightness or contrast change of up to MAX_GAIN): a line from a dark photo to a
-    bright one would fit two uniform pictures, not a copy."""
+    bright one would fit two uniform pictures, not a copy. A first line that leaves no
+    cell off settles it (most copies)."""
     keep = slice(None)
+    quarter = (3 * len(mx)) // 4
     for _ in range(2):
         x, y = mx[keep], my[keep]
         dx = x - x.mean()
@@ -394,21 +180,21 @@ def _off_curve(mx: np.ndarray, my: np.ndarray) -> float:
         a = min(max(a, 1 / MAX_GAIN), MAX_GAIN)
         b = float(np.median(y - a * x))
         residual = np.abs(my - a * mx - b)
-        keep = (
-            residual <= np.partition(residual, (3 * len(residual)) // 4)[(3 * len(residual)) // 4]
-        )
+        if residual.max() <= TONE_TOLERANCE:
+            return 0.0
+        keep = residual <= np.partition(residual, quarter)[quarter]
     return float((residual > TONE_TOLERANCE).mean())
 
 
 def _compare(x: np.ndarray, y: np.ndarray) -> Check:
-    cx, cy = _cells(x), _cells(y)
-    dx = cx - cx.mean(axis=1, keepdims=True)
-    dy = cy - cy.mean(axis=1, keepdims=True)
-    vx, vy = (dx * dx).sum(axis=1), (dy * dy).sum(axis=1)
+    cx, cy = cells(x), cells(y)
+    mx, my = cx.mean(axis=1), cy.mean(axis=1)
+    dx, dy = cx - mx[:, None], cy - my[:, None]
+    vx, vy = np.einsum("ij,ij->i", dx, dx), np.einsum("ij,ij->i", dy, dy)
     limit = TEXTURED * TEXTURED * CELL * CELL
     tx, ty = vx > limit, vy > limit
     both = tx & ty
-    ncc = (dx * dy).sum(axis=1)[both] / np.sqrt(vx[both] * vy[both])
+    ncc = np.einsum("ij,ij->i", dx[both], dy[both]) / np.sqrt(vx[both] * vy[both])
     corr = float(ncc.mean()) if ncc.size else 0.0
     bad = np.zeros(both.shape, dtype=bool)
     bad[both] = ncc < CELL_AGREES
@@ -420,5 +206,5 @@ def _compare(x: np.ndarray, y: np.ndarray) -> Check:
         spread, fill = box / (n * n), rows.size / box
     textured = (int(tx.sum()), int(ty.sum()))
     # only a pair that may be a copy needs it (it is the costly part)
-    off = _off_tone(cx.mean(axis=1), cy.mean(axis=1)) if corr >= NEAR_CORR else 0.0
+    off = _off_tone(mx, my) if corr >= NEAR_CORR else 0.0
     return Check(corr, int(both.sum()), int(bad.sum()), textured, float(spread), float(fill), off)

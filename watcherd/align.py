@@ -1,0 +1,280 @@
+"""Lining two pictures up before they are compared: a crop, a frame, a thumbnail a
+pixel shorter or a photo inside a screenshot shifts every cell of a whole-picture
+comparison, so one picture is cut to the part the other shows.
+
+The places a crop usually is (the regions watcherd hashes, the picture without its
+bars, the photo inside a screenshot) are scored first, at ALIGN_SIDE; the best one, if
+it fits at all, is moved and scaled step by step to the best fit (`_refined`). A
+picture is checked against many others, so what depends on it alone (its boxes and
+their small grids) is made once and kept on its `Picture`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from .fingerprint import REGIONS, SQUARES, TRANSFORMS, photo_box
+from .matching import REGION_NAMES
+
+SIDE = 128  # pictures are compared at SIDE x SIDE
+CELL = 8  # in cells of CELL x CELL pixels
+ALIGN_SIDE = 64  # crop boxes are tried at this size, the best one checked at SIDE
+# A crop's best region box scores 0.89 or more before it is refined (crop kinds of
+# accuracy.py, a 13% crop no box matches), unrelated pictures the hashes bring at most
+# 0.76 (benchmarks/throughput.py's photos): below this the box is not refined.
+START_FIT = 0.8
+ALIGNED = 0.95  # the wholes fit this well already: no box is refined
+TEXTURED = 4.0  # a cell whose grey levels vary less than this (std) says nothing
+
+Box = tuple[float, float, float, float]
+_POSES = dict(TRANSFORMS)
+
+
+class Picture:
+    """A picture for checks: its grey rendition, and what is made of it once (its
+    grids, its boxes and their grids, its turned poses), kept for the next check.
+    Grids are kept as bytes (a resized grey picture has whole grey levels): a quarter
+    of the memory, for a cache of many pictures."""
+
+    __slots__ = ("_made", "image")
+
+    def __init__(self, image: Image.Image) -> None:
+        self.image = image
+        self._made: dict = {}
+
+    def grid(self, side: int = SIDE) -> np.ndarray:
+        """The whole picture at side x side."""
+        key = ("grid", side)
+        if key not in self._made:
+            self._made[key] = grid(self.image, side=side).astype(np.uint8)
+        return self._made[key].astype(np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        """About what it holds in memory (for a cache with a budget)."""
+        made = 0
+        for value in self._made.values():
+            if isinstance(value, np.ndarray):
+                made += value.nbytes
+            elif isinstance(value, list):
+                made += sum(g.nbytes for _, g in value)
+        return self.image.width * self.image.height + made
+
+    def settled(self) -> Picture:
+        """The picture as an indexed file keeps it: without the newcomer's turned poses."""
+        kept = Picture(self.image)
+        kept._made = {k: v for k, v in self._made.items() if k[0] != "turned"}
+        return kept
+
+    def turned(self, transform: str) -> Picture:
+        """This picture in the pose `transform` names (a crop leaves it as it is)."""
+        pose = _POSES.get(transform)
+        if pose is None:
+            return self
+        key = ("turned", transform)
+        if key not in self._made:
+            self._made[key] = Picture(self.image.transpose(pose))
+        return self._made[key]
+
+    def photo(self) -> Box | None:
+        """The photo inside this picture if it is a screenshot (fingerprint.photo_box)."""
+        if "photo" not in self._made:
+            box = photo_box(self.image)
+            self._made["photo"] = tuple(map(float, box)) if box else None
+        return self._made["photo"]
+
+    def starts(self, region: str) -> list[tuple[Box, np.ndarray]]:
+        """The boxes a crop of or in this picture is tried at, each with its grid at
+        ALIGN_SIDE."""
+        key = ("starts", region)
+        if key not in self._made:
+            boxes = _boxes(self, region)
+            self._made[key] = [
+                (box, grid(self.image, box, ALIGN_SIDE).astype(np.uint8)) for box in boxes
+            ]
+        return [(box, g.astype(np.float32)) for box, g in self._made[key]]
+
+
+def grid(img: Image.Image, box: Box | None = None, side: int = SIDE) -> np.ndarray:
+    """`box` of `img` (the whole by default, to the fraction of a pixel) at side x side."""
+    if box is not None:  # kept inside the picture, which resize requires
+        w, h = img.size
+        x0, y0, x1, y1 = box
+        box = (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
+    size = (side, side)
+    return np.asarray(img.resize(size, Image.Resampling.BILINEAR, box=box), dtype=np.float32)
+
+
+def cells(x: np.ndarray) -> np.ndarray:
+    """A square picture, or a stack of them, as rows of CELL x CELL cells."""
+    n = x.shape[-1] // CELL
+    lead = x.shape[:-2]
+    split = x.reshape(*lead, n, CELL, n, CELL)
+    return np.swapaxes(split, -3, -2).reshape(*lead, n * n, CELL * CELL)
+
+
+def _boxes(picture: Picture, region: str) -> list[Box]:
+    """The part of a picture watcherd hashed as `region` (a crop of the other picture
+    is that part), the whole, and the picture without bars; for a whole-picture match,
+    the boxes of a slight crop; the photo in it, if it is a screenshot."""
+    img = picture.image
+    w, h = img.size
+    boxes = {"whole": (0.0, 0.0, float(w), float(h))}
+    for number, (x0, y0, x1, y1) in REGIONS.items():
+        boxes[REGION_NAMES[number]] = (x0 * w, y0 * h, x1 * w, y1 * h)
+    short = min(w, h)
+    for number, f in SQUARES.items():
+        s = short * f
+        boxes[REGION_NAMES[number]] = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
+    if w * 9 > h * 16:
+        nw = h * 16 / 9
+        boxes["16:9"] = ((w - nw) / 2, 0.0, (w + nw) / 2, float(h))
+    else:
+        nh = w * 9 / 16
+        boxes["16:9"] = (0.0, (h - nh) / 2, float(w), (h + nh) / 2)
+    boxes["content"] = _trimmed(img)
+    if region in boxes:
+        chosen = [boxes["whole"], boxes[region], boxes["content"]]
+    else:  # a whole-picture match: at most a few percent cut off, or a bar added
+        chosen = [boxes["whole"], boxes["centre"], boxes["top"], boxes["content"]]
+    photo = picture.photo()
+    return [*chosen, photo] if photo else chosen
+
+
+def _trimmed(img: Image.Image) -> Box:
+    """The picture without the near-black or near-white bars around it (letterboxing,
+    a frame), judged row by row and column by column: flat and dark or bright."""
+    a = np.asarray(img, dtype=np.float32)
+    h, w = a.shape
+
+    def bars(axis: int) -> np.ndarray:
+        mean, std = a.mean(axis=axis), a.std(axis=axis)
+        return (std < TEXTURED) & ((mean < 40) | (mean > 215))
+
+    rows, cols = ~bars(1), ~bars(0)  # lines that are picture, not bar
+    if not rows.any() or not cols.any():
+        return (0.0, 0.0, float(w), float(h))
+    top, bottom = int(rows.argmax()), h - int(rows[::-1].argmax())
+    left, right = int(cols.argmax()), w - int(cols[::-1].argmax())
+    if (right - left) * (bottom - top) < 0.3 * w * h:
+        return (0.0, 0.0, float(w), float(h))  # mostly bar: a dark or bright picture
+    return (float(left), float(top), float(right), float(bottom))
+
+
+def scores(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """How well pairs of pictures (two stacks, or one picture against a stack) line
+    up, for moving a box towards the best place: the mean correlation of their cells,
+    leaving out the worst quarter (a caption bar or a sticker sways a correlation of
+    the whole picture; it changes only its cells). -1 where too few cells vary."""
+    cx, cy = cells(xs), cells(ys)
+    dx = cx - cx.mean(axis=-1, keepdims=True)
+    dy = cy - cy.mean(axis=-1, keepdims=True)
+    vx, vy = (dx * dx).sum(axis=-1), (dy * dy).sum(axis=-1)
+    ncc = (dx * dy).sum(axis=-1) / np.sqrt(np.maximum(vx * vy, 1e-12))
+    both = (vx > 1e-3) & (vy > 1e-3)
+    ncc, both = np.atleast_2d(ncc), np.atleast_2d(both)
+    out = np.full(ncc.shape[0], -1.0)
+    for k in range(ncc.shape[0]):
+        if both[k].sum() >= 4:
+            kept = np.sort(ncc[k][both[k]])
+            out[k] = kept[len(kept) // 4 :].mean()
+    return out
+
+
+def _fitted(box: Box, aspect: float) -> Box:
+    """`box` reshaped about its centre to `aspect` (width / height, in pixels) at the
+    same area: a crop of a picture has the crop's own shape."""
+    x0, y0, x1, y1 = box
+    area = max(1.0, (x1 - x0) * (y1 - y0))
+    w = (area * aspect) ** 0.5
+    h = w / aspect
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+
+_MOVES = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
+
+
+def _refined(img: Image.Image, box: Box, target: Picture) -> Box:
+    """`box` of `img` moved and scaled step by step (halving the step) towards the place
+    that lines up best with `target`: the region boxes are where a crop usually is, not
+    where this one is. Keeps the crop's shape (the target's); stays inside the picture.
+    Each step tries the six moves at once and takes the best."""
+    w, h = img.size
+    aspect = target.image.width / target.image.height
+
+    def cut(cx: float, cy: float, bw: float) -> Box | None:
+        bh = bw / aspect
+        b = (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)
+        if bw < 0.2 * w or b[0] < -0.02 * w or b[1] < -0.02 * h:
+            return None
+        if b[2] > 1.02 * w or b[3] > 1.02 * h:
+            return None
+        return b
+
+    x0, y0, x1, y1 = _fitted(box, aspect)
+    cx, cy, bw = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0
+    if cut(cx, cy, bw) is None:
+        cx, cy, bw = w / 2, h / 2, min(w, h * aspect)
+    # coarse steps at ALIGN_SIDE; then, for a box compared at SIDE, fine ones at SIDE
+    passes = [(ALIGN_SIDE, 0.04, 0.01)]
+    if _side((0, 0, bw, bw / aspect)) == SIDE:
+        passes.append((SIDE, 0.008, 0.002))
+    for side, step, last in passes:
+        goal = target.grid(side)
+        best = scores(grid(img, cut(cx, cy, bw) or _centred(cx, cy, bw, aspect), side), goal)[0]
+        while step >= last:
+            moves = []
+            for dx, dy, ds in _MOVES:
+                place = (cx + dx * step * bw, cy + dy * step * bw, bw * (1 + ds * step))
+                if (b := cut(*place)) is not None:
+                    moves.append((place, grid(img, b, side)))
+            fits = scores(np.stack([g for _, g in moves]), goal) if moves else []
+            top = int(np.argmax(fits)) if moves else -1
+            if top >= 0 and fits[top] > best + 1e-4:
+                best, (cx, cy, bw) = fits[top], moves[top][0]
+            else:
+                step /= 2
+    return _centred(cx, cy, bw, aspect)
+
+
+def _centred(cx: float, cy: float, bw: float, aspect: float) -> Box:
+    bh = bw / aspect
+    return (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)
+
+
+def aligned(a: Picture, b: Picture, region: str) -> tuple[np.ndarray, np.ndarray]:
+    """`a` and `b` at SIDE, one of them cut to the part the other shows: the box (of
+    either) that fits best as a start, then moved to the best fit (_refined). The wholes
+    as they are if no box fits."""
+    mine, theirs = a.starts(region), b.starts(region)
+    fits = np.concatenate(
+        [
+            scores(np.stack([g for _, g in mine]), b.grid(ALIGN_SIDE)),
+            scores(a.grid(ALIGN_SIDE), np.stack([g for _, g in theirs])),
+        ]
+    )
+    options = [(a, b, box) for box, _ in mine] + [(b, a, box) for box, _ in theirs]
+    best = int(np.argmax(fits))
+    if fits[best] < START_FIT:
+        # a photo's box in a screenshot is found with its margins uncertain: refined
+        # however it fits; else no box comes near, and it is not a crop of the other
+        photos = [i for i, (cut, _, box) in enumerate(options) if box == cut.photo()]
+        if not photos:
+            return a.grid(), b.grid()
+        best = max(photos, key=lambda i: fits[i])
+    cut, other, box = options[best]
+    if best == 0 and fits[0] >= ALIGNED:  # a's whole on b's whole: lined up already
+        return a.grid(), b.grid()
+    box = _refined(cut.image, box, other)
+    side = _side(box)
+    cut_grid, other_grid = grid(cut.image, box, side), other.grid(side)
+    return (cut_grid, other_grid) if cut is a else (other_grid, cut_grid)
+
+
+def _side(box: Box) -> int:
+    """The size to compare at: a small box cut from a thumbnail is blurred when
+    enlarged to SIDE, and its sharp counterpart would disagree in every fine cell."""
+    x0, y0, x1, y1 = box
+    return SIDE if max(x1 - x0, y1 - y0) >= 0.75 * SIDE else ALIGN_SIDE
