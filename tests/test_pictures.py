@@ -27,7 +27,7 @@ def test_kept_pictures_stay_within_their_memory_budget(tmp_path, monkeypatch):
     fps = [fingerprint_file(str(save(busy_photo(i), tmp_path / f"{i}.jpg"))) for i in range(12)]
     with Index(tmp_path / "i.sqlite3") as index:
         kept = pictures.Pictures(index)
-        for i, fp in enumerate(fps):
+        for fp in fps:
             row = {k: getattr(fp, k) for k in ("path", "size", "mtime_ns", "inode", "sha256")}
             f = index.upsert_file(None, root=str(tmp_path), **row)
             index.set_thumbnail(f.id, fp.thumbnail, fresh=True)

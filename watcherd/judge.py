@@ -221,7 +221,8 @@ class Judge:
         self, f: File, fp: Fingerprint, ignored: set[int], checked: frozenset[int] = frozenset()
     ) -> Finding:
         """Another shot of the same scene (a burst, a re-take): upright whole pictures
-        within the looser `similar` limits that show the same scene on pixels."""
+        within the looser `similar` limits that show the same scene on pixels. Or a
+        copy after all, under an overlay the stricter rule accepts (`_overlaid`)."""
         tried = 0
         for m in self.hashes.search(
             fp.variants[:1],
@@ -245,11 +246,24 @@ class Judge:
             found = self._check(fp, mine, other.id, "identity", search=False)
             if found is None or not found.shot:
                 continue
-            # not a copy, whatever the pixels say: beyond the near limits, a compact
-            # change (a sticker, or a subject that moved) cannot be told from another
-            # shot on a thumbnail (test_burst_shots_are_similar_never_near)
+            if self._overlaid(fp, other.id, found):
+                redundant = other.duplicate_of_id is not None
+                return self._named(fp, mine, m, redundant, set(checked) | {other.id})
+            # not a copy: beyond the near limits, scattered changes (a subject that
+            # moved) cannot be told from recompression on a thumbnail
+            # (test_burst_shots_are_similar_never_near)
             return Finding(shot=other, shot_distance=m.distance)
         return Finding()
+
+    def _overlaid(self, fp: Fingerprint, file_id: int, found: Check) -> bool:
+        """A loose candidate that is a copy with an overlay (a sticker, a label: they
+        move pHash far), by the stricter rule, on the thumbnails and then on the files
+        read again (thumbnails of two different dark or smooth pictures can agree but
+        for one block); never two shots seconds apart."""
+        if not found.overlaid or self._other_moment(fp, file_id):
+            return False
+        closer = self._closer(fp, file_id, "identity")
+        return closer is not None and closer.overlaid
 
     def candidates(self, f: File, fp: Fingerprint) -> list[Match]:
         """Indexed pictures that look like the newcomer: whole, turned, or cropped.

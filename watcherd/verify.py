@@ -46,6 +46,7 @@ NEAR_CHANGED = 0.12  # a copy: at most this fraction of those cells disagree...
 OVERLAY_SPREAD = 0.25  # an overlay: the disagreeing cells within a box this big
 OVERLAY_FILL = 0.3  # and filling at least this much of it
 OVERLAY_CHANGED = 0.3  # and no more than this fraction of the shared cells
+SCATTERED = 0.03  # cells disagreeing here and there that recompression alone explains
 MIN_TEXTURED = 8  # fewer textured cells than this: a degenerate picture
 SIMILAR_CORR = 0.5  # another shot of the scene: its cells still broadly agree
 DETAIL = 40  # fewer textured cells than this in either: too little to tell at SIDE
@@ -82,6 +83,19 @@ class Check:
         # a label): an overlay on a copy, where another shot differs here and there
         overlay = self.spread <= OVERLAY_SPREAD and self.fill >= OVERLAY_FILL
         return overlay and self.changed <= OVERLAY_CHANGED * self.shared
+
+    @property
+    def overlaid(self) -> bool:
+        """A copy by the stricter rule for a candidate the hashes found only loosely
+        (a sticker or a label moves pHash far): the disagreeing cells, beyond the few
+        recompression explains, form one compact block. Another shot of the scene,
+        where the subject moved, disagrees in two places (where it was and where it
+        is) or all over."""
+        if not self.copy:
+            return False
+        if self.changed <= max(1, SCATTERED * self.shared):
+            return True
+        return self.spread <= OVERLAY_SPREAD and self.fill >= OVERLAY_FILL
 
     @property
     def shot(self) -> bool:
