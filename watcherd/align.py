@@ -11,6 +11,9 @@ their small grids) is made once and kept on its `Picture`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 from PIL import Image
 
@@ -28,6 +31,7 @@ ALIGNED = 0.95  # the wholes fit this well already: no box is refined
 TEXTURED = 4.0  # a cell whose grey levels vary less than this (std) says nothing
 
 Box = tuple[float, float, float, float]
+Settled = Callable[[np.ndarray, np.ndarray], bool]  # do two grids line up well enough?
 _POSES = dict(TRANSFORMS)
 
 
@@ -196,11 +200,12 @@ def _fitted(box: Box, aspect: float) -> Box:
 _MOVES = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
 
 
-def _refined(img: Image.Image, box: Box, target: Picture) -> Box:
+def _refined(img: Image.Image, box: Box, target: Picture, enough: Settled | None = None) -> Box:
     """`box` of `img` moved and scaled step by step (halving the step) towards the place
     that lines up best with `target`: the region boxes are where a crop usually is, not
     where this one is. Keeps the crop's shape (the target's); stays inside the picture.
-    Each step tries the six moves at once and takes the best."""
+    Each step tries the six moves at once and takes the best. The fine steps are
+    skipped when the coarse ones already line the two up `enough` (most copies)."""
     w, h = img.size
     aspect = target.image.width / target.image.height
 
@@ -223,6 +228,9 @@ def _refined(img: Image.Image, box: Box, target: Picture) -> Box:
         passes.append((SIDE, 0.008, 0.002))
     for side, step, last in passes:
         goal = target.grid(side)
+        here = _centred(cx, cy, bw, aspect)
+        if side == SIDE and enough is not None and enough(grid(img, here, SIDE), goal):
+            break
         best = scores(grid(img, cut(cx, cy, bw) or _centred(cx, cy, bw, aspect), side), goal)[0]
         while step >= last:
             moves = []
@@ -244,10 +252,13 @@ def _centred(cx: float, cy: float, bw: float, aspect: float) -> Box:
     return (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)
 
 
-def aligned(a: Picture, b: Picture, region: str) -> tuple[np.ndarray, np.ndarray]:
+def aligned(
+    a: Picture, b: Picture, region: str, enough: Settled | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """`a` and `b` at SIDE, one of them cut to the part the other shows: the box (of
-    either) that fits best as a start, then moved to the best fit (_refined). The wholes
-    as they are if no box fits."""
+    either) that fits best as a start, then moved to the best fit (_refined), or until
+    `enough(a's grid, b's grid)` says they line up. The wholes as they are if no box
+    fits."""
     mine, theirs = a.starts(region), b.starts(region)
     fits = np.concatenate(
         [
@@ -267,10 +278,16 @@ def aligned(a: Picture, b: Picture, region: str) -> tuple[np.ndarray, np.ndarray
     cut, other, box = options[best]
     if best == 0 and fits[0] >= ALIGNED:  # a's whole on b's whole: lined up already
         return a.grid(), b.grid()
-    box = _refined(cut.image, box, other)
+    if enough is not None and cut is not a:  # asked in a's and b's order
+        enough = partial(_swapped, enough)
+    box = _refined(cut.image, box, other, enough)
     side = _side(box)
     cut_grid, other_grid = grid(cut.image, box, side), other.grid(side)
     return (cut_grid, other_grid) if cut is a else (other_grid, cut_grid)
+
+
+def _swapped(enough: Settled, x: np.ndarray, y: np.ndarray) -> bool:
+    return enough(y, x)
 
 
 def _side(box: Box) -> int:

@@ -138,6 +138,21 @@ class Judge:
                 return Finding(shot=other, shot_distance=shot.distance)
         return self.similar(f, fp, ignored, frozenset(checked))
 
+    def pair(self, fp: Fingerprint, file_id: int, transform: str, loose: bool = False) -> bool:
+        """Whether the newcomer is called a copy of one indexed file the hashes brought
+        (as `transform`; `loose`: within the similar limits only), by the rule `near`
+        and `similar` apply to each candidate. For measuring the rule pair by pair
+        (benchmarks/false_match.py); it searches boxes for every whole-picture
+        candidate, where `near` does for the first SEARCHES only."""
+        mine = self.pictures.newcomer(fp)
+        if mine is None:
+            return False
+        if loose:
+            found = self._check(fp, mine, file_id, "identity", search=False)
+            return found is not None and found.shot and self._overlaid(fp, file_id, found)
+        found = self._verify(fp, mine, file_id, transform)
+        return found is not None and found.copy and not self._other_moment(fp, file_id)
+
     def _verify(
         self, fp: Fingerprint, mine: Picture, file_id: int, transform: str, search: bool = True
     ) -> Check | None:

@@ -163,8 +163,12 @@ def check(
         mine, region = mine.turned(transform), "any"
     else:
         found, region = None, transform.removeprefix("crop:")
-    boxed = _compare(*aligned(mine, theirs, region))
+    boxed = _compare(*aligned(mine, theirs, region, _lined_up))
     return boxed if found is None or boxed.copy else found
+
+
+def _lined_up(x: np.ndarray, y: np.ndarray) -> bool:
+    return _compare(x, y).copy
 
 
 def _off_tone(mx: np.ndarray, my: np.ndarray) -> float:
