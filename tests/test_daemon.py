@@ -622,7 +622,7 @@ def test_a_stop_signal_taken_by_another_thread_still_stops_an_idle_daemon(tmp_pa
     must stop."""
     import ctypes
 
-    from watcherd.daemon import status_path
+    from watcherd.daemon_files import status_path
 
     libc = ctypes.CDLL(None, use_errno=True)
     if not hasattr(libc, "tgkill"):

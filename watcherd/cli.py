@@ -486,7 +486,8 @@ def run(app: App, paths: tuple[Path, ...], dry_run: bool) -> None:
     Runs in the foreground: systemd (see `watcherd service install`) does the rest.
     SIGHUP reloads the configuration; SIGTERM or SIGINT stops cleanly.
     """
-    from .daemon import AlreadyRunning, Daemon
+    from .daemon import Daemon
+    from .daemon_files import AlreadyRunning
 
     for p in paths:
         if p.exists() and not p.is_dir():
@@ -516,7 +517,7 @@ def run(app: App, paths: tuple[Path, ...], dry_run: bool) -> None:
 def status(app: App, as_json: bool) -> None:
     """Whether a daemon is running on this index, what it watches, and the counts."""
     from . import report as report_mod
-    from .daemon import daemon_running, read_status
+    from .daemon_files import daemon_running, read_status
 
     running = daemon_running(app.db_path)
     state = read_status(app.db_path) or {}

@@ -13,97 +13,39 @@ queue) and decided in the order they became ready, through the same Pipeline as
 
 from __future__ import annotations
 
-import fcntl
-import heapq
-import itertools
-import json
 import logging
 import os
 import queue
-import signal
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from . import exits, private, root_guard
+from . import exits, root_guard
 from .actions import ActionError, Mover
-from .big_lane import LARGE_FILE, BigLane
 from .config import Config, Root
-from .fingerprint import Fingerprint, crashed, reader, timed_out
+from .daemon_files import acquire_lock, write_status
+from .fingerprint import Fingerprint
+from .inbox import ReadDone, Reload, Stop, Undo
 from .index import Index
 from .index_trouble import IndexTrouble
 from .models import ACTIVE, ERROR
 from .notifications import DesktopNotifier
 from .pipeline import Pipeline, arrays_path, log_outcome, release_free_memory
+from .read_queue import ReadQueue
 from .root_guard import RootGuard
 from .scanner import Interrupted, ScanStats, reconcile
 from .sdnotify import Notifier
+from .settling import Settler, stat_of
+from .signal_relay import SignalRelay
 from .watcher import FsEvent, Watcher
-from .workers import end_pool, make_pool, run_isolated
 
 log = logging.getLogger("watcherd")
 
-POOL_IDLE_SECONDS = 60.0  # idle decoding processes are let go, to keep an idle daemon small
 STATUS_EVERY = 1.0
-SIGNAL_MESSAGES = {
-    signal.SIGTERM: ("stop",),
-    signal.SIGINT: ("stop",),
-    signal.SIGHUP: ("reload",),
-}
 QUIET_CATCH_UP = 100  # a first catch-up with more files to read is summed up, not listed
-CLOSE_FALLBACK_FACTOR = 5  # a created file never closed is taken once still this many settles
-
-
-class AlreadyRunning(Exception):
-    """Another daemon holds this index; two writers would decide every file twice."""
-
-
-def lock_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".lock")
-
-
-def status_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".status.json")
-
-
-def daemon_running(db_path: Path) -> bool:
-    """Whether a daemon holds the index's lock right now."""
-    path = lock_path(db_path)
-    if not path.exists():
-        return False
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return False
-
-
-def read_status(db_path: Path) -> dict | None:
-    try:
-        return json.loads(status_path(db_path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-@dataclass
-class Pending:
-    """A file seen but not yet complete."""
-
-    root: str
-    due: float
-    wait_close: bool  # a writer has it open: its close makes it ready
-    size: int = -1
-    mtime_ns: int = -1
 
 
 @dataclass
@@ -136,30 +78,18 @@ class Daemon:
         self.reload_config = reload_config
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.notifier = Notifier(environ)
-        self.pending: dict[str, Pending] = {}
-        self._due: list[tuple[float, int, str]] = []  # heap of (due, seq, path)
-        self._seq = itertools.count()
-        self.ready: deque[tuple[str, str]] = deque()  # (path, root) waiting for a worker
-        self.inflight: deque[tuple[str, str, Future]] = deque()
-        # the oldest file being read, and since when it is the oldest (see _expire_stuck)
-        self._head: Future | None = None
-        self._head_since = 0.0
-        self.ready_paths: set[str] = set()
-        self.counters = Counters()
-        self.pool: ProcessPoolExecutor | None = None
-        # files over LARGE_FILE bytes: read apart, decided when done (see big_lane)
-        self.big = BigLane(
-            lambda: reader(self.config.max_pixels), lambda: self.inbox.put(("done",))
+        self.settler = Settler(config.settle_seconds)  # arriving files, until complete
+        self.reads = ReadQueue(  # complete files, read by workers, decided in order
+            config, self._decide, self._already_read, lambda: self.inbox.put(ReadDone())
         )
-        self.pool_idle_since = time.monotonic()
-        self._burst_ended = False  # work drained since the last release_free_memory
+        self.counters = Counters()
         self.roots: dict[str, Root] = {}
         self._stop = False
         self._stop_requested = False  # set by the signal thread at once (see _stopping)
         self._status_dirty = True
         self._last_status = 0.0
         self._lock_fh = None
-        self._signal_pipe: tuple[int, int] | None = None  # see _install_signals
+        self.signals = SignalRelay(self.inbox.put, self._request_stop)
         self._resync_at: float | None = None
         self._quiet: dict | None = None  # a large first catch-up under way (see _catch_up)
         self.trouble = IndexTrouble()
@@ -195,7 +125,7 @@ class Daemon:
         )
         self.index.rollback()
         self.watcher = Watcher(self.inbox.put, self.config.poll_interval)
-        self._install_signals()
+        self.signals.install()
         self._desktop_notifications(self.config.notifications)
         try:
             roots = self.configured_roots(self.config)
@@ -245,75 +175,25 @@ class Daemon:
     def _stopping(self) -> bool:
         return self._stop_requested
 
+    def _request_stop(self) -> None:
+        self._stop_requested = True
+
     def stop(self) -> None:
         """Ask the loop to finish (safe from signal handlers and other threads)."""
         self._stop_requested = True
-        self.inbox.put(("stop",))
+        self.inbox.put(Stop())
 
     def _acquire_lock(self) -> None:
-        path = lock_path(self.db_path)
-        private.folder(path.parent)
-        # held open for the daemon's lifetime
-        fh = open(private.create(path, os.O_RDWR), "r+")  # noqa: SIM115
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise AlreadyRunning(
-                f"a watcherd daemon is already running on {self.db_path}"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        self._lock_fh = fh
-
-    def _install_signals(self) -> None:
-        """SIGTERM and SIGINT stop the daemon, SIGHUP reloads its configuration.
-
-        Not through Python signal handlers that post to the inbox: the kernel hands a
-        signal to any one of the process's threads, and Python runs the handler in the
-        main thread only once that thread wakes, which an idle daemon asleep on its
-        inbox did not do for a minute, or ever (the stop that hung now and then). The
-        handlers do nothing; Python writes each signal's number to a wakeup pipe
-        whichever thread takes it, and a thread of ours turns it into a message."""
-        read_end, write_end = os.pipe()
-        os.set_blocking(write_end, False)  # set_wakeup_fd requires it; the reader blocks
-        for sig in SIGNAL_MESSAGES:
-            signal.signal(sig, lambda *_: None)
-        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-        self._signal_pipe = (read_end, write_end)
-        threading.Thread(
-            target=self._relay_signals, args=(read_end,), name="watcherd-signals", daemon=True
-        ).start()
-
-    def _relay_signals(self, read_end: int) -> None:
-        while data := os.read(read_end, 64):  # empty: the write end closed at shutdown
-            for number in data:
-                message = SIGNAL_MESSAGES.get(number)
-                if message is not None:
-                    self._stop_requested |= message == ("stop",)  # seen inside long walks
-                    self.inbox.put(message)
-        os.close(read_end)
-
-    def _uninstall_signals(self) -> None:
-        if self._signal_pipe is not None:
-            signal.set_wakeup_fd(-1)
-            os.close(self._signal_pipe[1])
-            self._signal_pipe = None
+        self._lock_fh = acquire_lock(self.db_path)  # held open for the daemon's lifetime
 
     def _shutdown(self) -> None:
-        self._log("stopping", "stopping", pending=len(self.pending) + len(self.ready))
+        self._log("stopping", "stopping", pending=len(self.settler) + len(self.reads.ready))
         self.notifier.stopping()
         self._desktop_notifications(False)
         watcher = getattr(self, "watcher", None)
         if watcher is not None:
             watcher.stop()
-        if self.pool is not None:
-            # Files still being read are not indexed; the next start's catch-up finds them.
-            end_pool(self.pool)
-            self.pool = None
-        self.big.close()
+        self.reads.close()
         index = getattr(self, "index", None)
         if index is not None:
             index.rollback()  # every decision was committed whole; nothing half-written
@@ -321,7 +201,7 @@ class Daemon:
             index.close()
         self._write_status(final=True)
         self.notifier.close()
-        self._uninstall_signals()
+        self.signals.uninstall()
         if self._lock_fh is not None:
             self._lock_fh.close()
 
@@ -375,23 +255,20 @@ class Daemon:
             self.counters.rescans += 1
             self._catch_up([Path(r) for r in self.roots])
         self._check_roots(time.monotonic())
-        self._promote_due(time.monotonic())
-        self._dispatch()
-        self._expire_stuck(time.monotonic())
-        for fp, root in self.big.expired(time.monotonic(), self.config.read_timeout):
-            self._decide(fp, root)
-        self._collect()
+        for path, root in self.settler.settled(time.monotonic()):
+            self.reads.add(path, root)
+        self.reads.step(time.monotonic())
         if self.index.session.in_transaction():
             self.index.commit()  # never hold the write lock while idle
-        if self._burst_ended and not self.inflight:
+        if self.reads.burst_ended and not self.reads.inflight:
             # Searching a large index makes temporaries of a few MB that glibc keeps
             # once freed (about 30 MB at a million photos): give them back as each
             # burst of work ends, so a daemon that waits holds only its index.
-            self._burst_ended = False
+            self.reads.burst_ended = False
             release_free_memory()
-        self._maybe_release_pool()
+        self.reads.release_if_idle()
         self._maybe_status()
-        if self._quiet is not None and not (self.ready or self.inflight or self.pending):
+        if self._quiet is not None and not (self.reads.busy or self.settler):
             self._caught_up()
 
     def _tally(self) -> tuple[int, int, int]:
@@ -400,7 +277,7 @@ class Daemon:
 
     def _caught_up(self) -> None:
         """The summary of a quiet catch-up (see _catch_up), once nothing is left to read."""
-        if len(self.big):
+        if len(self.reads.big):
             return
         before, now = self._quiet["counted"], self._tally()
         indexed, duplicates, errors = (b - a for a, b in zip(before, now, strict=True))
@@ -418,9 +295,8 @@ class Daemon:
         self._quiet = None
 
     def _next_timeout(self, now: float, next_ping: float | None) -> float | None:
-        while self._due and not self._current(self._due[0]):
-            heapq.heappop(self._due)  # superseded by a later _touch, or no longer pending
-        deadlines = [self._due[0][0]] if self._due else []
+        due = self.settler.deadline()
+        deadlines = [due] if due is not None else []
         if next_ping is not None:
             deadlines.append(next_ping)
         if self._resync_at is not None:
@@ -429,14 +305,7 @@ class Daemon:
             deadlines.append(self.guard.deadline())
         if self._status_dirty:
             deadlines.append(self._last_status + STATUS_EVERY)
-        if self.pool is not None and not self.inflight:
-            deadlines.append(self.pool_idle_since + POOL_IDLE_SECONDS)
-        if self.inflight:
-            self._watch_head(now)
-            deadlines.append(self._head_since + self.config.read_timeout)
-        big = self.big.deadline(now, self.config.read_timeout)
-        if big is not None:
-            deadlines.append(big)
+        deadlines += self.reads.deadlines(now)
         if not deadlines:
             return None  # sleep until something happens
         return max(0.0, min(deadlines) - now)
@@ -444,13 +313,13 @@ class Daemon:
     def _handle(self, msg) -> None:
         if isinstance(msg, FsEvent):
             self._on_fs_event(msg)
-        elif msg[0] == "stop":
+        elif isinstance(msg, Stop):
             self._stop = True
-        elif msg[0] == "reload":
+        elif isinstance(msg, Reload):
             self._reload()
-        elif msg[0] == "undo":
-            self._undo(msg[1], msg[2])
-        # ("done",) from a finished worker future needs no action: _collect runs next
+        elif isinstance(msg, Undo):
+            self._undo(msg.burst, list(msg.paths))
+        # ReadDone from a finished read needs no action: the step takes the results
 
     # -- filesystem events -----------------------------------------------------------------
 
@@ -481,8 +350,8 @@ class Daemon:
         elif kind == "closed":
             root = self._included(ev.path)
             if root is not None:
-                self.pending.pop(ev.path, None)
-                self._make_ready(ev.path, root)
+                self.settler.forget(ev.path)
+                self.reads.add(ev.path, root)
         elif kind in ("created", "modified", "attrib"):
             root = self._included(ev.path)
             if root is None:
@@ -498,7 +367,7 @@ class Daemon:
             if root is not None:
                 self._touch(ev.path, root, wait_close=False)
         elif kind == "deleted":
-            self.pending.pop(ev.path, None)
+            self.settler.forget(ev.path)
             f = self.index.file_by_path(ev.path)
             if f is not None and f.status in (ACTIVE, ERROR) and not os.path.lexists(ev.path):
                 self.index.mark_missing(f)
@@ -517,55 +386,10 @@ class Daemon:
             self._catch_up([Path(ev.path)])
 
     def _touch(self, path: str, root: str, wait_close: bool) -> None:
-        """A file changed: (re)start its wait for completeness."""
-        now = time.monotonic()
-        settle = self.config.settle_seconds
-        p = self.pending.get(path)
-        if p is None:
-            p = Pending(root, 0.0, wait_close)
-            self.pending[path] = p
-        else:
-            p.wait_close = p.wait_close or wait_close
-        p.due = now + (settle * CLOSE_FALLBACK_FACTOR if p.wait_close else settle)
-        p.size, p.mtime_ns = _stat(path)
-        self._schedule(path, p)
-
-    def _schedule(self, path: str, p: Pending) -> None:
-        heapq.heappush(self._due, (p.due, next(self._seq), path))
-
-    def _current(self, entry: tuple[float, int, str]) -> bool:
-        p = self.pending.get(entry[2])
-        return p is not None and p.due == entry[0]
-
-    def _promote_due(self, now: float) -> None:
-        """Pending files whose wait is over: ready if they held still, else wait again."""
-        while self._due and self._due[0][0] <= now:
-            entry = heapq.heappop(self._due)
-            if not self._current(entry):
-                continue
-            path = entry[2]
-            p = self.pending[path]
-            size, mtime_ns = _stat(path)
-            if size < 0:  # gone before it was complete
-                del self.pending[path]
-            elif (size, mtime_ns) == (p.size, p.mtime_ns):
-                del self.pending[path]
-                self._make_ready(path, p.root)
-            else:
-                p.size, p.mtime_ns = size, mtime_ns
-                wait = self.config.settle_seconds
-                p.due = now + (wait * CLOSE_FALLBACK_FACTOR if p.wait_close else wait)
-                self._schedule(path, p)
-
-    def _make_ready(self, path: str, root: str) -> None:
-        if any(path == fpath for fpath, _, _ in self.inflight) or path in self.big.paths():
-            return  # being read now; if it changed meanwhile, _decide sees and re-reads it
-        if path not in self.ready_paths:
-            self.ready_paths.add(path)
-            self.ready.append((path, root))
+        self.settler.touch(path, root, wait_close, time.monotonic())
 
     def _on_moved(self, src: str, dest: str) -> None:
-        src_pending = self.pending.pop(src, None)
+        src_pending = self.settler.forget(src)
         dest_root = self._included(dest)
         f = self.index.file_by_path(src)
         if f is not None and f.status in (ACTIVE, ERROR):
@@ -583,7 +407,7 @@ class Daemon:
         if dest_root is None:
             return
         known = self.index.file_by_path(dest)
-        if known is not None and (known.size, known.mtime_ns) == _stat(dest):
+        if known is not None and (known.size, known.mtime_ns) == stat_of(dest):
             return  # already followed (a folder move moves its files first)
         if src_pending is not None and src_pending.wait_close:
             self._touch(dest, dest_root, wait_close=True)
@@ -593,13 +417,7 @@ class Daemon:
 
     def _on_dir_moved(self, src: str, dest: str) -> None:
         dest_root = self._root_of(dest)
-        for path in [p for p in self.pending if p.startswith(src.rstrip("/") + "/")]:
-            p = self.pending.pop(path)
-            if dest_root is not None:
-                new = dest + path[len(src) :]
-                moved = Pending(dest_root, p.due, p.wait_close, p.size, p.mtime_ns)
-                self.pending[new] = moved
-                self._schedule(new, moved)
+        self.settler.move_under(src, dest, dest_root)
         if dest_root is None or not self.config.is_included_dir(os.path.basename(dest)):
             self._on_dir_deleted(src)
             return
@@ -611,8 +429,7 @@ class Daemon:
         self._catch_up([Path(dest)])  # files the folder held that were never indexed
 
     def _on_dir_deleted(self, folder: str) -> None:
-        for path in [p for p in self.pending if p.startswith(folder.rstrip("/") + "/")]:
-            del self.pending[path]
+        self.settler.forget_under(folder)
         missing = [fid for fid, path in self.index.live_under(folder) if not os.path.lexists(path)]
         self.index.mark_missing_many(missing)
         self.index.commit()
@@ -644,10 +461,10 @@ class Daemon:
         now_wall = time.time()
         settle = self.config.settle_seconds
         for e in todo:
-            if e.path in self.pending:
+            if e.path in self.settler:
                 continue
             if now_wall - e.mtime_ns / 1e9 > settle:
-                self._make_ready(e.path, e.root)  # untouched for a while: complete
+                self.reads.add(e.path, e.root)  # untouched for a while: complete
             else:
                 self._touch(e.path, e.root, wait_close=False)
         if todo or stats.moved or stats.missing:
@@ -667,107 +484,20 @@ class Daemon:
 
     # -- reading and deciding --------------------------------------------------------------
 
-    def _dispatch(self) -> None:
-        limit = self.config.effective_workers() * 2
-        while self.ready and len(self.inflight) < limit:
-            path, root = self.ready.popleft()
-            self.ready_paths.discard(path)
-            f = self.index.file_by_path(path)
-            if f is not None and f.status == ACTIVE and (f.size, f.mtime_ns) == _stat(path):
-                # already indexed as it is now (a catch-up and an event both saw it, or
-                # it came back from quarantine): only make sure it can be matched again
-                self.pipeline.rematch(f)
-                continue
-            size = _stat(path)[0]
-            if size > LARGE_FILE:
-                self.big.submit(path, root, size)
-                continue
-            if self.pool is None:
-                self.pool = make_pool(self.config.effective_workers())
-            work = reader(self.config.max_pixels)
-            try:
-                fut = self.pool.submit(work, path)
-            except BrokenProcessPool:
-                self.ready.appendleft((path, root))
-                self.ready_paths.add(path)
-                self._recover_pool()
-                continue
-            fut.add_done_callback(lambda _f: self.inbox.put(("done",)))
-            self.inflight.append((path, root, fut))
-
-    def _collect(self) -> None:
-        for fp, root in self.big.done():
-            self._decide(fp, root)
-        collected = False
-        while self.inflight and self.inflight[0][2].done():
-            collected = True
-            path, root, fut = self.inflight.popleft()
-            try:
-                fp = fut.result()
-            except BrokenProcessPool:
-                self.inflight.appendleft((path, root, fut))
-                self._recover_pool()
-                return
-            except Exception as exc:  # a bug in a worker must not stop the daemon
-                fp = crashed(path)
-                fp.error = f"cannot fingerprint: {type(exc).__name__}: {exc}"
-            self._decide(fp, root)
-        if collected and not self.inflight:
-            self.pool_idle_since = time.monotonic()  # the pool's idle time starts now
-            self._burst_ended = True
-        self._dispatch()
-
-    def _recover_pool(self) -> None:
-        """A worker died: re-read each stranded file alone, so only the culprit is lost."""
-        log.warning("a decoding process died; isolating the files it was reading")
-        if self.pool is not None:
-            end_pool(self.pool)
-        self.pool = None
-        stranded = list(self.inflight)
-        self.inflight.clear()
-        work = reader(self.config.max_pixels)
-        limit = self.config.read_timeout
-        for path, root, _ in stranded:
-            fp, _ = run_isolated(work, path, crashed, limit, partial(timed_out, seconds=limit))
-            self._decide(fp, root)
-
-    def _watch_head(self, now: float) -> None:
-        head = self.inflight[0][2] if self.inflight else None
-        if head is not self._head:
-            self._head, self._head_since = head, now
-
-    def _expire_stuck(self, now: float) -> None:
-        """The oldest file still being read after `read_timeout`: its worker is stuck (a
-        stalled mount, a pathological image). Results are taken in arrival order, so
-        without this one such file would hold up every file after it for ever.
-
-        It is recorded as an error; the workers are replaced, all of them since the
-        stuck one cannot be told apart, and the other files in flight are read again.
-        The clock starts when a file becomes the oldest in flight, never earlier than
-        its worker can have started on it.
-        """
-        self._watch_head(now)
-        if not self.inflight or self.inflight[0][2].done():
-            return
-        if now - self._head_since < self.config.read_timeout:
-            return
-        path, root, _ = self.inflight.popleft()
-        others = [(p, r) for p, r, _ in self.inflight]
-        self.inflight.clear()
-        if self.pool is not None:
-            end_pool(self.pool, grace=0)
-            self.pool = None
-        for p, r in reversed(others):
-            self.ready.appendleft((p, r))
-            self.ready_paths.add(p)
-        self._decide(timed_out(path, self.config.read_timeout), root)
-        self._dispatch()
+    def _already_read(self, path: str) -> bool:
+        """Indexed as it is now (a catch-up and an event both saw it, or it came back
+        from quarantine): only make sure it can be matched again."""
+        f = self.index.file_by_path(path)
+        if f is not None and f.status == ACTIVE and (f.size, f.mtime_ns) == stat_of(path):
+            self.pipeline.rematch(f)
+            return True
+        return False
 
     def _decide(self, fp: Fingerprint, root: str) -> None:
         path = fp.path
         if fp.error and not os.path.lexists(path):
             return  # deleted before we could read it: nothing to index
-        if (fp.size, fp.mtime_ns) != _stat(path):
+        if (fp.size, fp.mtime_ns) != stat_of(path):
             # written to while we read it: wait until it holds still, then read it again
             self._touch(path, root, wait_close=False)
             return
@@ -827,21 +557,13 @@ class Daemon:
     def _desktop_notifications(self, wanted: bool) -> None:
         if wanted and self.desktop is None:
             self.desktop = DesktopNotifier(
-                lambda key, paths: self.inbox.put(("undo", key, paths)),
+                lambda key, paths: self.inbox.put(Undo(key, tuple(paths))),
                 show_command=self.show_command,
             )
             self.desktop.start()
         elif not wanted and self.desktop is not None:
             self.desktop.stop()
             self.desktop = None
-
-    def _maybe_release_pool(self) -> None:
-        self.big.release_if_idle(POOL_IDLE_SECONDS)
-        idle = time.monotonic() - self.pool_idle_since
-        if self.pool is not None and not self.inflight and idle >= POOL_IDLE_SECONDS:
-            log.debug("idle: letting the decoding processes go")
-            self.pool.shutdown(wait=False)
-            self.pool = None
 
     # -- roots and reload ------------------------------------------------------------------
 
@@ -932,6 +654,8 @@ class Daemon:
             return
         self.notifier.reloading()
         self.config = new
+        self.settler.settle_seconds = new.settle_seconds
+        self.reads.config = new
         self._desktop_notifications(new.notifications)
         self.pipeline.config = new
         self.pipeline.mover = self._mover(new)
@@ -957,7 +681,7 @@ class Daemon:
         c = self.counters
         return (
             f"{c.indexed} indexed, {c.duplicates} duplicates, {c.errors} errors; "
-            f"{len(self.pending) + len(self.ready) + len(self.inflight) + len(self.big)} waiting"
+            f"{len(self.settler) + len(self.reads)} waiting"
         )
 
     def _maybe_status(self) -> None:
@@ -988,18 +712,4 @@ class Daemon:
             "last_event": c.last_event,
             "updated": time.time(),
         }
-        path = status_path(self.db_path)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            private.write(tmp, json.dumps(data))
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.debug("cannot write status file %s: %s", path, exc)
-
-
-def _stat(path: str) -> tuple[int, int]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return (-1, -1)
-    return (st.st_size, st.st_mtime_ns)
+        write_status(self.db_path, data)
