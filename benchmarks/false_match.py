@@ -8,8 +8,7 @@ indexed) of pictures none of which is a copy of another, this measures two rates
 
 - candidates: the pair is brought to verification by the hashes (whole picture in
   eight poses and regions, within the near limits; or upright within the looser
-  similar limits, where only an overlay rule can make a copy). Loose candidates are
-  counted before the content-region filter `similar` applies: more, not fewer;
+  similar limits, where only an overlay rule can make a copy);
 - accepted: verification calls the candidate a copy (`Judge.pair`: the rule of
   `near` and `similar`, with boxes searched for every whole-picture candidate).
 
@@ -37,6 +36,7 @@ sys.path.insert(0, str(HERE))
 
 from trust import DEFAULT_BENCH, blank_pictures, read_groups  # noqa: E402
 
+from watcherd import candidates  # noqa: E402
 from watcherd.config import Config  # noqa: E402
 from watcherd.fingerprint import fingerprint_file  # noqa: E402
 from watcherd.index import Index  # noqa: E402
@@ -112,12 +112,7 @@ def measure(sets: dict[Path, str], copies: set[frozenset], work: Path) -> None:
             near = {m.file_id: m for m in judge.candidates(f, fp)}
             loose = [
                 m
-                for m in judge.hashes.search(
-                    fp.variants[:1],
-                    config.similar_phash_distance,
-                    config.similar_dhash_distance,
-                    exclude=f.id,
-                )
+                for m in candidates.loose(judge.hashes, judge.parts, config, f, fp)
                 if m.file_id not in near
             ]
             for m, is_loose in [(m, False) for m in near.values()] + [(m, True) for m in loose]:

@@ -15,19 +15,12 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from . import candidates
 from .config import Config
 from .fingerprint import TRANSFORM_NAMES, Fingerprint, screen_shaped, thumbnail_of
 from .index import Index
-from .matching import (
-    CONTENT_REGION,
-    REGION_NAMES,
-    REGIONS_AGREE,
-    WHOLE_EDGE_MARGIN,
-    HashIndex,
-    Match,
-    RegionIndex,
-)
-from .models import ACTIVE, File, to_unsigned
+from .matching import HashIndex, Match, RegionIndex
+from .models import ACTIVE, File
 from .pictures import Pictures
 from .verify import DETAIL, Check, Picture, check, rendition, turned, zoomed
 
@@ -239,20 +232,13 @@ class Judge:
         within the looser `similar` limits that show the same scene on pixels. Or a
         copy after all, under an overlay the stricter rule accepts (`_overlaid`)."""
         tried = 0
-        for m in self.hashes.search(
-            fp.variants[:1],
-            self.config.similar_phash_distance,
-            self.config.similar_dhash_distance,
-            exclude=f.id,
-        ):
+        for m in candidates.loose(self.hashes, self.parts, self.config, f, fp):
             if tried >= SIMILAR_AT_MOST:
                 break
             if m.file_id in checked:
                 continue
             other = self.index.get(m.file_id)
             if other is None or other.status != ACTIVE or other.id in ignored:
-                continue
-            if not self._content_agrees(other.id, fp):
                 continue
             tried += 1
             mine = self.pictures.newcomer(fp)  # decoded only for a newcomer that needs it
@@ -281,78 +267,8 @@ class Judge:
         return closer is not None and closer.overlaid
 
     def candidates(self, f: File, fp: Fingerprint) -> list[Match]:
-        """Indexed pictures that look like the newcomer: whole, turned, or cropped.
-
-        The whole picture is compared in all eight poses. Then, upright only and under
-        stricter limits: the newcomer against the regions of indexed pictures (it is a
-        crop of one), its regions against whole indexed pictures (one is a crop of it),
-        and each of its regions against the same region (a caption bar or overlay
-        changed only the rest). Each file keeps its closest match, a whole-picture
-        pose before any crop (the pose lines the two up for verification).
-        """
-        best: dict[int, Match] = {}
-
-        def offer(m: Match) -> None:
-            if m.file_id == f.id:
-                return
-            old = best.get(m.file_id)
-            if old is None or (m.transform in _WHOLE, -m.distance) > (
-                old.transform in _WHOLE,
-                -old.distance,
-            ):
-                best[m.file_id] = m
-
-        cfg = self.config
-        for m in self.hashes.search(
-            fp.variants,
-            cfg.phash_distance,
-            cfg.dhash_distance,
-            exclude=f.id,
-            max_turned=cfg.turned_phash_distance,
-        ):
-            edge = (
-                m.transform == "identity" and m.distance >= cfg.phash_distance - WHOLE_EDGE_MARGIN
-            )
-            if edge and not self._regions_agree(m.file_id, fp):
-                continue
-            if self._content_agrees(m.file_id, fp):
-                offer(m)
-        cp, cd = cfg.crop_phash_distance, cfg.crop_dhash_distance
-        queries = [(0, fp.phash, fp.dhash), *fp.regions]
-        close = []  # regions within reach by pHash: (our dHash, file id, their region, distance)
-        for q, file_id, their_region, pdist in self.parts.search([ph for _, ph, _ in queries], cp):
-            region, _, dh = queries[q]
-            if region in (0, their_region) and file_id != f.id:
-                close.append((dh, file_id, their_region, pdist))
-        regions = [(ph, dh) for _, ph, dh in fp.regions]
-        for q, file_id, pdist, ddist in self.hashes.hits(regions, cp, cd):
-            if file_id != f.id:
-                name = REGION_NAMES[fp.regions[q][0]]
-                offer(Match(file_id, pdist, ddist, f"crop:{name}"))
-        if close:
-            stored = self.index.region_dhashes((fid, r) for _, fid, r, _ in close)
-            for dh, file_id, their_region, pdist in close:
-                theirs = stored.get((file_id, their_region))
-                if theirs is not None and (ddist := (theirs ^ to_unsigned(dh)).bit_count()) <= cd:
-                    offer(Match(file_id, pdist, ddist, f"crop:{REGION_NAMES[their_region]}"))
-        return sorted(best.values(), key=lambda m: (m.distance, m.ddistance, m.file_id))
-
-    def _regions_agree(self, file_id: int, fp: Fingerprint) -> bool:
-        """Every region both pictures have hashed is close: a burst shot differs where
-        its subject moved, a copy nowhere."""
-        for region, ph, dh in fp.regions:
-            distance = self.parts.distance(file_id, region, [(ph, dh)])
-            if distance is not None and distance > REGIONS_AGREE:
-                return False
-        return True
-
-    def _content_agrees(self, file_id: int, fp: Fingerprint) -> bool:
-        """Two pictures on the same white (or black) background or frame look alike as
-        a whole; when both have one, what stands on it must look alike too."""
-        if not fp.content_variants:
-            return True
-        distance = self.parts.distance(file_id, CONTENT_REGION, fp.content_variants)
-        return distance is None or distance <= self.config.phash_distance
+        """Indexed pictures that look like the newcomer: whole, turned, or cropped."""
+        return candidates.near(self.hashes, self.parts, self.index, self.config, f, fp)
 
     def _check(
         self, fp: Fingerprint, mine: Picture, file_id: int, transform: str, search: bool = True
