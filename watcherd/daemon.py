@@ -18,45 +18,34 @@ import os
 import queue
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from . import exits, root_guard
+from . import exits
 from .actions import ActionError, Mover
 from .config import Config, Root
-from .daemon_files import acquire_lock, write_status
+from .daemon_files import acquire_lock
+from .daemon_status import Counters, Status
+from .file_events import FileEvents
 from .fingerprint import Fingerprint
 from .inbox import ReadDone, Reload, Stop, Undo
 from .index import Index
 from .index_trouble import IndexTrouble
-from .models import ACTIVE, ERROR
+from .models import ACTIVE
 from .notifications import DesktopNotifier
 from .pipeline import Pipeline, arrays_path, log_outcome, release_free_memory
 from .read_queue import ReadQueue
-from .root_guard import RootGuard
 from .scanner import Interrupted, ScanStats, reconcile
 from .sdnotify import Notifier
 from .settling import Settler, stat_of
 from .signal_relay import SignalRelay
+from .watched_roots import WatchedRoots
 from .watcher import FsEvent, Watcher
 
 log = logging.getLogger("watcherd")
 
-STATUS_EVERY = 1.0
 QUIET_CATCH_UP = 100  # a first catch-up with more files to read is summed up, not listed
-
-
-@dataclass
-class Counters:
-    indexed: int = 0
-    duplicates: int = 0
-    errors: int = 0
-    moved: int = 0
-    missing: int = 0
-    rescans: int = 0
-    last_event: dict = field(default_factory=dict)
 
 
 class Daemon:
@@ -83,17 +72,15 @@ class Daemon:
             config, self._decide, self._already_read, lambda: self.inbox.put(ReadDone())
         )
         self.counters = Counters()
-        self.roots: dict[str, Root] = {}
+        self.status = Status(db_path, self.notifier, self.counters)
+        self.watched: WatchedRoots | None = None  # made with the watcher, in run()
         self._stop = False
         self._stop_requested = False  # set by the signal thread at once (see _stopping)
-        self._status_dirty = True
-        self._last_status = 0.0
         self._lock_fh = None
         self.signals = SignalRelay(self.inbox.put, self._request_stop)
         self._resync_at: float | None = None
         self._quiet: dict | None = None  # a large first catch-up under way (see _catch_up)
         self.trouble = IndexTrouble()
-        self.guard = RootGuard()
         self.desktop: DesktopNotifier | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -125,6 +112,10 @@ class Daemon:
         )
         self.index.rollback()
         self.watcher = Watcher(self.inbox.put, self.config.poll_interval)
+        self.watched = WatchedRoots(self.watcher)
+        self.events = FileEvents(
+            self.config, self.index, self._root_of, self.settler, self.reads, self.counters
+        )
         self.signals.install()
         self._desktop_notifications(self.config.notifications)
         try:
@@ -136,7 +127,7 @@ class Daemon:
                 )
                 return exits.CONFIG  # not restarted by systemd: see exits.py
             for root in roots:
-                self._add_root(root)
+                self.watched.add(root)
             if not self.roots:
                 return 1
             # Watches first, then catch up: whatever changes during the catch-up is
@@ -199,7 +190,7 @@ class Daemon:
             index.rollback()  # every decision was committed whole; nothing half-written
             self._save_arrays()
             index.close()
-        self._write_status(final=True)
+        self.status.write(self._described(), final=True)
         self.notifier.close()
         self.signals.uninstall()
         if self._lock_fh is not None:
@@ -231,15 +222,13 @@ class Daemon:
         """The index could not be written (see index_trouble): drop this step's work and
         rescan later."""
         self.index.rollback()
-        wait = self.trouble.failed(str(exc.orig), self._decided(), self.config.settle_seconds)
+        wait = self.trouble.failed(
+            str(exc.orig), self.counters.decided(), self.config.settle_seconds
+        )
         self._resync_at = time.monotonic() + wait
 
-    def _decided(self) -> int:
-        c = self.counters
-        return c.indexed + c.errors + c.missing + c.moved
-
     def _index_ok(self) -> None:
-        self.trouble.ok(self._decided())
+        self.trouble.ok(self.counters.decided())
 
     def _step(self, msg) -> None:
         while msg is not None:
@@ -267,19 +256,15 @@ class Daemon:
             self.reads.burst_ended = False
             release_free_memory()
         self.reads.release_if_idle()
-        self._maybe_status()
+        self.status.maybe_write(len(self.settler) + len(self.reads), self._described)
         if self._quiet is not None and not (self.reads.busy or self.settler):
             self._caught_up()
-
-    def _tally(self) -> tuple[int, int, int]:
-        c = self.counters
-        return (c.indexed, c.duplicates, c.errors)
 
     def _caught_up(self) -> None:
         """The summary of a quiet catch-up (see _catch_up), once nothing is left to read."""
         if len(self.reads.big):
             return
-        before, now = self._quiet["counted"], self._tally()
+        before, now = self._quiet["counted"], self.counters.tally()
         indexed, duplicates, errors = (b - a for a, b in zip(before, now, strict=True))
         self._log(
             "caught_up",
@@ -301,10 +286,11 @@ class Daemon:
             deadlines.append(next_ping)
         if self._resync_at is not None:
             deadlines.append(self._resync_at)
-        if self.roots:
-            deadlines.append(self.guard.deadline())
-        if self._status_dirty:
-            deadlines.append(self._last_status + STATUS_EVERY)
+        guard = self.watched.deadline()
+        if guard is not None:
+            deadlines.append(guard)
+        if (status := self.status.deadline()) is not None:
+            deadlines.append(status)
         deadlines += self.reads.deadlines(now)
         if not deadlines:
             return None  # sleep until something happens
@@ -324,20 +310,7 @@ class Daemon:
     # -- filesystem events -----------------------------------------------------------------
 
     def _root_of(self, path: str) -> str | None:
-        best = None
-        for root in self.roots:
-            if (path == root or path.startswith(root.rstrip("/") + "/")) and (
-                best is None or len(root) > len(best)
-            ):
-                best = root
-        return best
-
-    def _included(self, path: str) -> str | None:
-        """The root of `path` when it is a file watcherd indexes, else None."""
-        root = self._root_of(path)
-        if root is None or not self.config.is_included(path, root):
-            return None
-        return root
+        return self.watched.root_of(path)
 
     def _on_fs_event(self, ev: FsEvent) -> None:
         kind = ev.kind
@@ -347,96 +320,18 @@ class Daemon:
             if self._resync_at is None:
                 self._log("rescan", "kernel event queue overflowed: rescanning", reason="overflow")
                 self._resync_at = time.monotonic()
-        elif kind == "closed":
-            root = self._included(ev.path)
-            if root is not None:
-                self.settler.forget(ev.path)
-                self.reads.add(ev.path, root)
-        elif kind in ("created", "modified", "attrib"):
-            root = self._included(ev.path)
-            if root is None:
-                return
-            if kind == "attrib":  # permissions fixed on a file we could not open?
-                f = self.index.file_by_path(ev.path)
-                if f is None or f.status != ERROR or not (f.error or "").startswith("cannot "):
-                    return
-            wait_close = not ev.polled and kind != "attrib"
-            self._touch(ev.path, root, wait_close)
-        elif kind == "arrived":
-            root = self._included(ev.path)
-            if root is not None:
-                self._touch(ev.path, root, wait_close=False)
-        elif kind == "deleted":
-            self.settler.forget(ev.path)
-            f = self.index.file_by_path(ev.path)
-            if f is not None and f.status in (ACTIVE, ERROR) and not os.path.lexists(ev.path):
-                self.index.mark_missing(f)
-                self.index.commit()
-                self.counters.missing += 1
-                self._log("missing", "gone: %s", ev.path, path=ev.path)
-        elif kind == "moved":
-            self._on_moved(ev.path, ev.dest)
-        elif kind == "dir_moved":
-            self._on_dir_moved(ev.path, ev.dest)
-        elif kind == "dir_deleted":
-            self._on_dir_deleted(ev.path)
-        elif kind == "dir_created" and self._root_of(ev.path) and os.path.isdir(ev.path):
+        elif kind == "dir_created":
             root = self._root_of(ev.path)
-            self._check_watched(root, ev.path)
-            self._catch_up([Path(ev.path)])
+            if root is not None and os.path.isdir(ev.path):
+                if self.watched.check_watched(root, ev.path):
+                    self._catch_up([Path(root)])  # polled now: what went unseen
+                self._catch_up([Path(ev.path)])
+        else:
+            for folder in self.events.handle(ev):
+                self._catch_up([folder])
 
     def _touch(self, path: str, root: str, wait_close: bool) -> None:
         self.settler.touch(path, root, wait_close, time.monotonic())
-
-    def _on_moved(self, src: str, dest: str) -> None:
-        src_pending = self.settler.forget(src)
-        dest_root = self._included(dest)
-        f = self.index.file_by_path(src)
-        if f is not None and f.status in (ACTIVE, ERROR):
-            if dest_root is None:  # renamed to a name we skip, or out of the roots
-                self.index.mark_missing(f)
-                self.index.commit()
-                self.counters.missing += 1
-                self._log("missing", "gone: %s", src, path=src)
-            else:
-                self.index.move_file(f, dest, dest_root)
-                self.index.commit()
-                self.counters.moved += 1
-                self._log("moved", "moved %s -> %s", src, dest, path=dest, **{"from": src})
-            return
-        if dest_root is None:
-            return
-        known = self.index.file_by_path(dest)
-        if known is not None and (known.size, known.mtime_ns) == stat_of(dest):
-            return  # already followed (a folder move moves its files first)
-        if src_pending is not None and src_pending.wait_close:
-            self._touch(dest, dest_root, wait_close=True)
-        else:
-            # renamed from a temporary name (x.part -> x.jpg): complete, if it holds still
-            self._touch(dest, dest_root, wait_close=False)
-
-    def _on_dir_moved(self, src: str, dest: str) -> None:
-        dest_root = self._root_of(dest)
-        self.settler.move_under(src, dest, dest_root)
-        if dest_root is None or not self.config.is_included_dir(os.path.basename(dest)):
-            self._on_dir_deleted(src)
-            return
-        moved = self.index.move_folder(src, dest, dest_root)
-        self.index.commit()
-        if moved:
-            self.counters.moved += moved
-            self._log("moved", "moved folder %s -> %s", src, dest, path=dest, **{"from": src})
-        self._catch_up([Path(dest)])  # files the folder held that were never indexed
-
-    def _on_dir_deleted(self, folder: str) -> None:
-        self.settler.forget_under(folder)
-        missing = [fid for fid, path in self.index.live_under(folder) if not os.path.lexists(path)]
-        self.index.mark_missing_many(missing)
-        self.index.commit()
-        gone = len(missing)
-        if gone:
-            self.counters.missing += gone
-            self._log("missing", "folder gone: %s (%d files)", folder, gone, path=folder)
 
     # -- catch-up --------------------------------------------------------------------------
 
@@ -457,7 +352,10 @@ class Daemon:
         self.counters.moved += stats.moved
         self.counters.missing += stats.missing
         if first and len(todo) > QUIET_CATCH_UP:
-            self._quiet = self._quiet or {"since": time.monotonic(), "counted": self._tally()}
+            self._quiet = self._quiet or {
+                "since": time.monotonic(),
+                "counted": self.counters.tally(),
+            }
         now_wall = time.time()
         settle = self.config.settle_seconds
         for e in todo:
@@ -511,27 +409,11 @@ class Daemon:
         outcome = self.pipeline.process(fp, root)
         self.index.commit()
         log_outcome(outcome, quiet=self._quiet is not None)
-        if outcome.error:
-            self.counters.errors += 1
-            self.counters.last_event = {"event": "error", "path": path, "reason": outcome.error}
-        elif outcome.verdict is not None and outcome.verdict.kind == "similar":
-            self.counters.indexed += 1
-            self.counters.last_event = {"event": "similar", "path": path}
-        elif outcome.verdict is not None:
-            self.counters.duplicates += 1
-            self.counters.last_event = {
-                "event": "duplicate",
-                "path": outcome.verdict.redundant_path,
-                "original": outcome.verdict.kept_path,
-            }
-        else:
-            self.counters.indexed += 1
-            self.counters.last_event = {"event": "indexed", "path": path}
+        self.counters.count(outcome)
         v = outcome.verdict
         if self.desktop is not None and v is not None and v.kind != "similar":
             self.desktop.add(v)  # `similar` is reported only: not worth a pop-up
-        self.counters.last_event["ts"] = time.time()
-        self._status_dirty = True
+        self.status.dirty = True
 
     def _undo(self, burst: int, paths: list[str]) -> None:
         """Undo pressed on a notification: bring back what that burst quarantined."""
@@ -567,78 +449,14 @@ class Daemon:
 
     # -- roots and reload ------------------------------------------------------------------
 
-    def _add_root(self, root: Root) -> None:
-        path = str(root.path)
-        if not root.path.is_dir():
-            log.error(
-                "root does not exist, not watched: %s",
-                path,
-                extra={"event": "error", "path": path, "reason": "root does not exist"},
-            )
-            return
-        try:
-            method = self.watcher.watch(path, poll=root.poll)
-        except OSError as exc:
-            log.error("cannot watch %s: %s", path, exc, extra={"event": "error", "path": path})
-            return
-        self.roots[path] = root
-        self.guard.watched(path)
-        log.info("watching %s (%s)", path, method, extra={"event": "watch", "path": path})
-        # no catch-up here: both callers (start, reload) catch the new root up next
-        self._check_watched(path, path, catch_up=False)
+    @property
+    def roots(self) -> dict[str, Root]:
+        return self.watched.roots if self.watched is not None else {}
 
     def _check_roots(self, now: float) -> None:
-        """Never deaf: act on what the root guard saw (see root_guard)."""
-        seen = self.guard.look(now, list(self.roots), self.watcher, self.config.poll_interval)
-        for path, what in seen:
-            if what in (root_guard.GONE, root_guard.RECREATED):
-                self.watcher.unwatch(path)
-                log.error(
-                    "root %s was deleted, moved or replaced: not watched until it is back",
-                    path,
-                    extra={"event": "error", "path": path, "reason": "root gone"},
-                )
-            if what in (root_guard.BACK, root_guard.RECREATED):
-                self._rewatch(path, "is back" if what == root_guard.BACK else "was recreated")
-            elif what == root_guard.STOPPED:
-                log.error(
-                    "the watch on %s stopped by itself: rescanning it instead",
-                    path,
-                    extra={"event": "error", "path": path, "reason": "watcher stopped"},
-                )
-                self.watcher.rescan_instead(path, "the watch stopped")
-                self._catch_up([Path(path)])
-            elif what == root_guard.RESCAN:
-                self._catch_up([Path(path)])
-
-    def _rewatch(self, path: str, how: str) -> None:
-        root = self.roots.pop(path)
-        self._add_root(root)
-        if path not in self.roots:  # it could not be watched: still lost
-            self.roots[path] = root
-            return
-        self._log("rescan", "root %s %s: watching it again", path, how, path=path, reason=how)
-        self.counters.rescans += 1
-        self._catch_up([Path(path)])
-
-    def _check_watched(self, root: str, top: str, catch_up: bool = True) -> None:
-        """If inotify could not watch a folder (the watch limit), poll the root instead
-        and (unless the caller is about to) catch up on what went unseen."""
-        missed = self.watcher.first_unwatched(root, top)
-        if missed is None:
-            return
-        reason = "inotify watch limit reached"
-        log.warning(
-            "inotify cannot watch %s (%s: fs.inotify.max_user_watches); polling %s",
-            missed,
-            reason,
-            root,
-            extra={"event": "rescan", "path": root, "reason": "watch_limit"},
-        )
-        self.counters.rescans += 1
-        self.watcher.poll_instead(root, reason)
-        if catch_up:
-            self._catch_up([Path(root)])
+        """Never deaf: roots gone and back, watches stopped (see watched_roots)."""
+        for path in self.watched.check(now, self.config.poll_interval):
+            self._catch_up([Path(path)])
 
     def _reload(self) -> None:
         if self.reload_config is None:
@@ -655,19 +473,16 @@ class Daemon:
         self.notifier.reloading()
         self.config = new
         self.settler.settle_seconds = new.settle_seconds
-        self.reads.config = new
+        self.reads.config = self.events.config = new
         self._desktop_notifications(new.notifications)
         self.pipeline.config = new
         self.pipeline.mover = self._mover(new)
         wanted = {str(r.path): r for r in self.configured_roots(new)}
         for path in [p for p in self.roots if p not in wanted]:
-            self.watcher.unwatch(path)
-            del self.roots[path]
-            log.info("no longer watching %s", path, extra={"event": "unwatch", "path": path})
+            self.watched.remove(path)
         added = [r for p, r in wanted.items() if p not in self.roots]
         for root in added:
-            self._add_root(root)
-            if str(root.path) in self.roots:
+            if self.watched.add(root):
                 self._catch_up([root.path])
         self._log("reload", "configuration reloaded", roots=list(self.roots))
         self.notifier.ready(self._status_text())
@@ -678,38 +493,12 @@ class Daemon:
         log.info(msg, *args, extra={"event": event, **details})
 
     def _status_text(self) -> str:
-        c = self.counters
-        return (
-            f"{c.indexed} indexed, {c.duplicates} duplicates, {c.errors} errors; "
-            f"{len(self.settler) + len(self.reads)} waiting"
-        )
+        return self.status.text(len(self.settler) + len(self.reads))
 
-    def _maybe_status(self) -> None:
-        now = time.monotonic()
-        if self._status_dirty and now - self._last_status >= STATUS_EVERY:
-            self.notifier.status(self._status_text())
-            self._write_status()
-            self._last_status = now
-            self._status_dirty = False
-
-    def _write_status(self, final: bool = False) -> None:
-        c = self.counters
-        data = {
-            "pid": os.getpid(),
-            "running": not final,
+    def _described(self) -> dict:
+        watcher = getattr(self, "watcher", None)
+        return {
             "roots": list(self.roots),
-            "methods": dict(getattr(self, "watcher", None).methods)
-            if getattr(self, "watcher", None)
-            else {},
-            "session": {
-                "indexed": c.indexed,
-                "duplicates": c.duplicates,
-                "errors": c.errors,
-                "moved": c.moved,
-                "missing": c.missing,
-                "rescans": c.rescans,
-            },
-            "last_event": c.last_event,
-            "updated": time.time(),
+            "methods": dict(watcher.methods) if watcher is not None else {},
+            "rescans": self.watched.rescans if self.watched is not None else 0,
         }
-        write_status(self.db_path, data)
