@@ -361,3 +361,26 @@ def restore_root(mover: Mover, original: str, moved_from: str | None = None) -> 
     if p.is_symlink():
         raise ActionError(f"refusing to restore over the symlink {original}")
     return root
+
+
+def restore_paths(index: Index, mover: Mover, paths: list[str]) -> tuple[list[str], list[str]]:
+    """Bring back each quarantined file (by its quarantine path), each committed on its
+    own: (paths restored to, quarantine paths that could not be)."""
+    restored, failed = [], []
+    for path in paths:
+        f = index.file_by_path(path)
+        try:
+            if f is None:
+                raise ActionError(f"{path} is no longer in the quarantine")
+            out = mover.restore(f)
+            index.commit()
+        except ActionError as exc:
+            index.rollback()
+            failed.append(path)
+            log.warning("not restored: %s: %s", path, exc,
+                        extra={"event": "error", "path": path, "reason": str(exc)})  # fmt: skip
+            continue
+        restored.append(out.path)
+        log.info("restored %s", out.path,
+                 extra={"event": "restored", "path": out.path, "quarantined": path})  # fmt: skip
+    return restored, failed

@@ -23,7 +23,8 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 
 from . import exits
-from .actions import ActionError, Mover
+from .actions import Mover, restore_paths
+from .catch_up import CatchUp
 from .config import Config, Root
 from .daemon_files import acquire_lock
 from .daemon_status import Counters, Status
@@ -34,9 +35,8 @@ from .index import Index
 from .index_trouble import IndexTrouble
 from .models import ACTIVE
 from .notifications import DesktopNotifier
-from .pipeline import Pipeline, arrays_path, log_outcome, release_free_memory
+from .pipeline import Pipeline, arrays_path, keep_arrays, log_outcome
 from .read_queue import ReadQueue
-from .scanner import Interrupted, ScanStats, reconcile
 from .sdnotify import Notifier
 from .settling import Settler, stat_of
 from .signal_relay import SignalRelay
@@ -44,8 +44,6 @@ from .watched_roots import WatchedRoots
 from .watcher import FsEvent, Watcher
 
 log = logging.getLogger("watcherd")
-
-QUIET_CATCH_UP = 100  # a first catch-up with more files to read is summed up, not listed
 
 
 class Daemon:
@@ -79,47 +77,29 @@ class Daemon:
         self._lock_fh = None
         self.signals = SignalRelay(self.inbox.put, self._request_stop)
         self._resync_at: float | None = None
-        self._quiet: dict | None = None  # a large first catch-up under way (see _catch_up)
         self.trouble = IndexTrouble()
         self.desktop: DesktopNotifier | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def _extra_roots(self) -> list[Root]:
-        """Folders named on the command line count as roots for what may be moved."""
-        return [Root(p) for p in self.explicit if self.config.root_for(p) is None]
-
     def _mover(self, config: Config) -> Mover:
-        return Mover(self.index, config, self._extra_roots())
-
-    def configured_roots(self, config: Config) -> list[Root]:
-        if self.explicit:
-            return [config.root_for(p) or Root(p) for p in self.explicit]
-        return list(config.roots)
+        return Mover(self.index, config, extra_roots(self.explicit, config))
 
     def run(self) -> int:
-        self._acquire_lock()
+        self._lock_fh = acquire_lock(self.db_path)  # held open for the daemon's lifetime
         self.index = Index(self.db_path, writer=True)
-        mover = self._mover(self.config)
-        mover.recover()
-        self.index.commit()
-        self.pipeline = Pipeline(
-            self.index,
-            self.config,
-            mover=mover,
-            dry_run=self.dry_run,
-            arrays=arrays_path(self.db_path),
-        )
-        self.index.rollback()
+        mover, arrays = self._mover(self.config), arrays_path(self.db_path)
+        self.pipeline = open_pipeline(self.index, mover, self.dry_run, arrays)
         self.watcher = Watcher(self.inbox.put, self.config.poll_interval)
         self.watched = WatchedRoots(self.watcher)
         self.events = FileEvents(
             self.config, self.index, self._root_of, self.settler, self.reads, self.counters
         )
+        self.catch_up = CatchUp(
+            self.config, self.index, self.settler, self.reads, self.counters, self._stopping
+        )
         self.signals.install()
         self._desktop_notifications(self.config.notifications)
         try:
-            roots = self.configured_roots(self.config)
+            roots = configured_roots(self.explicit, self.config)
             if not roots:
                 log.error(
                     "nothing to watch: give folders to `watcherd run` or set `roots`",
@@ -147,22 +127,6 @@ class Daemon:
             self._shutdown()
         return 0
 
-    def _save_arrays(self) -> None:
-        """Save the matcher arrays for a quick next start (brought up to date with what
-        other processes wrote meanwhile), but not after a dry run: its decisions were
-        not kept, and the arrays hold them."""
-        pipeline = getattr(self, "pipeline", None)
-        if pipeline is None:
-            return
-        if self.dry_run:
-            arrays_path(self.db_path).unlink(missing_ok=True)
-            return
-        try:
-            pipeline.save_arrays()
-        except OperationalError as exc:  # the index is locked or gone: start from rows
-            log.warning("matcher arrays not saved: %s", exc)
-            arrays_path(self.db_path).unlink(missing_ok=True)
-
     def _stopping(self) -> bool:
         return self._stop_requested
 
@@ -173,9 +137,6 @@ class Daemon:
         """Ask the loop to finish (safe from signal handlers and other threads)."""
         self._stop_requested = True
         self.inbox.put(Stop())
-
-    def _acquire_lock(self) -> None:
-        self._lock_fh = acquire_lock(self.db_path)  # held open for the daemon's lifetime
 
     def _shutdown(self) -> None:
         self._log("stopping", "stopping", pending=len(self.settler) + len(self.reads.ready))
@@ -188,15 +149,14 @@ class Daemon:
         index = getattr(self, "index", None)
         if index is not None:
             index.rollback()  # every decision was committed whole; nothing half-written
-            self._save_arrays()
+            if getattr(self, "pipeline", None) is not None:
+                keep_arrays(self.pipeline, self.dry_run)
             index.close()
         self.status.write(self._described(), final=True)
         self.notifier.close()
         self.signals.uninstall()
         if self._lock_fh is not None:
             self._lock_fh.close()
-
-    # -- the loop --------------------------------------------------------------------------
 
     def _loop(self) -> None:
         next_ping = time.monotonic()
@@ -216,7 +176,7 @@ class Daemon:
             except OperationalError as exc:
                 self._index_trouble(exc)
             else:
-                self._index_ok()
+                self.trouble.ok(self.counters.decided())
 
     def _index_trouble(self, exc: OperationalError) -> None:
         """The index could not be written (see index_trouble): drop this step's work and
@@ -226,9 +186,6 @@ class Daemon:
             str(exc.orig), self.counters.decided(), self.config.settle_seconds
         )
         self._resync_at = time.monotonic() + wait
-
-    def _index_ok(self) -> None:
-        self.trouble.ok(self.counters.decided())
 
     def _step(self, msg) -> None:
         while msg is not None:
@@ -249,49 +206,14 @@ class Daemon:
         self.reads.step(time.monotonic())
         if self.index.session.in_transaction():
             self.index.commit()  # never hold the write lock while idle
-        if self.reads.burst_ended and not self.reads.inflight:
-            # Searching a large index makes temporaries of a few MB that glibc keeps
-            # once freed (about 30 MB at a million photos): give them back as each
-            # burst of work ends, so a daemon that waits holds only its index.
-            self.reads.burst_ended = False
-            release_free_memory()
         self.reads.release_if_idle()
         self.status.maybe_write(len(self.settler) + len(self.reads), self._described)
-        if self._quiet is not None and not (self.reads.busy or self.settler):
-            self._caught_up()
-
-    def _caught_up(self) -> None:
-        """The summary of a quiet catch-up (see _catch_up), once nothing is left to read."""
-        if len(self.reads.big):
-            return
-        before, now = self._quiet["counted"], self.counters.tally()
-        indexed, duplicates, errors = (b - a for a, b in zip(before, now, strict=True))
-        self._log(
-            "caught_up",
-            "caught up: %d files indexed, %d duplicates, %d errors in %.1f s",
-            indexed,
-            duplicates,
-            errors,
-            time.monotonic() - self._quiet["since"],
-            indexed=indexed,
-            duplicates=duplicates,
-            errors=errors,
-        )
-        self._quiet = None
+        self.catch_up.summarise_if_done()
 
     def _next_timeout(self, now: float, next_ping: float | None) -> float | None:
-        due = self.settler.deadline()
-        deadlines = [due] if due is not None else []
-        if next_ping is not None:
-            deadlines.append(next_ping)
-        if self._resync_at is not None:
-            deadlines.append(self._resync_at)
-        guard = self.watched.deadline()
-        if guard is not None:
-            deadlines.append(guard)
-        if (status := self.status.deadline()) is not None:
-            deadlines.append(status)
-        deadlines += self.reads.deadlines(now)
+        deadlines = [self.settler.deadline(), next_ping, self._resync_at]
+        deadlines += [self.watched.deadline(), self.status.deadline(), *self.reads.deadlines(now)]
+        deadlines = [d for d in deadlines if d is not None]
         if not deadlines:
             return None  # sleep until something happens
         return max(0.0, min(deadlines) - now)
@@ -306,8 +228,6 @@ class Daemon:
         elif isinstance(msg, Undo):
             self._undo(msg.burst, list(msg.paths))
         # ReadDone from a finished read needs no action: the step takes the results
-
-    # -- filesystem events -----------------------------------------------------------------
 
     def _root_of(self, path: str) -> str | None:
         return self.watched.root_of(path)
@@ -336,51 +256,8 @@ class Daemon:
     # -- catch-up --------------------------------------------------------------------------
 
     def _catch_up(self, folders: list[Path], first: bool = False) -> None:
-        """Reconcile folders with the index: what changed while we were not looking.
-        `first`: the catch-up at start; when it has more than QUIET_CATCH_UP files to
-        read, each one merely indexed is not logged at info level (a first start on a
-        folder of 10,000 photos wrote 10,000 lines to the journal): one summary line says
-        what it did once they are all decided (duplicates and errors are still logged)."""
-        stats = ScanStats()
-        try:
-            todo = reconcile(folders, self.config, self.index, stats, stop=self._stopping)
-        except Interrupted:  # SIGTERM during a long walk: the next start catches up
-            self.index.rollback()
+        if not self.catch_up.run(folders, first):  # SIGTERM during a long walk
             self._stop = True
-            return
-        self.index.commit()
-        self.counters.moved += stats.moved
-        self.counters.missing += stats.missing
-        if first and len(todo) > QUIET_CATCH_UP:
-            self._quiet = self._quiet or {
-                "since": time.monotonic(),
-                "counted": self.counters.tally(),
-            }
-        now_wall = time.time()
-        settle = self.config.settle_seconds
-        for e in todo:
-            if e.path in self.settler:
-                continue
-            if now_wall - e.mtime_ns / 1e9 > settle:
-                self.reads.add(e.path, e.root)  # untouched for a while: complete
-            else:
-                self._touch(e.path, e.root, wait_close=False)
-        if todo or stats.moved or stats.missing:
-            log.info(
-                "catch-up: %d to read, %d unchanged, %d moved, %d missing",
-                len(todo),
-                stats.skipped,
-                stats.moved,
-                stats.missing,
-                extra={
-                    "event": "rescan",
-                    "path": ", ".join(map(str, folders)),
-                    "to_read": len(todo),
-                    "unchanged": stats.skipped,
-                },
-            )
-
-    # -- reading and deciding --------------------------------------------------------------
 
     def _already_read(self, path: str) -> bool:
         """Indexed as it is now (a catch-up and an event both saw it, or it came back
@@ -392,23 +269,14 @@ class Daemon:
         return False
 
     def _decide(self, fp: Fingerprint, root: str) -> None:
-        path = fp.path
-        if fp.error and not os.path.lexists(path):
-            return  # deleted before we could read it: nothing to index
-        if (fp.size, fp.mtime_ns) != stat_of(path):
-            # written to while we read it: wait until it holds still, then read it again
-            self._touch(path, root, wait_close=False)
-            return
-        if self.index.move_under_way_to(path) and self.index.file_by_path(path) is None:
-            # being restored here by another process, which has not recorded it yet:
-            # indexed now, it would count as a new file (and in quarantine mode be moved
-            # straight back); read again once the restore is on record
-            self.index.commit()
-            self._touch(path, root, wait_close=False)
+        again = read_again(self.index, fp)
+        if again is not None:
+            if again:
+                self._touch(fp.path, root, wait_close=False)
             return
         outcome = self.pipeline.process(fp, root)
         self.index.commit()
-        log_outcome(outcome, quiet=self._quiet is not None)
+        log_outcome(outcome, quiet=self.catch_up.quiet)
         self.counters.count(outcome)
         v = outcome.verdict
         if self.desktop is not None and v is not None and v.kind != "similar":
@@ -417,37 +285,14 @@ class Daemon:
 
     def _undo(self, burst: int, paths: list[str]) -> None:
         """Undo pressed on a notification: bring back what that burst quarantined."""
-        restored, failed = [], []
-        for path in paths:
-            f = self.index.file_by_path(path)
-            try:
-                if f is None:
-                    raise ActionError(f"{path} is no longer in the quarantine")
-                out = self.pipeline.mover.restore(f)
-                self.index.commit()
-            except ActionError as exc:
-                self.index.rollback()
-                failed.append(path)
-                log.warning("not restored: %s: %s", path, exc,
-                            extra={"event": "error", "path": path, "reason": str(exc)})  # fmt: skip
-                continue
-            restored.append(out.path)
-            self._log("restored", "restored %s", out.path, path=out.path, quarantined=path)
+        restored, failed = restore_paths(self.index, self.pipeline.mover, paths)
         if self.desktop is not None:
             self.desktop.restored(burst, restored, failed)
 
     def _desktop_notifications(self, wanted: bool) -> None:
-        if wanted and self.desktop is None:
-            self.desktop = DesktopNotifier(
-                lambda key, paths: self.inbox.put(Undo(key, tuple(paths))),
-                show_command=self.show_command,
-            )
-            self.desktop.start()
-        elif not wanted and self.desktop is not None:
-            self.desktop.stop()
-            self.desktop = None
-
-    # -- roots and reload ------------------------------------------------------------------
+        post = self.inbox.put
+        on_undo = lambda key, paths: post(Undo(key, tuple(paths)))  # noqa: E731
+        self.desktop = toggled(self.desktop, wanted, on_undo, self.show_command)
 
     @property
     def roots(self) -> dict[str, Root]:
@@ -473,21 +318,14 @@ class Daemon:
         self.notifier.reloading()
         self.config = new
         self.settler.settle_seconds = new.settle_seconds
-        self.reads.config = self.events.config = new
+        self.reads.config = self.events.config = self.catch_up.config = new
         self._desktop_notifications(new.notifications)
         self.pipeline.config = new
         self.pipeline.mover = self._mover(new)
-        wanted = {str(r.path): r for r in self.configured_roots(new)}
-        for path in [p for p in self.roots if p not in wanted]:
-            self.watched.remove(path)
-        added = [r for p, r in wanted.items() if p not in self.roots]
-        for root in added:
-            if self.watched.add(root):
-                self._catch_up([root.path])
+        for root in self.watched.replace(configured_roots(self.explicit, new)):
+            self._catch_up([root.path])
         self._log("reload", "configuration reloaded", roots=list(self.roots))
         self.notifier.ready(self._status_text())
-
-    # -- reporting -------------------------------------------------------------------------
 
     def _log(self, event: str, msg: str, *args, **details) -> None:
         log.info(msg, *args, extra={"event": event, **details})
@@ -502,3 +340,55 @@ class Daemon:
             "methods": dict(watcher.methods) if watcher is not None else {},
             "rescans": self.watched.rescans if self.watched is not None else 0,
         }
+
+
+def configured_roots(explicit: list[Path], config: Config) -> list[Root]:
+    """The folders to watch: those named on the command line, else the configured."""
+    if explicit:
+        return [config.root_for(p) or Root(p) for p in explicit]
+    return list(config.roots)
+
+
+def extra_roots(explicit: list[Path], config: Config) -> list[Root]:
+    """Folders named on the command line count as roots for what may be moved."""
+    return [Root(p) for p in explicit if config.root_for(p) is None]
+
+
+def open_pipeline(index: Index, mover: Mover, dry_run: bool, arrays: Path) -> Pipeline:
+    """The pipeline of a daemon starting: moves a crash left half done finished or
+    undone first (see recovery), the matcher arrays from the saved file if any."""
+    mover.recover()
+    index.commit()
+    pipeline = Pipeline(index, mover.config, mover=mover, dry_run=dry_run, arrays=arrays)
+    index.rollback()
+    return pipeline
+
+
+def read_again(index: Index, fp: Fingerprint) -> bool | None:
+    """Whether a file read is not to be decided as read: True, read it again once it
+    holds still; False, drop it; None: decide it."""
+    path = fp.path
+    if fp.error and not os.path.lexists(path):
+        return False  # deleted before we could read it: nothing to index
+    if (fp.size, fp.mtime_ns) != stat_of(path):
+        return True  # written to while we read it
+    if index.move_under_way_to(path) and index.file_by_path(path) is None:
+        # being restored here by another process, which has not recorded it yet:
+        # indexed now, it would count as a new file (and in quarantine mode be moved
+        # straight back); read again once the restore is on record
+        index.commit()
+        return True
+    return None
+
+
+def toggled(
+    desktop: DesktopNotifier | None, wanted: bool, on_undo: Callable, show: list[str] | None
+) -> DesktopNotifier | None:
+    """Desktop notifications started or stopped as the configuration wants them."""
+    if wanted and desktop is None:
+        desktop = DesktopNotifier(on_undo, show_command=show)
+        desktop.start()
+    elif not wanted and desktop is not None:
+        desktop.stop()
+        desktop = None
+    return desktop

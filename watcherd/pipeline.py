@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from operator import itemgetter
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from .actions import ActionError, Mover
 from .config import Config
 from .fingerprint import Fingerprint
@@ -426,3 +428,19 @@ def log_outcome(outcome: Outcome, quiet: bool = False) -> None:
             "note": v.note or None,
         },
     )
+
+
+def keep_arrays(pipeline: Pipeline, dry_run: bool) -> None:
+    """At a daemon's stop: save the matcher arrays for a quick next start (brought up
+    to date with what other processes wrote meanwhile), but not after a dry run: its
+    decisions were not kept, and the arrays hold them."""
+    if pipeline.arrays is None:
+        return
+    if dry_run:
+        pipeline.arrays.unlink(missing_ok=True)
+        return
+    try:
+        pipeline.save_arrays()
+    except OperationalError as exc:  # the index is locked or gone: start from rows
+        log.warning("matcher arrays not saved: %s", exc)
+        pipeline.arrays.unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from functools import partial
 from .big_lane import LARGE_FILE, BigLane
 from .config import Config
 from .fingerprint import Fingerprint, crashed, reader, timed_out
+from .pipeline import release_free_memory
 from .settling import stat_of
 from .workers import end_pool, make_pool, run_isolated
 
@@ -56,7 +57,7 @@ class ReadQueue:
         self.pool: ProcessPoolExecutor | None = None
         self.big = BigLane(lambda: reader(self.config.max_pixels), wake)
         self._idle_since = time.monotonic()
-        self.burst_ended = False  # work drained since the caller last looked
+        self.burst_ended = False  # work drained since the memory was last given back
 
     def __len__(self) -> int:
         """Files waiting to be read or being read."""
@@ -187,6 +188,13 @@ class ReadQueue:
         return out
 
     def release_if_idle(self) -> None:
+        """As each burst of work ends, the memory of the main process: searching a large
+        index makes temporaries of a few MB that glibc keeps once freed (about 30 MB at
+        a million photos), so a daemon that waits holds only its index. And after
+        POOL_IDLE_SECONDS without work, the worker processes."""
+        if self.burst_ended and not self.inflight:
+            self.burst_ended = False
+            release_free_memory()
         self.big.release_if_idle(POOL_IDLE_SECONDS)
         idle = time.monotonic() - self._idle_since
         if self.pool is not None and not self.inflight and idle >= POOL_IDLE_SECONDS:

@@ -66,6 +66,15 @@ class WatchedRoots:
         del self.roots[path]
         log.info("no longer watching %s", path, extra={"event": "unwatch", "path": path})
 
+    def replace(self, wanted: list[Root]) -> list[Root]:
+        """Watch these roots and no others (a reload); the ones newly watched, which the
+        caller catches up."""
+        paths = {str(r.path): r for r in wanted}
+        for path in [p for p in self.roots if p not in paths]:
+            self.remove(path)
+        added = [r for p, r in paths.items() if p not in self.roots]
+        return [r for r in added if self.add(r)]
+
     def deadline(self) -> float | None:
         return self.guard.deadline() if self.roots else None
 
