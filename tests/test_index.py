@@ -282,7 +282,7 @@ def test_a_recent_unfinished_move_into_a_path_is_under_way(index):
 def test_statements_on_the_driver_match_sqlalchemys_own_execution(index):
     """_OnDriver writes the positional values in SQLAlchemy's order, one per item of
     each IN list, and keeps the values a statement binds itself (current=False)."""
-    from watcherd import index as index_mod
+    from watcherd import index_sql as index_mod
 
     ids = []
     for i in range(6):
@@ -315,7 +315,7 @@ def test_rows_written_and_read_on_the_driver_convert_as_sqlalchemy_does(index):
     default; an insert missing a column it names is refused, not written as NULL."""
     from datetime import timezone
 
-    from watcherd import index as index_mod
+    from watcherd import index_sql as index_mod
     from watcherd.models import Decision
 
     a = index.upsert_file(None, path="/p/a.jpg", root="/p", size=1, mtime_ns=1)

@@ -25,7 +25,8 @@ from typing import Protocol, TypeVar
 from .actions import Mover
 from .config import Config, Root
 from .fingerprint import Fingerprint, crashed, reader, timed_out
-from .index import IN_BATCH, Index, KnownFile
+from .index import Index
+from .index_sql import IN_BATCH, KnownFile
 from .models import ACTIVE, ERROR, MISSING
 from .pathtext import to_db
 from .pipeline import Outcome, Pipeline, log_outcome
