@@ -135,6 +135,46 @@ def pictured(report: dict) -> set[int]:
     return {d["kept_id"] for d in report["_rows"]} | {d["file_id"] for d in report["_rows"]}
 
 
+def _card(
+    kept: File,
+    dups: list[dict],
+    files: dict[int, File],
+    thumbs: dict[int, str | None],
+    restore_command: list[str],
+) -> str:
+    """One group: its kept file and its copies (or similar shots), newest first."""
+    similar = all(d["kind"] == "similar" for d in dups)
+    figures = [
+        f'<div class="kept">{_figure(kept, kept.path, thumbs[kept.id], [_badge("shot" if similar else "kept")])}</div>'  # noqa: E501
+    ]
+    for d in sorted(dups, key=lambda d: d["path"]):
+        f = files[d["file_id"]]
+        badges = [_badge(d["kind"]), _badge(f"distance {d['distance']}")]
+        if d["kind"] != "similar":
+            badges.append(_badge(d["action"], "action"))
+        extra = ""
+        if d["quarantined_path"]:
+            cmd = shlex.join([*restore_command, "restore", d["quarantined_path"]])
+            extra = f'<code class="restore">{escape(cmd)}</code>'
+        cls = "quarantined" if d["quarantined_path"] else "flagged"
+        figures.append(
+            f'<div class="{cls}">{_figure(f, d["path"], thumbs[f.id], badges, extra)}</div>'
+        )
+    size = sum(d["size"] for d in dups)
+    newest = max(datetime.fromisoformat(d["detected_at"]).timestamp() for d in dups)
+    n = len(dups)
+    title = (
+        f"similar shots, reported only · {n + 1} photos"
+        if similar
+        else f"{n} {'copy' if n == 1 else 'copies'} · {human_size(size)} · "
+        f"found {datetime.fromtimestamp(newest):%Y-%m-%d %H:%M}"
+    )
+    return (
+        f'<section class="group" data-bytes="{size}" data-date="{newest:.0f}">'
+        f'<h2>{escape(title)}</h2><div class="photos">{"".join(figures)}</div></section>'
+    )
+
+
 def render(
     report: dict,
     stored: dict[int, bytes],
@@ -155,39 +195,7 @@ def render(
         thumbs[fid] = _data_uri(stored.get(fid) or thumbnail_of(files[fid].path))
 
     s = report["summary"]
-    cards = []
-    for kept_id, dups in groups:
-        kept = files[kept_id]
-        similar = all(d["kind"] == "similar" for d in dups)
-        figures = [
-            f'<div class="kept">{_figure(kept, kept.path, thumbs[kept_id], [_badge("shot" if similar else "kept")])}</div>'  # noqa: E501
-        ]
-        for d in sorted(dups, key=lambda d: d["path"]):
-            f = files[d["file_id"]]
-            badges = [_badge(d["kind"]), _badge(f"distance {d['distance']}")]
-            if d["kind"] != "similar":
-                badges.append(_badge(d["action"], "action"))
-            extra = ""
-            if d["quarantined_path"]:
-                cmd = shlex.join([*restore_command, "restore", d["quarantined_path"]])
-                extra = f'<code class="restore">{escape(cmd)}</code>'
-            cls = "quarantined" if d["quarantined_path"] else "flagged"
-            figures.append(
-                f'<div class="{cls}">{_figure(f, d["path"], thumbs[f.id], badges, extra)}</div>'
-            )
-        size = sum(d["size"] for d in dups)
-        newest = max(datetime.fromisoformat(d["detected_at"]).timestamp() for d in dups)
-        n = len(dups)
-        title = (
-            f"similar shots, reported only · {n + 1} photos"
-            if similar
-            else f"{n} {'copy' if n == 1 else 'copies'} · {human_size(size)} · "
-            f"found {datetime.fromtimestamp(newest):%Y-%m-%d %H:%M}"
-        )
-        cards.append(
-            f'<section class="group" data-bytes="{size}" data-date="{newest:.0f}">'
-            f'<h2>{escape(title)}</h2><div class="photos">{"".join(figures)}</div></section>'
-        )
+    cards = [_card(files[kept], dups, files, thumbs, restore_command) for kept, dups in groups]
     totals = [
         ("groups", str(s["groups"])),
         ("duplicates", str(s["duplicates"])),

@@ -279,38 +279,15 @@ def ordered_map(
     chunk = max(1, min(chunk, count // (2 * max(1, workers))))
     workers = _pool_size(workers, count, chunk)
     window = window or workers * 3
-    source = iter(items)
-    pending: deque[tuple[list[T], Future | None]] = deque()
-    pool = None
-    if taken is not None:
-        first = list(itertools.islice(source, len(taken[0])))
-        if first == taken[0]:
-            _, pool, pending = taken
-            log.debug("reading on from %d files read ahead", len(first))
-        else:
-            end_pool(taken[1])
-            source = itertools.chain(first, source)
-            log.debug("dropped what was read ahead: other files come first")
+    source, pool, pending = _resumed(iter(items), taken)
     chunks = _chunks(source, chunk)
     pool = pool or make_pool(workers)
     job = partial(_run_chunk, func)
 
-    def fill() -> None:
-        while len(pending) < window:
-            part = next(chunks, _END)
-            if part is _END:
-                return
-            try:
-                fut = pool.submit(job, part)
-            except BrokenProcessPool:  # the pool broke before any result showed it
-                pending.append((part, None))
-                raise
-            pending.append((part, fut))
-
     try:
         while True:
             try:
-                fill()
+                _fill(pool, job, chunks, pending, window)
                 if not pending:
                     return
                 fut = pending[0][1]
@@ -318,28 +295,66 @@ def ordered_map(
                     raise BrokenProcessPool("pool broken")
                 results = fut.result(None if timeout is None else timeout * len(pending[0][0]))
             except (BrokenProcessPool, FutureTimeout) as exc:
-                if isinstance(exc, FutureTimeout):
-                    log.warning("a decoding process is stuck; isolating the files it was reading")
-                else:
-                    log.warning("a decoding process died; isolating the files it was reading")
+                how = "is stuck" if isinstance(exc, FutureTimeout) else "died"
+                log.warning("a decoding process %s; isolating the files it was reading", how)
                 end_pool(pool)
                 stranded = [i for part, _ in pending for i in part]
                 pending.clear()
-                crashes = 0
-                for i in stranded:
-                    result, crashed = run_isolated(func, i, on_crash, timeout, on_timeout)
-                    crashes = crashes + 1 if crashed else 0
-                    if crashes >= 3 and len(stranded) >= 3:
-                        # every file kills (or hangs) its worker: the workers cannot run
-                        failing = "decoding processes die or hang on every file"
-                        raise WorkersFailing(failing) from None
-                    yield result
+                yield from _isolated(func, stranded, on_crash, timeout, on_timeout)
                 pool = make_pool(workers)
                 continue
             pending.popleft()
             yield from results
     finally:
         end_pool(pool)  # also on Ctrl-C: the workers ignore SIGINT, the scan stops them
+
+
+def _fill(pool, job, chunks: Iterator, pending: deque, window: int) -> None:
+    """Chunks handed to the pool until `window` are in flight or the items run out."""
+    while len(pending) < window:
+        part = next(chunks, _END)
+        if part is _END:
+            return
+        try:
+            fut = pool.submit(job, part)
+        except BrokenProcessPool:  # the pool broke before any result showed it
+            pending.append((part, None))
+            raise
+        pending.append((part, fut))
+
+
+def _resumed(source: Iterator[T], taken) -> tuple[Iterator[T], object, deque]:
+    """(items still to hand out, pool, chunks in flight): what was read ahead is taken
+    over when the items begin with it, in the same order; otherwise its pool is ended
+    and every item is read as usual."""
+    if taken is None:
+        return source, None, deque()
+    first = list(itertools.islice(source, len(taken[0])))
+    if first == taken[0]:
+        log.debug("reading on from %d files read ahead", len(first))
+        return source, taken[1], taken[2]
+    end_pool(taken[1])
+    log.debug("dropped what was read ahead: other files come first")
+    return itertools.chain(first, source), None, deque()
+
+
+def _isolated(
+    func: Callable[[T], R],
+    stranded: list[T],
+    on_crash: Callable[[T], R],
+    timeout: float | None,
+    on_timeout: Callable[[T], R] | None,
+) -> Iterator[R]:
+    """The items a broken or stuck pool held, each read again in a process of its own,
+    so that only the culprit is lost. Three crashes in a row: the workers cannot run at
+    all (WorkersFailing), rather than one process started per file for ever."""
+    crashes = 0
+    for i in stranded:
+        result, crashed = run_isolated(func, i, on_crash, timeout, on_timeout)
+        crashes = crashes + 1 if crashed else 0
+        if crashes >= 3 and len(stranded) >= 3:
+            raise WorkersFailing("decoding processes die or hang on every file")
+        yield result
 
 
 _END = object()
