@@ -432,7 +432,7 @@ def report(
             # photos still in their folders get thumbnails from a rehash (those in
             # quarantine are not scanned, and are few: they are read quietly); a video
             # has none to store, and a rehash would not give it one
-            files = data["_files"]
+            files = data.files
             unstored = sum(
                 1
                 for i in pictures

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .index import Index
-from .models import QUARANTINED
+from .models import QUARANTINED, File
 from .pathtext import shown
 
 if TYPE_CHECKING:
@@ -36,13 +36,26 @@ class Filters:
     limit: int | None = None
 
 
-def build(index: Index, filters: Filters | None = None) -> dict:
-    """The report as plain data: {"duplicates": [...], "summary": {...}}.
+@dataclass(frozen=True)
+class Report:
+    """What `watcherd report` shows. `duplicates` and `summary` are the JSON form
+    (also read as report["duplicates"], report["summary"]); `rows` are the same entries
+    with the ids of their files, `files` those files (for the table and the page)."""
 
-    Besides the public fields, `_rows` keeps each entry's size and file ids and `_files`
-    the files involved (for the table and the HTML report). Everything comes from a
-    handful of bulk queries, so a report over 10,000 duplicates takes a second or two.
-    """
+    duplicates: list[dict]
+    summary: dict
+    rows: list[dict]
+    files: dict[int, File]
+
+    def __getitem__(self, key: str):
+        if key not in ("duplicates", "summary"):
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+def build(index: Index, filters: Filters | None = None) -> Report:
+    """The report, from a handful of bulk queries: a report over 10,000 duplicates
+    takes a second or two."""
     filters = filters or Filters()
     rows = index.live_duplicates(
         since=filters.since,
@@ -98,18 +111,13 @@ def build(index: Index, filters: Filters | None = None) -> dict:
         "files": counts["files"],
         "errors": counts["errors"],
     }
-    return {
-        "duplicates": [_public(d) for d in duplicates],
-        "summary": summary,
-        "_rows": duplicates,
-        "_files": files,
-    }
+    return Report([_public(d) for d in duplicates], summary, duplicates, files)
 
 
-def groups_of(report: dict) -> list[tuple[int, list[dict]]]:
+def groups_of(report: Report) -> list[tuple[int, list[dict]]]:
     """(kept file id, its duplicates) per group, the group reclaiming most space first."""
     groups: dict[int, list[dict]] = defaultdict(list)
-    for d in report["_rows"]:
+    for d in report.rows:
         groups[d["kept_id"]].append(d)
     return sorted(groups.items(), key=lambda g: (-sum(d["size"] for d in g[1]), g[0]))
 
@@ -129,15 +137,15 @@ def human_size(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
-def to_json_data(report: dict) -> dict:
+def to_json_data(report: Report) -> dict:
     return {"duplicates": report["duplicates"], "summary": report["summary"]}
 
 
-def to_csv(report: dict) -> str:
+def to_csv(report: Report) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
-    for d in report["_rows"]:  # a name that is not UTF-8 as text (JSON keeps it exact)
+    for d in report.rows:  # a name that is not UTF-8 as text (JSON keeps it exact)
         writer.writerow({k: shown(d[k]) if k in _PATHS and d[k] else d[k] for k in CSV_FIELDS})
     return out.getvalue()
 
@@ -184,7 +192,7 @@ def group_label(dups: list[dict]) -> str:
     return ", ".join(parts)
 
 
-def table_lines(report: dict, width: int | None) -> list[tuple[str, str]]:
+def table_lines(report: Report, width: int | None) -> list[tuple[str, str]]:
     """The table as (style, line) pairs: each kept file, its copies indented under it.
 
     With a width, paths are shortened (home as ~, the middle elided) so that no line is
@@ -201,7 +209,7 @@ def table_lines(report: dict, width: int | None) -> list[tuple[str, str]]:
         out = [("bold", f"{'kept file / duplicate':<{path_w + 2}} {cols}")]
     else:
         out = [("", f"  {cols}  path")]
-    files = report["_files"]
+    files = report.files
     for kept_id, dups in groups_of(report):
         kept = files[kept_id]
         total = group_label(dups)
@@ -220,7 +228,7 @@ def table_lines(report: dict, width: int | None) -> list[tuple[str, str]]:
     return out
 
 
-def print_table(report: dict, console: Console) -> None:
+def print_table(report: Report, console: Console) -> None:
     """Duplicate groups under their kept file, sizes in human units, and a total.
 
     On a terminal the lines fit its width and the kept files stand out; into a pipe or
@@ -229,7 +237,7 @@ def print_table(report: dict, console: Console) -> None:
     from rich.text import Text  # imported here, not at the top: see cli.console
 
     summary = report["summary"]
-    if not report["_rows"]:
+    if not report.rows:
         console.print("No duplicates found.")
         return
     terminal = console.is_terminal

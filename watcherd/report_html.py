@@ -18,7 +18,7 @@ from pathlib import Path
 from .fingerprint import thumbnail_of
 from .models import File
 from .pathtext import file_url, shown
-from .report import _home, groups_of, human_size
+from .report import Report, _home, groups_of, human_size
 
 CSS = """
 :root { color-scheme: light dark; --fg: #1d1d1f; --bg: #f5f5f7; --card: #fff;
@@ -130,9 +130,9 @@ def _badge(text: str, cls: str = "") -> str:
     return f'<span class="badge {cls}">{escape(text)}</span>'
 
 
-def pictured(report: dict) -> set[int]:
+def pictured(report: Report) -> set[int]:
     """Ids of the files the page shows: every kept file and every copy."""
-    return {d["kept_id"] for d in report["_rows"]} | {d["file_id"] for d in report["_rows"]}
+    return {d["kept_id"] for d in report.rows} | {d["file_id"] for d in report.rows}
 
 
 def _card(
@@ -176,7 +176,7 @@ def _card(
 
 
 def render(
-    report: dict,
+    report: Report,
     stored: dict[int, bytes],
     restore_command: list[str] | None = None,
     generated: datetime | None = None,
@@ -187,7 +187,7 @@ def render(
     when those were given), so the commands shown work as they are copied."""
     restore_command = restore_command or ["watcherd"]
     generated = generated or datetime.now()
-    files: dict[int, File] = report["_files"]
+    files: dict[int, File] = report.files
     groups = groups_of(report)
     thumbs: dict[int, str | None] = {}
     for fid in pictured(report):
