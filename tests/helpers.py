@@ -142,3 +142,39 @@ def logged_double(item: tuple[str, int]) -> int:
     with open(log, "a") as fh:
         fh.write(f"{x}\n")
     return x * 2
+
+
+def video(
+    path: Path,
+    seed: int,
+    size: tuple[int, int] = (320, 240),
+    seconds: float = 3.0,
+    fps: int = 10,
+    codec: str = "mpeg4",
+    bit_rate: int = 2_000_000,
+    turn: int = 0,
+) -> Path:
+    """A short video drawn with Pillow and encoded by PyAV: a busy scene panning by with
+    a red ball crossing it, distinct per seed; `turn` the pixels (degrees)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    scene = busy_photo(seed, (w * 2, h))
+    frames = int(seconds * fps)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = (h, w) if turn in (90, 270) else (w, h)
+        stream.pix_fmt, stream.bit_rate = "yuv420p", bit_rate
+        for i in range(frames):
+            x = int(i * w / frames)
+            img = scene.crop((x, 0, x + w, h))
+            ball = (i * 7 * w // 320) % w
+            ImageDraw.Draw(img).ellipse(
+                (ball, h // 6, ball + w // 8, h // 6 + w // 8), fill=(250, 30, 30)
+            )
+            if turn:
+                img = img.rotate(turn, expand=True)
+            out.mux(stream.encode(av.VideoFrame.from_image(img)))
+        out.mux(stream.encode())
+    return path

@@ -14,7 +14,17 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import private
-from .models import Base, Decision, File, IgnoredPair, Move, RegionHash, SchemaVersion, Thumbnail
+from .models import (
+    Base,
+    Decision,
+    File,
+    IgnoredPair,
+    Move,
+    RegionHash,
+    SchemaVersion,
+    Thumbnail,
+    Video,
+)
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -120,6 +130,12 @@ def _v8_move_owner(conn: Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE moves ADD COLUMN {column}")
 
 
+def _v9_videos(conn: Connection) -> None:
+    """Version 9: sampled frames of videos, for near-duplicate videos. Videos indexed
+    before are matched by their bytes only until they are read again (scan --rehash)."""
+    Base.metadata.create_all(conn, tables=[Video.__table__])
+
+
 def counter(conn: Connection, key: str) -> int:
     return int(conn.exec_driver_sql(f"SELECT value FROM meta WHERE key = '{key}'").scalar())
 
@@ -135,6 +151,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     6: _v6_original_index,
     7: _v7_changes,
     8: _v8_move_owner,
+    9: _v9_videos,
 }
 LATEST = max(MIGRATIONS)
 

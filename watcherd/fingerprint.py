@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from . import resample
-from .config import IMAGE_EXTENSIONS
+from .config import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 
 @cache
@@ -136,6 +136,9 @@ class Fingerprint:
     # decoded here in the worker rather than in the process that decides. Not stored.
     grey: tuple[int, int, bytes] | None = None
     taken_at: str | None = None  # EXIF DateTimeOriginal as "YYYY-MM-DD HH:MM:SS"
+    duration: float | None = None  # a video's length in seconds
+    # a video's sampled frames: (ms, (pHash, dHash) in the eight poses); not stored as such
+    frames: tuple[tuple[int, tuple[tuple[int, int], ...]], ...] = ()
     error: str | None = None
 
     @property
@@ -145,6 +148,10 @@ class Fingerprint:
 
 def is_image_name(path: str) -> bool:
     return path.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS if "." in path else False
+
+
+def is_video_name(path: str) -> bool:
+    return path.rsplit(".", 1)[-1].lower() in VIDEO_EXTENSIONS if "." in path else False
 
 
 # The DCT-II matrix scipy.fftpack.dct applies (unnormalised): C[k, n] = 2 cos(pi k (2n+1) / 2N),
@@ -617,7 +624,7 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
             fp.error = f"cannot read: {exc.strerror or exc}"
             return fp
     if not image:
-        return fp  # videos and other files: exact matching only
+        return _with_video(fp) if is_video_name(path) else fp  # others: exact matching only
     try:
         if data is None:  # a picture over READ_WHOLE_LIMIT: decoded from the file
             with open(path, "rb") as again:
@@ -639,6 +646,24 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
     fp.phash, fp.dhash = fp.variants[0]
     fp.regions = hashes.regions
     fp.content_variants = hashes.content_variants
+    return fp
+
+
+def _with_video(fp: Fingerprint) -> Fingerprint:
+    """A video's length, size and sampled frames (see video.py); what cannot be played
+    is the file's error, as an undecodable picture is."""
+    from .video import read_video  # PyAV is loaded by the workers that meet a video
+
+    try:
+        facts = read_video(fp.path)
+    except ValueError as exc:
+        fp.error = str(exc)
+        return fp
+    except Exception as exc:  # any decoder bug is the file's error, never the daemon's
+        fp.error = f"cannot decode video: {type(exc).__name__}: {exc}"
+        return fp
+    fp.format, fp.width, fp.height = "video", facts.width, facts.height
+    fp.duration, fp.frames, fp.thumbnail = facts.duration, facts.frames, facts.poster
     return fp
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from .index_sql import (
@@ -21,6 +21,7 @@ from .models import (
     ACTIVE,
     File,
     RegionHash,
+    Video,
     to_signed,
     to_unsigned,
 )
@@ -121,3 +122,19 @@ class Fingerprints:
             .order_by(RegionHash.file_id, RegionHash.region)
         )
         yield from self._rows_of(stmt, RegionHash.file_id, ids)
+
+    def set_video(self, file_id: int, duration: float, frames: bytes, fresh: bool = False) -> None:
+        """A video's length and packed sampled frames (video_match.packed)."""
+        conn = self._core()
+        if not fresh:
+            conn.execute(delete(Video).where(Video.file_id == file_id))
+        conn.execute(insert(Video).values(file_id=file_id, duration=duration, frames=frames))
+
+    def videos_between(self, shortest: float, longest: float) -> list[tuple[int, float, bytes]]:
+        """(file id, length, packed frames) of the active videos this long."""
+        stmt = (
+            select(Video.file_id, Video.duration, Video.frames)
+            .join(File, File.id == Video.file_id)
+            .where(Video.duration.between(shortest, longest), File.status == ACTIVE)
+        )
+        return [tuple(row) for row in self.session.execute(stmt)]

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from . import candidates
+from . import candidates, video_match
 from .config import Config
 from .fingerprint import TRANSFORM_NAMES, Fingerprint, screen_shaped, thumbnail_of
 from .index import Index
@@ -80,6 +80,9 @@ class Judge:
         """The file `f` is a copy of, verified on pixels: a group's kept file when it
         lines up with the newcomer, else the file that did. `shot`: no candidate is a
         copy, but this one is the same scene (a burst, a re-take)."""
+        if fp.frames:  # a video: compared frame by frame
+            copy = video_match.near(self.index, self.config, f, fp, ignored)
+            return Finding() if copy is None else Finding(*copy[:3], settled=copy[3])
         matches = self.candidates(f, fp)
         # one query for every match, not one each: a photo with several copies
         # indexed matches them all

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -199,3 +199,17 @@ class Thumbnail(Base):
         ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
     )
     jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Video(Base):
+    """What matching needs of a video: its length and the hashes of frames sampled
+    across it (video.SAMPLES of them, upright), packed as (ms, pHash, dHash) triples of
+    unsigned 64-bit integers."""
+
+    __tablename__ = "videos"
+
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    duration: Mapped[float] = mapped_column(Float, index=True)
+    frames: Mapped[bytes] = mapped_column(LargeBinary)

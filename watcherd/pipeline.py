@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
+from . import video_match
 from .actions import ActionError, Mover
 from .config import Config
 from .fingerprint import Fingerprint
@@ -257,6 +258,8 @@ class Pipeline:
         fresh = existing is None
         self.index.set_regions(f.id, fp.regions, fresh)
         self.index.set_thumbnail(f.id, fp.thumbnail, fresh)
+        if fp.frames:
+            self.index.set_video(f.id, fp.duration, video_match.packed(fp.frames), fresh)
         if fp.error:
             return Outcome(fp.path, "error", error=fp.error)
         if same_bytes:
@@ -282,7 +285,7 @@ class Pipeline:
             if ids:
                 partner = self._prefer_kept(ids, same)
         settled = False
-        if partner is None and fp.variants:
+        if partner is None and (fp.variants or fp.frames):
             found = self.judge.near(f, fp, ignored)
             settled = found.settled
             partner, distance, transform = found.partner, found.distance, found.transform

@@ -1,0 +1,116 @@
+"""Videos (issue 26): a re-encoded, rescaled, remuxed or turned copy of a video is a
+near duplicate; another clip is not; a video that cannot be played is an error and
+costs nothing else. The videos are made here with PyAV."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from helpers import video
+from sqlalchemy import select
+
+from watcherd.config import Config
+from watcherd.fingerprint import fingerprint_file
+from watcherd.index import Index
+from watcherd.models import ERROR, Decision, File
+from watcherd.scanner import scan
+
+pytest.importorskip("av")
+
+
+def decisions(tmp_path, folder) -> list[tuple[str, str, str, str | None]]:
+    """Scan `folder` (files older first by name); (redundant, kept, kind, transform)."""
+    for i, path in enumerate(sorted(folder.iterdir())):
+        os.utime(path, ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
+    with Index(tmp_path / "i.sqlite3") as index:
+        scan([folder], Config(workers=1), index)
+        rows = index.session.scalars(select(Decision).where(Decision.current.is_(True))).all()
+        return sorted(
+            (d.file.path.rsplit("/", 1)[1], d.original.path.rsplit("/", 1)[1], d.kind, d.transform)
+            for d in rows
+        )
+
+
+def test_a_video_is_fingerprinted_by_sampled_frames(tmp_path):
+    fp = fingerprint_file(str(video(tmp_path / "a.mp4", 1)))
+    assert fp.error is None and fp.format == "video"
+    assert abs(fp.duration - 3.0) < 0.2 and (fp.width, fp.height) == (320, 240)
+    assert len(fp.frames) == 16 and all(len(v) == 8 for _, v in fp.frames)
+    assert fp.thumbnail.startswith(b"\xff\xd8")  # a poster frame for the report
+
+
+def test_a_smaller_re_encoded_copy_is_a_near_duplicate_of_the_original(tmp_path):
+    lib = tmp_path / "lib"
+    video(lib / "a-original.mp4", 1)
+    video(lib / "b-whatsapp.mp4", 1, size=(160, 120), bit_rate=200_000)
+    assert decisions(tmp_path, lib) == [("b-whatsapp.mp4", "a-original.mp4", "near", "identity")]
+
+
+def test_a_copy_in_another_container_is_found_and_the_bigger_one_kept(tmp_path):
+    lib = tmp_path / "lib"
+    video(lib / "a-small.mkv", 1, size=(160, 120), bit_rate=300_000)
+    video(lib / "b-full.avi", 1)  # arrives later, more pixels: it is kept
+    assert decisions(tmp_path, lib) == [("a-small.mkv", "b-full.avi", "near", "identity")]
+
+
+@pytest.mark.parametrize("turn", [90, 180])
+def test_a_turned_copy_is_found(tmp_path, turn):
+    lib = tmp_path / "lib"
+    video(lib / "a.mp4", 1)
+    video(lib / "b-turned.mp4", 1, size=(160, 120), turn=turn)
+    [(redundant, kept, kind, transform)] = decisions(tmp_path, lib)
+    assert (redundant, kept, kind) == ("b-turned.mp4", "a.mp4", "near")
+    assert transform in ("rotate90", "rotate180", "rotate270")
+
+
+def test_another_clip_is_not_a_copy(tmp_path):
+    lib = tmp_path / "lib"
+    video(lib / "a.mp4", 1)
+    video(lib / "b.mp4", 2)
+    video(lib / "c-longer.mp4", 1, seconds=6.0)  # the same scene, another length
+    assert decisions(tmp_path, lib) == []
+
+
+def test_a_truncated_or_silent_video_is_an_error_and_the_others_are_decided(tmp_path):
+    import av
+
+    lib = tmp_path / "lib"
+    whole = video(lib / "a.mp4", 1).read_bytes()
+    (lib / "b-truncated.mp4").write_bytes(whole[: len(whole) // 3])
+    (lib / "c-not-a-video.mp4").write_bytes(b"\x00" * 5000)
+    with av.open(str(lib / "d-audio-only.mkv"), "w") as out:  # sound, no picture
+        stream = out.add_stream("mp2", rate=44100)
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=1152)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.rate = 44100
+        for _ in range(40):
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    video(lib / "e-copy.mp4", 1, size=(160, 120), bit_rate=300_000)
+    assert decisions(tmp_path, lib) == [("e-copy.mp4", "a.mp4", "near", "identity")]
+    with Index(tmp_path / "i.sqlite3") as index:
+        errors = {f.path.rsplit("/", 1)[1]: f.error for f in index.session.scalars(select(File))}
+        bad = {name: e for name, e in errors.items() if e}
+    assert set(bad) >= {"c-not-a-video.mp4", "d-audio-only.mkv"}
+    assert "no video stream" in bad["d-audio-only.mkv"]
+    with Index(tmp_path / "i.sqlite3") as index:
+        statuses = {f.path.rsplit("/", 1)[1]: f.status for f in index.session.scalars(select(File))}
+    assert statuses["c-not-a-video.mp4"] == ERROR
+
+
+def test_the_daemon_decides_a_video_dropped_into_a_watched_folder(tmp_path):
+    from daemon_harness import Daemon
+
+    lib = tmp_path / "lib"
+    video(lib / "a.mp4", 1)
+    d = Daemon(tmp_path, config=f'roots = ["{lib}"]\n')
+    try:
+        d.start()
+        staged = video(tmp_path / "staged" / "copy.mp4", 1, size=(160, 120), bit_rate=300_000)
+        staged.rename(lib / "copy.mp4")  # arrives whole, as a synced file does
+        [dup] = d.wait_path("duplicate", lib / "copy.mp4")
+        assert dup["original"] == str(lib / "a.mp4")
+    finally:
+        d.close()
