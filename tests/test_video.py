@@ -13,7 +13,7 @@ from sqlalchemy import select
 from watcherd.config import Config
 from watcherd.fingerprint import fingerprint_file
 from watcherd.index import Index
-from watcherd.models import ERROR, Decision, File
+from watcherd.models import ACTIVE, Decision, File
 from watcherd.scanner import scan
 
 pytest.importorskip("av")
@@ -72,13 +72,17 @@ def test_another_clip_is_not_a_copy(tmp_path):
     assert decisions(tmp_path, lib) == []
 
 
-def test_a_truncated_or_silent_video_is_an_error_and_the_others_are_decided(tmp_path):
+def test_an_unplayable_or_silent_video_is_noted_and_still_matched_by_its_bytes(tmp_path):
+    """A truncated file, one that is not a video at all, one with sound and no picture:
+    each is indexed with the reason noted, found again by its bytes, and the videos
+    after it are decided as usual."""
     import av
 
     lib = tmp_path / "lib"
     whole = video(lib / "a.mp4", 1).read_bytes()
     (lib / "b-truncated.mp4").write_bytes(whole[: len(whole) // 3])
     (lib / "c-not-a-video.mp4").write_bytes(b"\x00" * 5000)
+    (lib / "c2-same-bytes.mp4").write_bytes(b"\x00" * 5000)
     with av.open(str(lib / "d-audio-only.mkv"), "w") as out:  # sound, no picture
         stream = out.add_stream("mp2", rate=44100)
         frame = av.AudioFrame(format="s16", layout="stereo", samples=1152)
@@ -89,15 +93,15 @@ def test_a_truncated_or_silent_video_is_an_error_and_the_others_are_decided(tmp_
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
     video(lib / "e-copy.mp4", 1, size=(160, 120), bit_rate=300_000)
-    assert decisions(tmp_path, lib) == [("e-copy.mp4", "a.mp4", "near", "identity")]
+    assert decisions(tmp_path, lib) == [
+        ("c2-same-bytes.mp4", "c-not-a-video.mp4", "exact", None),
+        ("e-copy.mp4", "a.mp4", "near", "identity"),
+    ]
     with Index(tmp_path / "i.sqlite3") as index:
-        errors = {f.path.rsplit("/", 1)[1]: f.error for f in index.session.scalars(select(File))}
-        bad = {name: e for name, e in errors.items() if e}
-    assert set(bad) >= {"c-not-a-video.mp4", "d-audio-only.mkv"}
-    assert "no video stream" in bad["d-audio-only.mkv"]
-    with Index(tmp_path / "i.sqlite3") as index:
-        statuses = {f.path.rsplit("/", 1)[1]: f.status for f in index.session.scalars(select(File))}
-    assert statuses["c-not-a-video.mp4"] == ERROR
+        files = {f.path.rsplit("/", 1)[1]: f for f in index.session.scalars(select(File))}
+        assert {f.status for f in files.values()} == {ACTIVE}
+        assert "no video stream" in files["d-audio-only.mkv"].error
+        assert files["c-not-a-video.mp4"].error.startswith("cannot open video")
 
 
 def test_the_daemon_decides_a_video_dropped_into_a_watched_folder(tmp_path):

@@ -140,6 +140,7 @@ class Fingerprint:
     # a video's sampled frames: (ms, (pHash, dHash) in the eight poses); not stored as such
     frames: tuple[tuple[int, tuple[tuple[int, int], ...]], ...] = ()
     error: str | None = None
+    warning: str | None = None  # read, but only its bytes are of use (an unplayable video)
 
     @property
     def pixels(self) -> int:
@@ -650,17 +651,18 @@ def fingerprint_file(path: str, max_pixels: int = 250_000_000) -> Fingerprint:
 
 
 def _with_video(fp: Fingerprint) -> Fingerprint:
-    """A video's length, size and sampled frames (see video.py); what cannot be played
-    is the file's error, as an undecodable picture is."""
+    """A video's length, size and sampled frames (see video.py). One that cannot be
+    played keeps its sha256: it is indexed, found again by its bytes, and the reason
+    noted (`warning`), rather than an error that would lose its exact copies too."""
     from .video import read_video  # PyAV is loaded by the workers that meet a video
 
     try:
         facts = read_video(fp.path)
     except ValueError as exc:
-        fp.error = str(exc)
+        fp.warning = str(exc)
         return fp
-    except Exception as exc:  # any decoder bug is the file's error, never the daemon's
-        fp.error = f"cannot decode video: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # any decoder bug is the file's problem, never the daemon's
+        fp.warning = f"cannot decode video: {type(exc).__name__}: {exc}"
         return fp
     fp.format, fp.width, fp.height = "video", facts.width, facts.height
     fp.duration, fp.frames, fp.thumbnail = facts.duration, facts.frames, facts.poster

@@ -252,7 +252,7 @@ class Pipeline:
             phash=fp.phash,
             dhash=fp.dhash,
             status=ERROR if fp.error else ACTIVE,
-            error=fp.error,
+            error=fp.error or fp.warning,  # a warning: noted, the file matched by its bytes
         )
         f = self.index.upsert_file(existing, **values)
         fresh = existing is None
@@ -260,6 +260,8 @@ class Pipeline:
         self.index.set_thumbnail(f.id, fp.thumbnail, fresh)
         if fp.frames:
             self.index.set_video(f.id, fp.duration, video_match.packed(fp.frames), fresh)
+        if fp.warning:
+            log.warning("%s: %s; matched by its bytes only", fp.path, fp.warning)
         if fp.error:
             return Outcome(fp.path, "error", error=fp.error)
         if same_bytes:

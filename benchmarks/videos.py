@@ -1,0 +1,130 @@
+"""Near-duplicate videos (issue 26): which copies of a clip watcherd finds, and whether
+it links clips that are not copies.
+
+    python benchmarks/videos.py [--photos ../shared/bench/photos] [--clips 12]
+
+Clips are made here with PyAV from the bench photos: the camera pans across a photo
+while a ball crosses it (8 s, 480x360, 25 fps). Each clip gets copies of every kind:
+re-encoded at a low bit rate, halved, remuxed into Matroska, turned 90°, mirrored,
+10% cut off its start, 20% cut off its end. Negatives: the same photo panned the other
+way (a slideshow of the same picture, another clip), and every other clip. All of it
+is scanned at once; printed per kind: found (linked near to its clip), and the false
+near links, with the seconds the scan took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+from PIL import Image, ImageDraw, ImageOps
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from photos import upright  # noqa: E402
+
+SIZE, SECONDS, FPS = (480, 360), 8.0, 25
+KINDS = ("reencode", "half", "remux", "rot90", "mirror", "trim-start", "trim-end")
+
+
+def clip(photo: Image.Image, path: Path, kind: str = "", backwards: bool = False) -> None:
+    w, h = SIZE
+    scene = ImageOps.fit(photo, (w * 2, h))
+    frames = int(SECONDS * FPS)
+    first, last = 0, frames
+    if kind == "trim-start":
+        first = frames // 10
+    elif kind == "trim-end":
+        last = frames - frames // 5
+    size = (w // 2, h // 2) if kind == "half" else (w, h)
+    out_size = (size[1], size[0]) if kind == "rot90" else size
+    rate = 400_000 if kind == "reencode" else 3_000_000
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=FPS)
+        stream.width, stream.height = out_size
+        stream.pix_fmt, stream.bit_rate = "yuv420p", rate
+        for i in range(first, last):
+            x = int((frames - i if backwards else i) * w / frames)
+            img = scene.crop((x, 0, x + w, h))
+            ball = (i * 9) % w
+            ImageDraw.Draw(img).ellipse((ball, h // 5, ball + 50, h // 5 + 50), fill=(250, 40, 30))
+            img = img.resize(size)
+            if kind == "rot90":
+                img = img.transpose(Image.Transpose.ROTATE_90)
+            elif kind == "mirror":
+                img = ImageOps.mirror(img)
+            out.mux(stream.encode(av.VideoFrame.from_image(img)))
+        out.mux(stream.encode())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--photos", type=Path, default=HERE.parent.parent / "shared/bench/photos")
+    ap.add_argument("--clips", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    photos = [img for _, img in zip(range(200), upright(args.photos, min_side=360))]
+    chosen = rng.sample(photos, args.clips)
+    work = Path(tempfile.mkdtemp(prefix="wd-videos-"))
+    folder = work / "videos"
+    folder.mkdir()
+    origin: dict[str, str] = {}
+    for n, photo in enumerate(chosen):
+        clip(photo, folder / f"c{n:02d}.mp4")
+        clip(photo, folder / f"c{n:02d}-other-pan.mp4", backwards=True)
+        for kind in KINDS:
+            name = f"c{n:02d}-{kind}.{'mkv' if kind == 'remux' else 'mp4'}"
+            clip(photo, folder / name, kind)
+            origin[name] = f"c{n:02d}.mp4"
+    db = work / "index.sqlite3"
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "watcherd", "--db", str(db), "scan", str(folder)],
+                   check=True, capture_output=True)  # fmt: skip
+    seconds = time.monotonic() - t0
+    links = _links(db)
+    print(f"{args.clips} clips of {SECONDS:.0f} s, {len(list(folder.iterdir()))} files, "
+          f"scanned in {seconds:.1f} s")  # fmt: skip
+    for kind in KINDS:
+        names = [n for n in origin if n.split("-", 1)[1].rsplit(".", 1)[0] == kind]
+        found = sum(1 for n in names if _group(links, n) == _group(links, origin[n]))
+        print(f"{kind:<12} found {found / len(names):.2f}")
+    false = [(a, b) for a, b in links if _base(a) != _base(b) or "other-pan" in a + b]
+    print(f"false near links: {len(false)}" + "".join(f"\n    {a} ~ {b}" for a, b in false[:5]))
+    shutil.rmtree(work)
+
+
+def _links(db: Path) -> list[tuple[str, str]]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT f.path, o.path FROM decisions d JOIN files f ON f.id = d.file_id "
+            "JOIN files o ON o.id = d.original_id WHERE d.current AND d.kind != 'similar'"
+        ).fetchall()
+    return [(Path(a).name, Path(b).name) for a, b in rows]
+
+
+def _base(name: str) -> str:
+    return name[:3]
+
+
+def _group(links: list[tuple[str, str]], name: str) -> str:
+    parent = dict(links)
+    seen = {name}
+    while name in parent and parent[name] not in seen:
+        name = parent[name]
+        seen.add(name)
+    return name
+
+
+if __name__ == "__main__":
+    main()
