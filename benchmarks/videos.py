@@ -72,7 +72,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    photos = [img for _, img in zip(range(200), upright(args.photos, min_side=360))]
+    photos = []
+    for variant, img in upright(args.photos, min_side=360):
+        if variant or len(photos) >= 300:  # each photo once
+            break
+        photos.append(img)
     chosen = rng.sample(photos, args.clips)
     work = Path(tempfile.mkdtemp(prefix="wd-videos-"))
     folder = work / "videos"

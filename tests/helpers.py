@@ -153,9 +153,11 @@ def video(
     codec: str = "mpeg4",
     bit_rate: int = 2_000_000,
     turn: int = 0,
+    skip: float = 0.0,
 ) -> Path:
     """A short video drawn with Pillow and encoded by PyAV: a busy scene panning by with
-    a red ball crossing it, distinct per seed; `turn` the pixels (degrees)."""
+    a red ball crossing it, distinct per seed; `turn` the pixels (degrees); `skip` this
+    fraction of it, cut off its start (or its end, negative)."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,7 +168,9 @@ def video(
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = (h, w) if turn in (90, 270) else (w, h)
         stream.pix_fmt, stream.bit_rate = "yuv420p", bit_rate
-        for i in range(frames):
+        first = int(frames * skip) if skip > 0 else 0
+        last = frames + int(frames * skip) if skip < 0 else frames
+        for i in range(first, last):
             x = int(i * w / frames)
             img = scene.crop((x, 0, x + w, h))
             ball = (i * 7 * w // 320) % w

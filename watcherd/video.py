@@ -1,12 +1,16 @@
 """Reading a video (in a worker process): its length, its frame size as shown, and
-the perceptual hashes of SAMPLES frames spread evenly across it, through PyAV (FFmpeg's
-libraries bundled in its wheels: no system ffmpeg is needed).
+the perceptual hashes of frames taken every `gap` seconds across it (at most SAMPLES,
+at least MIN_GAP apart), through PyAV (FFmpeg's libraries bundled in its wheels: no
+system ffmpeg is needed).
 
-Frames are found by seeking, not by decoding the whole video: at most SAMPLES seeks,
-each decoding from the keyframe before its time up to DECODE_AT_MOST frames, so a
-4-hour video is read in about the time a short one is. The rotation a phone records
-(the display matrix) is applied, as EXIF orientation is for photos. Each frame is
-hashed in the eight poses, so that a turned or mirrored copy is found too.
+The frames sit at fixed times from the start, so that a copy with its start cut off
+lines up with the original at some offset (video_match searches it). A short video
+is decoded straight through, picking the frames at those times; a longer one
+(SEQUENTIAL_UP_TO) by seeking, each seek decoding from the keyframe before its time up
+to DECODE_AT_MOST frames, so a 4-hour video costs SAMPLES seeks, not a decode of every
+frame. The rotation a phone records (the display matrix) is applied, as EXIF
+orientation is for photos. Each frame is hashed in the eight poses, so that a turned
+or mirrored copy is found too.
 """
 
 from __future__ import annotations
@@ -19,9 +23,17 @@ from PIL import Image
 
 from .fingerprint import HASH_SIDE, THUMB_QUALITY, THUMB_SIDE, hashes_of, poses
 
-SAMPLES = 16  # frames hashed per video, at (k + 0.5) / SAMPLES of its length
+SAMPLES = 64  # frames hashed per video at most
+MIN_GAP = 0.1  # seconds between two of them at least (a short clip gets fewer)
+SEQUENTIAL_UP_TO = 60.0  # seconds: shorter videos are decoded straight through
 DECODE_AT_MOST = 120  # frames decoded after a seek before the sample is taken as it is
-POSTER_SAMPLE = 1  # the sample shown as the video's thumbnail (about 10% in)
+POSTER_AT = 0.1  # the frame shown as the video's thumbnail, as a fraction of its length
+
+
+def sample_times(duration: float) -> list[float]:
+    """When frames are taken: every `gap` seconds from half a gap in."""
+    gap = max(MIN_GAP, duration / SAMPLES)
+    return [(i + 0.5) * gap for i in range(max(1, int(duration / gap)))]
 
 
 @dataclass(frozen=True)
@@ -51,19 +63,23 @@ def read_video(path: str) -> VideoFacts:
         duration = _duration(container, stream)
         if not duration:
             raise ValueError("cannot tell the video's length")
+        times = sample_times(duration)
+        if duration <= SEQUENTIAL_UP_TO:
+            taken = _frames_through(container, stream, times)
+        else:
+            taken = [(at, _frame_at(container, stream, at)) for at in times]
         frames, poster, size = [], None, None
-        for k in range(SAMPLES):
-            at = duration * (k + 0.5) / SAMPLES
-            frame = _frame_at(container, stream, at)
+        poster_at = min(times, key=lambda t: abs(t - POSTER_AT * duration))
+        for at, frame in taken:
             if frame is None:
                 continue
             picture = _upright(frame)
             size = size or picture.size
-            if k == POSTER_SAMPLE or poster is None:
+            if at == poster_at or poster is None:
                 poster = _jpeg(picture)
             frames.append((round(at * 1000), _hashes(picture)))
-        if len(frames) < SAMPLES // 2:
-            raise ValueError(f"cannot decode video: {len(frames)} of {SAMPLES} frames read")
+        if len(frames) < len(times) // 2:
+            raise ValueError(f"cannot decode video: {len(frames)} of {len(times)} frames read")
     width, height = size
     return VideoFacts(duration, width, height, tuple(frames), poster)
 
@@ -74,6 +90,24 @@ def _duration(container, stream) -> float | None:
     if container.duration is not None:
         return container.duration / 1_000_000  # av.time_base
     return None
+
+
+def _frames_through(container, stream, times: list[float]) -> list[tuple[float, object]]:
+    """(time, frame) for each of `times`: the first frame at or after it, decoding the
+    video from its start; a frame that cannot be decoded ends it early."""
+    import av
+
+    out, k = [], 0
+    try:
+        for frame in container.decode(stream):
+            while k < len(times) and (frame.time is None or frame.time >= times[k]):
+                out.append((times[k], frame))
+                k += 1
+            if k == len(times):
+                break
+    except (av.FFmpegError, OSError, ValueError):
+        pass  # truncated: what was read counts
+    return out
 
 
 def _frame_at(container, stream, at: float):

@@ -1,12 +1,14 @@
 """Near-duplicate videos: a newcomer video against the indexed videos of about its
-length, frame by frame.
+length, frame by frame, at the offset that lines them up.
 
-Each video carries the hashes of video.SAMPLES frames taken at the same fractions of
-its length. A re-encoded, rescaled or remuxed copy (or one turned or mirrored: the
-newcomer's frames are hashed in eight poses) matches in nearly every sampled frame, in
-one pose; another clip of the same scene does not, its frames differ where things
-moved. Blank frames (black, a fade) say nothing and are never counted as agreeing.
-Trimmed copies, and `similar` for videos, are not found yet.
+Each video carries the hashes of frames taken every so many seconds from its start
+(video.sample_times). A re-encoded, rescaled or remuxed copy (or one turned or
+mirrored: the newcomer's frames are hashed in eight poses) agrees with its original in
+nearly every frame, in one pose, at offset 0; a copy with up to a fifth cut off its
+start or end agrees at the offset of the cut, over most of the original's length.
+The offset is the one most agreeing frame pairs vote for. Another clip of the same
+scene does not agree: its frames differ where things moved. Blank frames (black, a
+fade) say nothing and are never counted. `similar` for videos is not found yet.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from .fingerprint import TRANSFORM_NAMES, Fingerprint
 from .index import Index
 from .models import File
 
-SAME_LENGTH = 0.02  # lengths within 2% (and half a second): a remux or re-encode
-NEAR_FRAMES = 0.8  # a copy agrees in at least this share of its informative frames
+SHORTER = 0.78  # the shorter of a copy and its original: this much of the longer or more
+NEAR_FRAMES = 0.8  # a copy agrees in this share of the frames both show, at least,
+COVERED = 0.78  # over this much of the longer one's length
+AGREEING_AT_LEAST = 4  # frames
 INFORMATIVE = 0.5  # and at least this share of its frames are not blank
 
 
@@ -39,9 +43,10 @@ Copy = tuple[File, int, str, bool]  # partner, distance, pose, settled (see judg
 def near(index: Index, config: Config, f: File, fp: Fingerprint, ignored: set[int]) -> Copy | None:
     """The indexed video the newcomer is a copy of (a kept one when one agrees)."""
     duration = fp.duration or 0.0
-    slack = duration * SAME_LENGTH + 0.5
     matches = []
-    for file_id, length, blob in index.videos_between(duration - slack, duration + slack):
+    for file_id, length, blob in index.videos_between(
+        duration * SHORTER - 0.5, duration / SHORTER + 0.5
+    ):
         if file_id == f.id or file_id in ignored:
             continue
         agreed = _agreement(fp, length, unpacked(blob), config)
@@ -66,24 +71,61 @@ def near(index: Index, config: Config, f: File, fp: Fingerprint, ignored: set[in
 def _agreement(
     fp: Fingerprint, length: float, theirs: np.ndarray, config: Config
 ) -> tuple[int, int] | None:
-    """(median pHash distance, pose) if the newcomer's frames agree with these, frame
-    for frame at the same fraction of each video's length; None if they do not."""
-    if not len(theirs) or not fp.frames or not fp.duration:
+    """(median pHash distance, pose) if the newcomer's frames agree with these at one
+    offset, over most of both; None if they do not."""
+    if len(theirs) < AGREEING_AT_LEAST or len(fp.frames) < AGREEING_AT_LEAST:
         return None
-    mine_at = np.array([ms for ms, _ in fp.frames], dtype=np.float64) / (fp.duration * 1000)
-    their_at = theirs[:, 0].astype(np.float64) / (length * 1000)
-    nearest = np.abs(mine_at[:, None] - their_at[None, :]).argmin(axis=1)
+    mine_t = np.array([ms for ms, _ in fp.frames], dtype=np.float64) / 1000
+    their_t = theirs[:, 0].astype(np.float64) / 1000
     ours = np.array([variants for _, variants in fp.frames], dtype=np.uint64)  # (n, 8, 2)
-    tp, td = theirs[nearest, 1], theirs[nearest, 2]
-    blank = (tp == 0) & (td == 0)
-    if (~blank).mean() < INFORMATIVE:
+    mine_blank = (ours[:, 0, 0] == 0) & (ours[:, 0, 1] == 0)
+    their_blank = (theirs[:, 1] == 0) & (theirs[:, 2] == 0)
+    if (~their_blank).mean() < INFORMATIVE or (~mine_blank).mean() < INFORMATIVE:
         return None
+    step = max(_gap(mine_t), _gap(their_t))
     best = None
     for pose in range(ours.shape[1]):
-        dp = np.bitwise_count(ours[:, pose, 0] ^ tp)
-        dd = np.bitwise_count(ours[:, pose, 1] ^ td)
-        agree = (dp <= config.phash_distance) & (dd <= config.dhash_distance) & ~blank
-        share = agree.sum() / max(1, (~blank).sum())
-        if share >= NEAR_FRAMES and (best is None or share > best[0]):
-            best = (share, int(np.median(dp[~blank])), pose)
+        dp = np.bitwise_count(ours[:, pose, 0][:, None] ^ theirs[None, :, 1])  # (n, m)
+        dd = np.bitwise_count(ours[:, pose, 1][:, None] ^ theirs[None, :, 2])
+        ok = (dp <= config.phash_distance) & (dd <= config.dhash_distance)
+        ok &= ~mine_blank[:, None] & ~their_blank[None, :]
+        longest = max(fp.duration or 0.0, length)
+        found = _along(ok, dp, mine_t, their_t, step, longest, ~mine_blank)
+        if found is not None and (best is None or found[0] > best[0]):
+            best = (*found, pose)
     return None if best is None else (best[1], best[2])
+
+
+def _gap(times: np.ndarray) -> float:
+    return float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+
+
+def _along(
+    ok: np.ndarray, dp: np.ndarray, mine_t: np.ndarray, their_t: np.ndarray, step: float,
+    longest: float, informative: np.ndarray,
+) -> tuple[float, int] | None:  # fmt: skip
+    """(share agreeing, median distance) at the offset most agreeing pairs vote for,
+    if it passes NEAR_FRAMES and COVERED; a frame agrees with the frame nearest its
+    time or either neighbour (the two videos' frames were taken up to half a gap
+    apart)."""
+    i, j = np.nonzero(ok)
+    if len(i) < AGREEING_AT_LEAST:
+        return None
+    offsets = their_t[j] - mine_t[i]
+    bins, counts = np.unique(np.round(offsets / step), return_counts=True)
+    shift = float(np.median(offsets[np.round(offsets / step) == bins[counts.argmax()]]))
+    target = mine_t + shift
+    inside = (target >= their_t[0] - step) & (target <= their_t[-1] + step)
+    nearest = np.abs(target[:, None] - their_t[None, :]).argmin(axis=1)
+    rows = np.arange(len(mine_t))
+    agree = np.zeros(len(mine_t), dtype=bool)
+    for d in (-1, 0, 1):
+        col = np.clip(nearest + d, 0, len(their_t) - 1)
+        agree |= ok[rows, col]
+    agree &= inside
+    shown = inside & informative  # the frames both videos show
+    share = agree.sum() / max(1, shown.sum())
+    span = (target[agree].max() - target[agree].min() + step) if agree.any() else 0.0
+    if agree.sum() < AGREEING_AT_LEAST or share < NEAR_FRAMES or span < COVERED * longest:
+        return None
+    return share, int(np.median(dp[rows[agree], nearest[agree]]))
