@@ -75,6 +75,22 @@ def test_a_copy_with_a_fifth_cut_off_is_found_and_the_whole_one_kept(tmp_path, c
     assert decisions(tmp_path, lib) == [("a-cut.mp4", "b-whole.mp4", "near", "identity")]
 
 
+def test_the_report_shows_a_video_copy_with_its_poster_frame_and_length(tmp_path):
+    from watcherd import report, report_html
+
+    lib = tmp_path / "lib"
+    video(lib / "a.mp4", 1)
+    video(lib / "b.mp4", 1, size=(160, 120), bit_rate=300_000)
+    decisions(tmp_path, lib)
+    with Index(tmp_path / "i.sqlite3") as index:
+        data = report.build(index)
+        page = report_html.render(data, index.thumbnails(report_html.pictured(data)))
+    [row] = data["duplicates"]
+    assert row["kind"] == "near" and abs(row["duration"] - 3.0) < 0.2
+    assert page.count("data:image/jpeg;base64,") == 2  # both poster frames
+    assert page.count("· 0:03 ·") == 2  # the length of each
+
+
 def test_another_clip_is_not_a_copy(tmp_path):
     lib = tmp_path / "lib"
     video(lib / "a.mp4", 1)

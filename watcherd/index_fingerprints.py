@@ -138,3 +138,11 @@ class Fingerprints:
             .where(Video.duration.between(shortest, longest), File.status == ACTIVE)
         )
         return [tuple(row) for row in self.session.execute(stmt)]
+
+    def video_durations(self, file_ids: Iterable[int]) -> dict[int, float]:
+        """The length in seconds of each of these files that is a video read as one."""
+        out: dict[int, float] = {}
+        for ids in _batches(file_ids):
+            stmt = select(Video.file_id, Video.duration).where(Video.file_id.in_(ids))
+            out.update({fid: duration for fid, duration in self.session.execute(stmt)})
+        return out

@@ -46,6 +46,7 @@ class Report:
     summary: dict
     rows: list[dict]
     files: dict[int, File]
+    durations: dict[int, float]  # file id -> seconds, for the videos among them
 
     def __getitem__(self, key: str):
         if key not in ("duplicates", "summary"):
@@ -68,6 +69,7 @@ def build(index: Index, filters: Filters | None = None) -> Report:
     files = {f.id: f for _, r, p in rows for f in (r, p)}
     files.update(index.files_by_id(set(roots.values()) - set(files)))
     sources = index.quarantine_sources(r.id for _, r, _ in rows if r.status == QUARANTINED)
+    durations = index.video_durations(files)
     duplicates = []
     for decision, redundant, partner in rows:
         # a 'similar' pair has no kept copy: its original is simply the other picture
@@ -92,6 +94,7 @@ def build(index: Index, filters: Filters | None = None) -> Report:
                 "size": redundant.size,  # bytes of the redundant copy
                 "group": kept.id,  # shared by every row of one group, stable while it is kept
                 "transform": decision.transform,  # how the copy is turned or cut, if it is
+                "duration": durations.get(redundant.id),  # seconds, for a video
                 "file_id": redundant.id,
                 "kept_id": kept.id,
             }
@@ -111,7 +114,7 @@ def build(index: Index, filters: Filters | None = None) -> Report:
         "files": counts["files"],
         "errors": counts["errors"],
     }
-    return Report([_public(d) for d in duplicates], summary, duplicates, files)
+    return Report([_public(d) for d in duplicates], summary, duplicates, files, durations)
 
 
 def groups_of(report: Report) -> list[tuple[int, list[dict]]]:

@@ -98,13 +98,23 @@ def _when(f: File) -> str:
     return f"modified {datetime.fromtimestamp(f.mtime_ns / 1e9):%Y-%m-%d %H:%M}"
 
 
-def _figure(f: File, path: str, thumb: str | None, badges: list[str], extra: str = "") -> str:
+def _figure(
+    f: File,
+    path: str,
+    thumb: str | None,
+    badges: list[str],
+    extra: str = "",
+    duration: float | None = None,
+) -> str:
     """A photo with what the user needs to judge it; its thumbnail (never drawn larger
     than it is stored) opens the file where it is now (`f.path`: in the quarantine for a
     quarantined copy, which `path` shows where it came from)."""
     p = Path(path)
     folder = _home(str(p.parent))
     size = f"{f.width}×{f.height}" if f.width and f.height else (f.format or "")
+    if duration is not None:  # a video: how long it plays
+        minutes, seconds = divmod(round(duration), 60)
+        size = f"{size} · {minutes}:{seconds:02d}"
     if thumb:
         img = (
             f'<a class="open" href="{escape(file_url(f.path))}" title="open the file">'
@@ -141,11 +151,12 @@ def _card(
     files: dict[int, File],
     thumbs: dict[int, str | None],
     restore_command: list[str],
+    durations: dict[int, float],
 ) -> str:
     """One group: its kept file and its copies (or similar shots), newest first."""
     similar = all(d["kind"] == "similar" for d in dups)
     figures = [
-        f'<div class="kept">{_figure(kept, kept.path, thumbs[kept.id], [_badge("shot" if similar else "kept")])}</div>'  # noqa: E501
+        f'<div class="kept">{_figure(kept, kept.path, thumbs[kept.id], [_badge("shot" if similar else "kept")], duration=durations.get(kept.id))}</div>'  # noqa: E501
     ]
     for d in sorted(dups, key=lambda d: d["path"]):
         f = files[d["file_id"]]
@@ -158,7 +169,7 @@ def _card(
             extra = f'<code class="restore">{escape(cmd)}</code>'
         cls = "quarantined" if d["quarantined_path"] else "flagged"
         figures.append(
-            f'<div class="{cls}">{_figure(f, d["path"], thumbs[f.id], badges, extra)}</div>'
+            f'<div class="{cls}">{_figure(f, d["path"], thumbs[f.id], badges, extra, d["duration"])}</div>'  # noqa: E501
         )
     size = sum(d["size"] for d in dups)
     newest = max(datetime.fromisoformat(d["detected_at"]).timestamp() for d in dups)
@@ -195,7 +206,10 @@ def render(
         thumbs[fid] = _data_uri(stored.get(fid) or thumbnail_of(files[fid].path))
 
     s = report["summary"]
-    cards = [_card(files[kept], dups, files, thumbs, restore_command) for kept, dups in groups]
+    cards = [
+        _card(files[kept], dups, files, thumbs, restore_command, report.durations)
+        for kept, dups in groups
+    ]
     totals = [
         ("groups", str(s["groups"])),
         ("duplicates", str(s["duplicates"])),
