@@ -103,16 +103,23 @@ def main() -> None:
         print(f"{kind:<12} found {found / len(names):.2f}")
     false = [(a, b) for a, b in links if _base(a) != _base(b) or "other-pan" in a + b]
     print(f"false near links: {len(false)}" + "".join(f"\n    {a} ~ {b}" for a, b in false[:5]))
+    similar = _links(db, "similar")
+    pans = sum(1 for a, b in similar if "other-pan" in a + b and _base(a) == _base(b))
+    print(f"similar: {len(similar)}, of which the same photo panned the other way: {pans} "
+          f"of {args.clips}; between different photos: "
+          f"{sum(1 for a, b in similar if _base(a) != _base(b))}")  # fmt: skip
     shutil.rmtree(work)
 
 
-def _links(db: Path) -> list[tuple[str, str]]:
+def _links(db: Path, kind: str | None = None) -> list[tuple[str, str]]:
+    """(file, original) of the live near and exact links, or of those of `kind`."""
     import sqlite3
 
+    which = "d.kind != 'similar'" if kind is None else f"d.kind = '{kind}'"
     with sqlite3.connect(db) as conn:
         rows = conn.execute(
             "SELECT f.path, o.path FROM decisions d JOIN files f ON f.id = d.file_id "
-            "JOIN files o ON o.id = d.original_id WHERE d.current AND d.kind != 'similar'"
+            f"JOIN files o ON o.id = d.original_id WHERE d.current AND {which}"
         ).fetchall()
     return [(Path(a).name, Path(b).name) for a, b in rows]
 

@@ -154,10 +154,12 @@ def video(
     bit_rate: int = 2_000_000,
     turn: int = 0,
     skip: float = 0.0,
+    backwards: bool = False,
 ) -> Path:
     """A short video drawn with Pillow and encoded by PyAV: a busy scene panning by with
     a red ball crossing it, distinct per seed; `turn` the pixels (degrees); `skip` this
-    fraction of it, cut off its start (or its end, negative)."""
+    fraction of it, cut off its start (or its end, negative); `backwards`: panned the
+    other way."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,7 +173,7 @@ def video(
         first = int(frames * skip) if skip > 0 else 0
         last = frames + int(frames * skip) if skip < 0 else frames
         for i in range(first, last):
-            x = int(i * w / frames)
+            x = int((frames - i if backwards else i) * w / frames)
             img = scene.crop((x, 0, x + w, h))
             ball = (i * 7 * w // 320) % w
             ImageDraw.Draw(img).ellipse(

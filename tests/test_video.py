@@ -99,6 +99,14 @@ def test_another_clip_is_not_a_copy(tmp_path):
     assert decisions(tmp_path, lib) == []
 
 
+def test_the_same_picture_panned_the_other_way_is_never_near(tmp_path):
+    """Two slideshows of one photo: the same scene (`similar` at most), not a copy."""
+    lib = tmp_path / "lib"
+    video(lib / "a.mp4", 1, seconds=5.0)
+    video(lib / "b-other-way.mp4", 1, seconds=5.0, backwards=True)
+    assert [kind for _, _, kind, _ in decisions(tmp_path, lib)] in ([], ["similar"])
+
+
 def test_an_unplayable_or_silent_video_is_noted_and_still_matched_by_its_bytes(tmp_path):
     """A truncated file, one that is not a video at all, one with sound and no picture:
     each is indexed with the reason noted, found again by its bytes, and the videos

@@ -82,7 +82,10 @@ class Judge:
         copy, but this one is the same scene (a burst, a re-take)."""
         if fp.frames:  # a video: compared frame by frame
             copy = video_match.near(self.index, self.config, f, fp, ignored)
-            return Finding() if copy is None else Finding(*copy[:3], settled=copy[3])
+            if copy is not None:
+                return Finding(*copy[:3], settled=copy[3])
+            other = video_match.shot(self.index, self.config, f, fp, ignored)
+            return Finding() if other is None else Finding(shot=other[0], shot_distance=other[1])
         matches = self.candidates(f, fp)
         # one query for every match, not one each: a photo with several copies
         # indexed matches them all

@@ -8,7 +8,8 @@ nearly every frame, in one pose, at offset 0; a copy with up to a fifth cut off 
 start or end agrees at the offset of the cut, over most of the original's length.
 The offset is the one most agreeing frame pairs vote for. Another clip of the same
 scene does not agree: its frames differ where things moved. Blank frames (black, a
-fade) say nothing and are never counted. `similar` for videos is not found yet.
+fade) say nothing and are never counted. Within the looser `similar` limits over half
+of what both show, the newcomer is another clip of the same scene (`shot`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ SHORTER = 0.78  # the shorter of a copy and its original: this much of the longe
 NEAR_FRAMES = 0.8  # a copy agrees in this share of the frames both show, at least,
 COVERED = 0.78  # over this much of the longer one's length
 AGREEING_AT_LEAST = 4  # frames
+SIMILAR_FRAMES = 0.5  # the same scene: half of what both show, within the similar limits
 INFORMATIVE = 0.5  # and at least this share of its frames are not blank
 
 
@@ -42,16 +44,8 @@ Copy = tuple[File, int, str, bool]  # partner, distance, pose, settled (see judg
 
 def near(index: Index, config: Config, f: File, fp: Fingerprint, ignored: set[int]) -> Copy | None:
     """The indexed video the newcomer is a copy of (a kept one when one agrees)."""
-    duration = fp.duration or 0.0
-    matches = []
-    for file_id, length, blob in index.videos_between(
-        duration * SHORTER - 0.5, duration / SHORTER + 0.5
-    ):
-        if file_id == f.id or file_id in ignored:
-            continue
-        agreed = _agreement(fp, length, unpacked(blob), config)
-        if agreed is not None:
-            matches.append((file_id, *agreed))
+    limits = (config.phash_distance, config.dhash_distance, NEAR_FRAMES, COVERED)
+    matches = _matching(index, f, fp, ignored, limits)
     if not matches:
         return None
     states = index.file_states(m[0] for m in matches)
@@ -68,8 +62,38 @@ def near(index: Index, config: Config, f: File, fp: Fingerprint, ignored: set[in
     return partner, distance, TRANSFORM_NAMES[pose], settled
 
 
+def shot(
+    index: Index, config: Config, f: File, fp: Fingerprint, ignored: set[int]
+) -> tuple[File, int] | None:
+    """An indexed video of the same scene, not a copy (another take, a clip filmed there
+    another time): its frames agree within the looser `similar` limits over half of
+    what both show. Reported, never moved."""
+    limits = (config.similar_phash_distance, config.similar_dhash_distance, SIMILAR_FRAMES, 0.5)
+    matches = sorted(_matching(index, f, fp, ignored, limits), key=lambda m: m[1])
+    other = index.get(matches[0][0]) if matches else None
+    return None if other is None else (other, matches[0][1])
+
+
+def _matching(
+    index: Index, f: File, fp: Fingerprint, ignored: set[int], limits: tuple
+) -> list[tuple[int, int, int]]:
+    """(file id, median distance, pose) of the indexed videos of about the newcomer's
+    length whose frames agree with its own under `limits`."""
+    duration = fp.duration or 0.0
+    matches = []
+    for file_id, length, blob in index.videos_between(
+        duration * SHORTER - 0.5, duration / SHORTER + 0.5
+    ):
+        if file_id == f.id or file_id in ignored:
+            continue
+        agreed = _agreement(fp, length, unpacked(blob), limits)
+        if agreed is not None:
+            matches.append((file_id, *agreed))
+    return matches
+
+
 def _agreement(
-    fp: Fingerprint, length: float, theirs: np.ndarray, config: Config
+    fp: Fingerprint, length: float, theirs: np.ndarray, limits: tuple
 ) -> tuple[int, int] | None:
     """(median pHash distance, pose) if the newcomer's frames agree with these at one
     offset, over most of both; None if they do not."""
@@ -87,10 +111,10 @@ def _agreement(
     for pose in range(ours.shape[1]):
         dp = np.bitwise_count(ours[:, pose, 0][:, None] ^ theirs[None, :, 1])  # (n, m)
         dd = np.bitwise_count(ours[:, pose, 1][:, None] ^ theirs[None, :, 2])
-        ok = (dp <= config.phash_distance) & (dd <= config.dhash_distance)
+        ok = (dp <= limits[0]) & (dd <= limits[1])
         ok &= ~mine_blank[:, None] & ~their_blank[None, :]
         longest = max(fp.duration or 0.0, length)
-        found = _along(ok, dp, mine_t, their_t, step, longest, ~mine_blank)
+        found = _along(ok, dp, mine_t, their_t, step, longest, ~mine_blank, limits[2:])
         if found is not None and (best is None or found[0] > best[0]):
             best = (*found, pose)
     return None if best is None else (best[1], best[2])
@@ -102,7 +126,7 @@ def _gap(times: np.ndarray) -> float:
 
 def _along(
     ok: np.ndarray, dp: np.ndarray, mine_t: np.ndarray, their_t: np.ndarray, step: float,
-    longest: float, informative: np.ndarray,
+    longest: float, informative: np.ndarray, shares: tuple[float, float],
 ) -> tuple[float, int] | None:  # fmt: skip
     """(share agreeing, median distance) at the offset most agreeing pairs vote for,
     if it passes NEAR_FRAMES and COVERED; a frame agrees with the frame nearest its
@@ -126,6 +150,6 @@ def _along(
     shown = inside & informative  # the frames both videos show
     share = agree.sum() / max(1, shown.sum())
     span = (target[agree].max() - target[agree].min() + step) if agree.any() else 0.0
-    if agree.sum() < AGREEING_AT_LEAST or share < NEAR_FRAMES or span < COVERED * longest:
+    if agree.sum() < AGREEING_AT_LEAST or share < shares[0] or span < shares[1] * longest:
         return None
     return share, int(np.median(dp[rows[agree], nearest[agree]]))
