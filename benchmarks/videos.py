@@ -108,7 +108,30 @@ def main() -> None:
     print(f"similar: {len(similar)}, of which the same photo panned the other way: {pans} "
           f"of {args.clips}; between different photos: "
           f"{sum(1 for a, b in similar if _base(a) != _base(b))}")  # fmt: skip
+    long_video(work / "four-hours.mp4")
     shutil.rmtree(work)
+
+
+def long_video(path: Path, hours: float = 4.0) -> None:
+    """How long reading a 4-hour video takes (1 frame a second, 160x120: the seeks, not
+    the pixels, are what a long video costs)."""
+    from watcherd.fingerprint import fingerprint_file
+
+    t0 = time.monotonic()
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.gop_size = 10
+        for i in range(int(hours * 3600)):
+            img = Image.new("RGB", (160, 120), ((i * 7) % 256, (i * 3) % 256, 90))
+            out.mux(stream.encode(av.VideoFrame.from_image(img)))
+        out.mux(stream.encode())
+    made = time.monotonic() - t0
+    t0 = time.monotonic()
+    fp = fingerprint_file(str(path))
+    print(f"a {hours:.0f}-hour video ({path.stat().st_size / 1e6:.0f} MB, made in {made:.0f} s): "
+          f"read in {time.monotonic() - t0:.1f} s, {len(fp.frames)} frames"
+          f"{', ' + (fp.error or fp.warning) if fp.error or fp.warning else ''}")  # fmt: skip
 
 
 def _links(db: Path, kind: str | None = None) -> list[tuple[str, str]]:
