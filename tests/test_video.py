@@ -75,6 +75,16 @@ def test_a_copy_with_a_fifth_cut_off_is_found_and_the_whole_one_kept(tmp_path, c
     assert decisions(tmp_path, lib) == [("a-cut.mp4", "b-whole.mp4", "near", "identity")]
 
 
+def test_the_longer_video_is_kept_even_with_fewer_pixels(tmp_path):
+    """The keep rule for videos: longer first (the other was cut), then pixels."""
+    lib = tmp_path / "lib"
+    video(lib / "a-cut-sharp.mp4", 1, seconds=5.0, skip=0.2)
+    video(lib / "b-whole-small.mp4", 1, seconds=5.0, size=(160, 120), bit_rate=300_000)
+    assert decisions(tmp_path, lib) == [
+        ("a-cut-sharp.mp4", "b-whole-small.mp4", "near", "identity")
+    ]
+
+
 def test_the_report_shows_a_video_copy_with_its_poster_frame_and_length(tmp_path):
     from watcherd import report, report_html
 

@@ -13,14 +13,17 @@ import functools
 import itertools
 import mmap
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
 from .fingerprint import TRANSFORM_NAMES
+
+if TYPE_CHECKING:
+    from .models import File
 
 # The limits themselves are settings (config.py, [near]). Matches through a region (a
 # cropped copy) must be closer than whole-picture ones: more comparisons per newcomer,
@@ -615,6 +618,30 @@ def newcomer_wins(newcomer: Candidate, indexed: Candidate, keep: str) -> bool:
     new_key = (_pixels(newcomer), newcomer.size, -newcomer.mtime_ns)
     old_key = (_pixels(indexed), indexed.size, -indexed.mtime_ns)
     return new_key > old_key
+
+
+def newcomer_kept(
+    newcomer: File,
+    indexed: File,
+    keep: str,
+    protected: Callable[[str], bool],
+    lengths: dict[int, float],
+) -> bool:
+    """Whether the newcomer is the copy to keep. A file in a protected root (camera
+    originals, a reference folder) is always kept against one outside protected
+    roots, as reference folders are in Czkawka and dupeGuru: otherwise a PNG export
+    or a re-encode elsewhere, with more pixels, would be kept, and the redundant
+    copy would sit in the protected root where nothing is moved. Between two videos
+    (`lengths`, by file id) the longer (by more than a quarter second and 2%: a remux
+    pads or rounds) is kept first: the other had its start or end cut off. Then
+    `newcomer_wins`."""
+    mine, theirs = protected(newcomer.path), protected(indexed.path)
+    if mine != theirs:
+        return mine
+    a, b = lengths.get(newcomer.id), lengths.get(indexed.id)
+    if keep == "best" and a is not None and b is not None and abs(a - b) > max(0.25, 0.02 * b):
+        return a > b
+    return newcomer_wins(newcomer, indexed, keep)
 
 
 class RegionIndex(_Rows):

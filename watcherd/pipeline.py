@@ -22,7 +22,7 @@ from .config import Config
 from .fingerprint import Fingerprint
 from .index import Index
 from .judge import Finding, Judge
-from .matching import HashIndex, RegionIndex, load_arrays, newcomer_wins, save_arrays
+from .matching import HashIndex, RegionIndex, load_arrays, newcomer_kept, save_arrays
 from .models import ACTIVE, ERROR, File
 
 log = logging.getLogger("watcherd")
@@ -345,15 +345,8 @@ class Pipeline:
         self.judge.forget(file_id)
 
     def _newcomer_kept(self, f: File, partner: File) -> bool:
-        """Whether the newcomer is the copy to keep. A file in a protected root (camera
-        originals, a reference folder) is always kept against one outside protected
-        roots, as reference folders are in Czkawka and dupeGuru: otherwise a PNG export
-        or a re-encode elsewhere, with more pixels, would be kept, and the redundant
-        copy would sit in the protected root where nothing is moved."""
-        mine, theirs = self._protected(f.path), self._protected(partner.path)
-        if mine != theirs:
-            return mine
-        return newcomer_wins(f, partner, self.config.keep)
+        lengths = self.index.video_durations([f.id, partner.id]) if f.format == "video" else {}
+        return newcomer_kept(f, partner, self.config.keep, self._protected, lengths)
 
     def _protected(self, path: str) -> bool:
         root = self.mover.root_of(path)
