@@ -346,7 +346,7 @@ def print_scan_summary(stats, cfg: Config, dry_run: bool) -> None:
         f"{stats.similar} similar shots; {stats.errors} errors.",
         highlight=False,
     )
-    if cfg.action == "quarantine":
+    if cfg.action == "quarantine" or any(r.action == "quarantine" for r in cfg.roots):
         verb = "would move" if dry_run else "moved"
         failed = f"; {len(stats.move_failures)} could not be moved" if stats.move_failures else ""
         out.print(
@@ -535,6 +535,8 @@ def status(app: App, as_json: bool) -> None:
         "missing": counts["missing"],
         "duplicates": data["duplicates"],
         "last_event": state.get("last_event") or None,
+        # root -> the sync client keeping it in step (a quarantine move deletes everywhere)
+        "synced": state.get("synced", {}) if running else _synced(app.config.roots),
     }
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -545,7 +547,8 @@ def status(app: App, as_json: bool) -> None:
     else:
         out.print(f"watcherd is not running on {result['db']}", highlight=False)
     for root in result["roots"]:
-        out.print(f"  watching: {root}" if running else f"  root: {root}", highlight=False)
+        by = f" (kept in step by {result['synced'][root]})" if root in result["synced"] else ""
+        out.print(f"  watching: {root}{by}" if running else f"  root: {root}{by}", highlight=False)
     out.print(
         f"{result['files']} files indexed, {result['duplicates']} duplicates, "
         f"{result['errors']} errors, {result['missing']} missing",
@@ -557,6 +560,12 @@ def status(app: App, as_json: bool) -> None:
         out.print(
             f"last event: {last.get('event')} {last.get('path', '')} at {when}", highlight=False
         )
+
+
+def _synced(roots) -> dict[str, str]:
+    from .synced import sync_client
+
+    return {str(r.path): client for r in roots if (client := sync_client(r.path))}
 
 
 @main.command("notify-test")

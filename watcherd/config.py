@@ -63,11 +63,13 @@ def default_db_path() -> Path:
 
 @dataclass(frozen=True)
 class Root:
-    """A watched folder. `protect` marks a reference folder nothing is ever moved out of."""
+    """A watched folder. `protect` marks a reference folder nothing is ever moved out of;
+    `action`, when set, is this folder's own (a synced folder only flags)."""
 
     path: Path
     protect: bool = False
     poll: bool = False
+    action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Config:
     include: tuple[str, ...] = DEFAULT_INCLUDE
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     action: str = "flag"
+    flag_only: tuple[str, ...] = ()  # globs on file names only ever flagged, never moved
     keep: str = "best"
     phash_distance: int = 10
     dhash_distance: int = 16
@@ -151,17 +154,29 @@ class Config:
                 best = root
         return best
 
+    def action_for(self, path: str) -> str:
+        """What is done with a redundant copy at `path`: flagged if its name matches
+        `flag_only`, else its root's own action, else `action`."""
+        name = os.path.basename(path).lower()
+        if any(fnmatch.fnmatchcase(name, glob.lower()) for glob in self.flag_only):
+            return "flag"
+        root = self.root_for(Path(path))
+        return root.action if root is not None and root.action else self.action
+
     def effective_workers(self) -> int:
         return self.workers or os.cpu_count() or 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "roots": [
-                {"path": str(r.path), "protect": r.protect, "poll": r.poll} for r in self.roots
+                {"path": str(r.path), "protect": r.protect, "poll": r.poll}
+                | ({"action": r.action} if r.action else {})
+                for r in self.roots
             ],
             "include": list(self.include),
             "exclude": list(self.exclude),
             "action": self.action,
+            "flag_only": list(self.flag_only),
             "keep": self.keep,
             "phash_distance": self.phash_distance,
             "dhash_distance": self.dhash_distance,
@@ -220,7 +235,7 @@ def _parse_roots(value: Any, where: str) -> tuple[Root, ...]:
             continue
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: '{key}' must be a path or a table with 'path'")
-        unknown = set(item) - {"path", "protect", "poll"}
+        unknown = set(item) - {"path", "protect", "poll", "action"}
         if unknown:
             raise ConfigError(f"{where}: unknown key '{key}.{sorted(unknown)[0]}'")
         if not isinstance(item.get("path"), str):
@@ -228,7 +243,11 @@ def _parse_roots(value: Any, where: str) -> tuple[Root, ...]:
         for flag in ("protect", "poll"):
             if not isinstance(item.get(flag, False), bool):
                 raise ConfigError(f"{where}: '{key}.{flag}' must be true or false")
-        roots.append(Root(_expand(item["path"]), bool(item.get("protect")), bool(item.get("poll"))))
+        action = item.get("action")
+        if action is not None and action not in _CHOICES["action"]:
+            raise ConfigError(f'{where}: \'{key}.action\' must be "flag" or "quarantine"')
+        flags = bool(item.get("protect")), bool(item.get("poll"))
+        roots.append(Root(_expand(item["path"]), *flags, action))
     return tuple(roots)
 
 
@@ -251,7 +270,7 @@ def from_mapping(data: dict[str, Any], source: Path | None = None) -> Config:
             raise ConfigError(f"{where}: unknown key '{key}'{_did_you_mean(key, known)}")
         if key == "roots":
             kwargs[key] = _parse_roots(value, where)
-        elif key in ("include", "exclude"):
+        elif key in ("include", "exclude", "flag_only"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where}: '{key}' must be a list of glob strings")
             kwargs[key] = tuple(value)
@@ -322,10 +341,12 @@ DEFAULT_FILE = """\
 #   roots = ["~/Pictures", {{ path = "~/Camera originals", protect = true }}]
 # `protect = true` marks a reference folder: matched against, never moved out of.
 # `poll = true` watches by polling (network filesystems where inotify sees nothing).
+# `action = "flag"` gives a root its own action: a synced folder (Syncthing,
+# Nextcloud) passes a move out of it on to every device as a deletion.
 roots = [{roots}]
 
-# Files to index (case-insensitive globs on the file name). Videos and other files
-# are matched byte-for-byte only; images are also matched by appearance.
+# Files to index (case-insensitive globs on the file name). Images and videos are
+# matched by appearance too; other files byte-for-byte only.
 include = [{include}]
 
 # Names to skip: any path component matching one of these excludes the file.
@@ -334,6 +355,10 @@ exclude = [{exclude}]
 # What to do with a duplicate: "flag" (record it, touch nothing) or "quarantine"
 # (move it to quarantine_dir, from where `watcherd restore` brings it back).
 action = "flag"
+
+# Names (case-insensitive globs) only ever flagged, whatever `action` says:
+#   flag_only = ["Screenshot_*"]
+flag_only = []
 
 # Which copy is kept: "best" (more pixels, then larger file, then older) or
 # "first" (the copy indexed first is always kept).

@@ -339,6 +339,7 @@ class Daemon:
             "roots": list(self.roots),
             "methods": dict(watcher.methods) if watcher is not None else {},
             "rescans": self.watched.rescans if self.watched is not None else 0,
+            "synced": dict(self.watched.synced) if self.watched is not None else {},
         }
 
 

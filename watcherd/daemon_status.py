@@ -96,6 +96,7 @@ class Status:
             "running": not final,
             "roots": described.get("roots", []),
             "methods": described.get("methods", {}),
+            "synced": described.get("synced", {}),  # root -> sync client
             "session": session,
             "last_event": c.last_event,
             "updated": time.time(),

@@ -309,7 +309,7 @@ class Pipeline:
             redundant, kept, kind, distance, transform, first=fresh and redundant is f
         )
         verdict = Verdict(redundant.path, kept.path, kind, distance, transform, redundant.size)
-        if self.config.action != "quarantine":
+        if self.config.action_for(redundant.path) != "quarantine":
             return verdict
         why_not = self.mover.movable(redundant)
         if why_not:

@@ -12,6 +12,7 @@ import logging
 from . import root_guard
 from .config import Root
 from .root_guard import RootGuard
+from .synced import sync_client
 from .watcher import Watcher
 
 log = logging.getLogger("watcherd")
@@ -23,6 +24,7 @@ class WatchedRoots:
         self.roots: dict[str, Root] = {}  # path -> root, the ones watched now
         self.guard = RootGuard()
         self.rescans = 0  # roots that had to be caught up again (status: rescans)
+        self.synced: dict[str, str] = {}  # root -> the sync client keeping it in step
 
     def __iter__(self):
         return iter(list(self.roots))
@@ -58,8 +60,25 @@ class WatchedRoots:
         self.roots[path] = root
         self.guard.watched(path)
         log.info("watching %s (%s)", path, method, extra={"event": "watch", "path": path})
+        self._say_if_synced(root)
         self.check_watched(path, path)
         return True
+
+    def _say_if_synced(self, root: Root) -> None:
+        """Once per root: a synced folder passes a quarantine move on to every device."""
+        path = str(root.path)
+        client = sync_client(root.path)
+        if client is None or path in self.synced:
+            return
+        self.synced[path] = client
+        advice = (
+            "copies are only flagged there"
+            if root.action == "flag"
+            else 'moving a copy out deletes it on every device; set action = "flag" for this root'
+            " to only flag"
+        )
+        log.warning("%s is kept in step by %s: %s", path, client, advice,
+                    extra={"event": "synced", "path": path, "reason": client})  # fmt: skip
 
     def remove(self, path: str) -> None:
         self.watcher.unwatch(path)
