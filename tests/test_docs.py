@@ -14,7 +14,8 @@ import pytest
 from watcherd.cli import main
 from watcherd.config import NEAR_KEYS, Config
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
 
 
 def commands(group: click.Group, prefix: str = "watcherd") -> list[tuple[str, click.Command]]:
@@ -60,3 +61,18 @@ def test_every_configuration_key_is_in_the_readme(key):
 @pytest.mark.parametrize("key", NEAR_KEYS)
 def test_every_near_key_is_in_the_readme_configuration_example(key):
     assert re.search(rf"^{key} = ", README, re.M), key
+
+
+def test_the_manual_page_is_made_from_the_commands_as_they_are():
+    """docs/watcherd.1, installed with the package, is what `python -m watcherd.manpage`
+    makes now: every command with its options (regenerate it when they change)."""
+    import click
+
+    from watcherd import manpage
+    from watcherd.cli import main
+
+    page = (ROOT / "docs" / "watcherd.1").read_text()
+    assert page == manpage.render(), "run: python -m watcherd.manpage > docs/watcherd.1"
+    ctx = click.Context(main, info_name="watcherd")
+    for name in main.list_commands(ctx):
+        assert f'.SS "watcherd {name.replace("-", chr(92) + "-")} ' in page
