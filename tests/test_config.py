@@ -144,3 +144,19 @@ def test_root_for_picks_deepest(tmp_path):
     assert cfg.root_for(tmp_path / "sub" / "a.jpg").path == tmp_path / "sub"
     assert cfg.root_for(tmp_path / "b.jpg").path == tmp_path
     assert cfg.root_for(Path("/elsewhere/c.jpg")) is None
+
+
+def test_a_database_url_is_never_taken_for_a_file_name(tmp_path, monkeypatch):
+    """`--db postgresql+psycopg://...` once made a SQLite file named after the URL in the
+    current folder and exited 0; a URL names a file only as sqlite:///path."""
+    from conftest import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pics").mkdir()
+    out = run_cli("--db", "postgresql+psycopg://me@host/db", "scan", "pics", check=False)
+    assert out.returncode == 78 and "only SQLite index files" in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pics"]  # nothing written
+    assert config_mod.resolve_db_path("sqlite:////abs/i.sqlite3") == Path("/abs/i.sqlite3")
+    assert config_mod.resolve_db_path("sqlite:///rel.sqlite3") == tmp_path / "rel.sqlite3"
+    with pytest.raises(ConfigError):
+        config_mod.resolve_db_path("sqlite://")  # in memory: nothing would be kept

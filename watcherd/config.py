@@ -330,8 +330,22 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def resolve_db_path(option: str | os.PathLike[str] | None = None) -> Path:
+    """The index file: `--db`, else $WATCHERD_DB, else the default. A SQLAlchemy URL
+    names a file only as `sqlite:///path`; any other URL (a PostgreSQL server) is refused
+    in words, never taken for a file name in the current folder."""
     explicit = option or os.environ.get("WATCHERD_DB")
-    return Path(explicit).expanduser().absolute() if explicit else default_db_path()
+    if not explicit:
+        return default_db_path()
+    text = os.fspath(explicit)
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme.split("+")[0] != "sqlite" or not rest.startswith("/") or rest == "/":
+            raise ConfigError(
+                f"--db {text}: only SQLite index files can be used so far "
+                "(a path, or sqlite:////absolute/path)"
+            )
+        text = rest[1:]  # SQLAlchemy's form: sqlite:///relative, sqlite:////absolute
+    return Path(text).expanduser().absolute()
 
 
 DEFAULT_FILE = """\
