@@ -188,8 +188,8 @@ class Judge:
             found = check(mine, theirs, transform)
         if self._trace is not None:
             self._write_trace(fp.path, file_id, "zoomed:" + transform, found)
-        if min(found.textured) < DETAIL:
-            return None  # still too little to tell: never called a copy
+        if min(found.textured) < DETAIL and not found.faithful:
+            return None  # still too little to tell, and not alike enough to be sure
         return found
 
     def _other_moment(self, fp: Fingerprint, file_id: int) -> bool:
