@@ -5,6 +5,8 @@ costs nothing else. The videos are made here with PyAV."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 
 import pytest
 from helpers import video
@@ -99,6 +101,35 @@ def test_the_report_shows_a_video_copy_with_its_poster_frame_and_length(tmp_path
     assert row["kind"] == "near" and abs(row["duration"] - 3.0) < 0.2
     assert page.count("data:image/jpeg;base64,") == 2  # both poster frames
     assert page.count("· 0:03 ·") == 2  # the length of each
+
+
+@pytest.mark.skipif(
+    shutil.which("ffmpeg") is None,
+    reason="ffmpeg (a Debian package .ci/run installs) writes "
+    "the rotation a phone records, which PyAV cannot",
+)
+def test_the_rotation_a_phone_records_is_applied_as_players_apply_it(tmp_path):
+    """A portrait video as a phone stores it: landscape pixels and a rotation in its
+    display matrix. watcherd shows and hashes it upright, as ffmpeg does."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from watcherd.video import _upright
+
+    phone = tmp_path / "phone.mp4"
+    src = video(tmp_path / "a.mp4", 1)
+    ffmpeg = ["ffmpeg", "-loglevel", "error", "-y", "-i"]
+    subprocess.run([*ffmpeg, src, "-c", "copy", "-metadata:s:v:0", "rotate=90", phone], check=True)
+    fp = fingerprint_file(str(phone))
+    assert (fp.width, fp.height) == (240, 320)
+    shown = tmp_path / "shown.png"  # the first frame as ffmpeg turns it for a player
+    subprocess.run([*ffmpeg, phone, "-frames:v", "1", shown], check=True)
+    with av.open(str(phone)) as container:
+        first = next(container.decode(container.streams.video[0]))
+        ours = np.asarray(_upright(first).convert("L"), dtype=float)
+    theirs = np.asarray(Image.open(shown).convert("L"), dtype=float)
+    assert ours.shape == theirs.shape and np.abs(ours - theirs).mean() < 2
 
 
 def test_another_clip_is_not_a_copy(tmp_path):
