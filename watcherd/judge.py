@@ -81,10 +81,11 @@ class Judge:
         lines up with the newcomer, else the file that did. `shot`: no candidate is a
         copy, but this one is the same scene (a burst, a re-take)."""
         if fp.frames:  # a video: compared frame by frame
-            copy = video_match.near(self.index, self.config, f, fp, ignored)
+            videos = video_match.lengthwise(self.index, f, fp, ignored)
+            copy = video_match.near(self.index, self.config, fp, videos)
             if copy is not None:
                 return Finding(*copy[:3], settled=copy[3])
-            other = video_match.shot(self.index, self.config, f, fp, ignored)
+            other = video_match.shot(self.index, self.config, fp, videos)
             return Finding() if other is None else Finding(shot=other[0], shot_distance=other[1])
         matches = self.candidates(f, fp)
         # one query for every match, not one each: a photo with several copies

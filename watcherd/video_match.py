@@ -40,12 +40,25 @@ def unpacked(blob: bytes) -> np.ndarray:
 
 
 Copy = tuple[File, int, str, bool]  # partner, distance, pose, settled (see judge.Finding)
+Video = tuple[int, float, np.ndarray]  # file id, length, frames (unpacked)
 
 
-def near(index: Index, config: Config, f: File, fp: Fingerprint, ignored: set[int]) -> Copy | None:
+def lengthwise(index: Index, f: File, fp: Fingerprint, ignored: set[int]) -> list[Video]:
+    """The indexed videos of about the newcomer's length (a cut copy's or original's
+    included), read once for both questions, `near` and `shot`."""
+    duration = fp.duration or 0.0
+    rows = index.videos_between(duration * SHORTER - 0.5, duration / SHORTER + 0.5)
+    return [
+        (file_id, length, unpacked(blob))
+        for file_id, length, blob in rows
+        if file_id != f.id and file_id not in ignored
+    ]
+
+
+def near(index: Index, config: Config, fp: Fingerprint, videos: list[Video]) -> Copy | None:
     """The indexed video the newcomer is a copy of (a kept one when one agrees)."""
     limits = (config.phash_distance, config.dhash_distance, NEAR_FRAMES, COVERED)
-    matches = _matching(index, f, fp, ignored, limits)
+    matches = _matching(fp, videos, limits)
     if not matches:
         return None
     states = index.file_states(m[0] for m in matches)
@@ -63,30 +76,23 @@ def near(index: Index, config: Config, f: File, fp: Fingerprint, ignored: set[in
 
 
 def shot(
-    index: Index, config: Config, f: File, fp: Fingerprint, ignored: set[int]
+    index: Index, config: Config, fp: Fingerprint, videos: list[Video]
 ) -> tuple[File, int] | None:
     """An indexed video of the same scene, not a copy (another take, a clip filmed there
     another time): its frames agree within the looser `similar` limits over half of
     what both show. Reported, never moved."""
     limits = (config.similar_phash_distance, config.similar_dhash_distance, SIMILAR_FRAMES, 0.5)
-    matches = sorted(_matching(index, f, fp, ignored, limits), key=lambda m: m[1])
+    matches = sorted(_matching(fp, videos, limits), key=lambda m: m[1])
     other = index.get(matches[0][0]) if matches else None
     return None if other is None else (other, matches[0][1])
 
 
-def _matching(
-    index: Index, f: File, fp: Fingerprint, ignored: set[int], limits: tuple
-) -> list[tuple[int, int, int]]:
-    """(file id, median distance, pose) of the indexed videos of about the newcomer's
-    length whose frames agree with its own under `limits`."""
-    duration = fp.duration or 0.0
+def _matching(fp: Fingerprint, videos: list[Video], limits: tuple) -> list[tuple[int, int, int]]:
+    """(file id, median distance, pose) of the videos whose frames agree with the
+    newcomer's under `limits`."""
     matches = []
-    for file_id, length, blob in index.videos_between(
-        duration * SHORTER - 0.5, duration / SHORTER + 0.5
-    ):
-        if file_id == f.id or file_id in ignored:
-            continue
-        agreed = _agreement(fp, length, unpacked(blob), limits)
+    for file_id, length, frames in videos:
+        agreed = _agreement(fp, length, frames, limits)
         if agreed is not None:
             matches.append((file_id, *agreed))
     return matches
