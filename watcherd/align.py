@@ -73,12 +73,11 @@ class Picture:
 
     def turned(self, transform: str) -> Picture:
         """This picture in the pose `transform` names (a crop leaves it as it is)."""
-        pose = _POSES.get(transform)
-        if pose is None:
+        if transform not in _POSES:
             return self
         key = ("turned", transform)
         if key not in self._made:
-            self._made[key] = Picture(self.image.transpose(pose))
+            self._made[key] = Picture(turned(self.image, transform))
         return self._made[key]
 
     def photo(self) -> Box | None:
@@ -98,6 +97,12 @@ class Picture:
                 (box, grid(self.image, box, ALIGN_SIDE).astype(np.uint8)) for box in boxes
             ]
         return [(box, g.astype(np.float32)) for box, g in self._made[key]]
+
+
+def turned(img: Image.Image, transform: str) -> Image.Image:
+    """`img` in the pose `transform` names (a crop leaves it as it is)."""
+    pose = _POSES.get(transform)
+    return img.transpose(pose) if pose is not None else img
 
 
 def grid(img: Image.Image, box: Box | None = None, side: int = SIDE) -> np.ndarray:

@@ -34,8 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .align import CELL, TEXTURED, Picture, aligned, cells
-from .fingerprint import TRANSFORMS
+from .align import CELL, TEXTURED, Picture, aligned, cells, turned
 from .fingerprint import grey_rendition as rendition
 
 __all__ = ["Check", "Picture", "check", "rendition", "turned", "zoomed"]
@@ -58,7 +57,6 @@ ZOOM_CONTRAST = 24  # grey levels from the background that count as the subject
 TONE_TOLERANCE = 40.0  # grey levels a cell's mean may stray from the tone curve
 OFF_TONE = 0.2  # a copy: at most this fraction of all cells that far off (an overlay)
 MAX_GAIN = 1.7  # the steepest tone line a copy's brightness or contrast edit draws
-_POSES = dict(TRANSFORMS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +134,6 @@ def zoomed(img: Image.Image) -> Image.Image:
     return img.crop(tuple(round(v) for v in box))
 
 
-def turned(img: Image.Image, transform: str) -> Image.Image:
-    """`img` in the pose `transform` names (a crop leaves it as it is)."""
-    pose = _POSES.get(transform)
-    return img.transpose(pose) if pose is not None else img
-
-
 _ARRAY_POSES = {  # the poses of fingerprint.TRANSFORMS, on a numpy array
     "identity": lambda x: x,
     "mirror": lambda x: x[:, ::-1],
@@ -164,7 +156,7 @@ def check(
     name or `crop:<region>`), agrees with `indexed`."""
     mine = newcomer if isinstance(newcomer, Picture) else Picture(newcomer)
     theirs = indexed if isinstance(indexed, Picture) else Picture(indexed)
-    if transform in _POSES:
+    if transform in _ARRAY_POSES:
         found = _compare(_ARRAY_POSES[transform](mine.grid()), theirs.grid())
         if found.copy or found.degenerate or not search:
             return found
