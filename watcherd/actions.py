@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import or_, select
 
-from . import moving, owners, private
+from . import moving, owners, private, volumes
 from .config import Config, Root
 from .index import Index
 from .models import (
@@ -91,16 +91,22 @@ class Mover:
             return f"its real place is outside {root.path} (a symbolic link on the way)"
         if f.status != ACTIVE:
             return f"not active ({f.status})"
-        if _inside(f.path, str(self.config.quarantine_dir)):
+        if self.config.in_quarantine(f.path):
             return "already in the quarantine folder"
         return None
 
-    def quarantine_target(self, f: File) -> Path:
+    def quarantine_place(self, f: File) -> volumes.Place:
+        """The quarantine folder `f` goes to: its volume's own, or the home one."""
+        if not self.config.per_volume:
+            return volumes.Place(self.config.home_quarantine, False)
+        return volumes.place_for(f.path, self.config.home_quarantine)
+
+    def quarantine_target(self, f: File, place: volumes.Place | None = None) -> Path:
         root = self.root_of(f.path)
         base = str(root.path) if root else str(Path(f.path).parent)
         label = f"{Path(base).name or 'root'}-{hashlib.sha1(os.fsencode(base)).hexdigest()[:8]}"
         rel = os.path.relpath(f.path, base)
-        return Path(self.config.quarantine_dir) / label / rel
+        return (place or self.quarantine_place(f)).folder / label / rel
 
     # -- quarantine ----------------------------------------------------------------------
 
@@ -116,10 +122,11 @@ class Mover:
         if (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns) or not f.sha256:
             return Outcome(False, f.path, "not moved: changed since it was read")
         root = self.root_of(f.path)
-        target = self.quarantine_target(f)
+        place = self.quarantine_place(f)
+        target = self.quarantine_target(f, place)
         where = (str(root.path), os.path.realpath(root.path)) if root else (None, None)
-        move = self._move(f, decision, "quarantine", target, st, where)
-        return Outcome(True, move.dest)
+        move = self._move(f, decision, "quarantine", target, st, where, place)
+        return Outcome(True, move.dest, place.note)
 
     def _move(
         self,
@@ -129,11 +136,13 @@ class Mover:
         target: Path,
         st,
         root: tuple[str | None, str | None],
+        place: volumes.Place | None = None,
     ) -> Move:
         """Journal, move and record one file; on failure undo and raise ActionError.
         `root`: the root the file belongs to (quarantine) or came from (restore), as
-        configured and as it really was, with no symbolic link in it."""
-        folder = self._target_folder(kind, target, root)
+        configured and as it really was, with no symbolic link in it; `place`: the
+        quarantine folder it goes to (quarantine)."""
+        folder = self._target_folder(kind, target, root, place)
         try:
             self._not_moving(f)
             name = moving.free_name(folder, target.name)
@@ -151,13 +160,22 @@ class Mover:
         self._apply(move, f)
         return move
 
-    def _target_folder(self, kind: str, target: Path, root: tuple[str | None, str | None]) -> int:
+    def _target_folder(
+        self,
+        kind: str,
+        target: Path,
+        root: tuple[str | None, str | None],
+        place: volumes.Place | None = None,
+    ) -> int:
         """A descriptor on the folder the file goes to. The quarantine is ours, made for
-        the user alone. A restore goes back under the root the file came from, each
+        the user alone (a volume's own opened with no symbolic link followed). A
+        restore goes back under the root the file came from, each
         folder below the real root opened with no symbolic link followed (made again
         if it is gone): a root or folder replaced by a link since cannot send the file
         elsewhere."""
         try:
+            if kind == "quarantine" and place is not None and place.volume:
+                return volumes.open_folder(place, target.parent.relative_to(place.folder).parts)
             if kind == "quarantine":
                 private.folder(target.parent)
                 return os.open(target.parent, moving.FOLDER)

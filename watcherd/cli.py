@@ -162,12 +162,19 @@ class Main(click.Group):
             raise
 
 
+def quarantine_named(cfg: Config) -> str:
+    """Where quarantined files go, in words."""
+    if cfg.per_volume:
+        return f"{shown(str(cfg.home_quarantine))} (or the top of their own volume)"
+    return shown(str(cfg.quarantine_dir))
+
+
 def damaged_index_help(app: App, exc: Exception) -> str:
     """What to do about an index SQLite cannot read, in a few lines."""
     path = app.db_path
     reason = str(getattr(exc, "orig", exc))
     try:
-        quarantine = str(app.config.quarantine_dir)
+        quarantine = str(app.config.home_quarantine)
     except ConfigError:
         quarantine = "the quarantine folder"
     return (
@@ -350,7 +357,7 @@ def print_scan_summary(stats, cfg: Config, dry_run: bool) -> None:
         verb = "would move" if dry_run else "moved"
         failed = f"; {len(stats.move_failures)} could not be moved" if stats.move_failures else ""
         out.print(
-            f"Quarantine: {verb} {stats.quarantined} files to {cfg.quarantine_dir}{failed}.",
+            f"Quarantine: {verb} {stats.quarantined} files to {quarantine_named(cfg)}{failed}.",
             highlight=False,
         )
         for path, reason in stats.move_failures:  # every one: each is a copy still in place

@@ -13,11 +13,13 @@ import functools
 import os
 import re
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path, PurePath
 from typing import Any
 
 import platformdirs
+
+from . import volumes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -89,7 +91,9 @@ class Config:
     turned_phash_distance: int = 6
     similar_phash_distance: int = 16
     similar_dhash_distance: int = 22
-    quarantine_dir: Path = field(default_factory=lambda: default_data_dir() / "quarantine")
+    # None: the home quarantine below, and a quarantine at the top of each other volume
+    # (volumes.py); set, every quarantined file goes there.
+    quarantine_dir: Path | None = None
     notifications: bool = True
     max_pixels: int = 250_000_000
     workers: int = 0
@@ -128,15 +132,25 @@ class Config:
     def _exclude_re(self) -> re.Pattern[str]:
         return _globs(self.exclude)
 
+    @property
+    def home_quarantine(self) -> Path:
+        """Where quarantined files go when their own volume is not used for them."""
+        return self.quarantine_dir or default_data_dir() / "quarantine"
+
+    @property
+    def per_volume(self) -> bool:
+        """Whether a file on another volume is quarantined at the top of that volume."""
+        return self.quarantine_dir is None
+
     def in_quarantine(self, path: str | os.PathLike[str]) -> bool:
-        """Files in the quarantine are never indexed as newcomers, even inside a root."""
+        """Files in a quarantine are never indexed as newcomers, even inside a root."""
         q = self._quarantine_text
         p = os.fspath(path)
-        return p == q or p.startswith(q + "/")
+        return p == q or p.startswith(q + "/") or volumes.in_volume_quarantine(p)
 
     @functools.cached_property
     def _quarantine_text(self) -> str:
-        return str(self.quarantine_dir).rstrip("/")
+        return str(self.home_quarantine).rstrip("/")
 
     def _excluded(self, name: str) -> bool:
         return self._exclude_re.match(name.lower()) is not None
@@ -185,7 +199,7 @@ class Config:
             "turned_phash_distance": self.turned_phash_distance,
             "similar_phash_distance": self.similar_phash_distance,
             "similar_dhash_distance": self.similar_dhash_distance,
-            "quarantine_dir": str(self.quarantine_dir),
+            **({"quarantine_dir": str(self.quarantine_dir)} if self.quarantine_dir else {}),
             "notifications": self.notifications,
             "max_pixels": self.max_pixels,
             "workers": self.workers,
@@ -378,7 +392,10 @@ flag_only = []
 # "first" (the copy indexed first is always kept).
 keep = "best"
 
-quarantine_dir = "{quarantine}"
+# Quarantined files go to {quarantine}, or, for a file on another
+# disk or mount, to .watcherd-quarantine-UID at the top of that volume (one rename,
+# nothing copied across). Set quarantine_dir to send every one to a single folder:
+#   quarantine_dir = "~/Duplicates"
 notifications = true
 
 # Images with more pixels than this are recorded as errors instead of decoded
@@ -429,7 +446,7 @@ def default_file_text(roots: list[Path] | None = None) -> str:
         roots=", ".join(f'"{home_relative(p)}"' for p in roots or []),
         include=", ".join(f'"{p}"' for p in DEFAULT_INCLUDE),
         exclude=", ".join(f'"{p}"' for p in DEFAULT_EXCLUDE),
-        quarantine=default_data_dir() / "quarantine",
+        quarantine=home_relative(default_data_dir() / "quarantine"),
     )
 
 

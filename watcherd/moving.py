@@ -181,11 +181,17 @@ def carry(
     verify the sha256 of what landed, and only then unlink the original."""
     src_dir = os.path.dirname(src)
     if os.stat(src).st_dev == os.fstat(folder).st_dev:
-        os.rename(src, name, dst_dir_fd=folder)  # atomic; replaces our placeholder
-        step("renamed")
-        os.fsync(folder)
-        fsync_dir(src_dir)
-        return
+        try:
+            os.rename(src, name, dst_dir_fd=folder)  # atomic; replaces our placeholder
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # one filesystem, two mounts (a bind mount): the kernel refuses the rename
+        else:
+            step("renamed")
+            os.fsync(folder)
+            fsync_dir(src_dir)
+            return
     try:
         digest = hashlib.sha256()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW

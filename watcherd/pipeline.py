@@ -322,7 +322,7 @@ class Pipeline:
             return replace(verdict, note=str(exc), move_failed=True)
         if not moved.moved:
             return replace(verdict, note=moved.note, move_failed=True)
-        return replace(verdict, action="quarantined", moved_to=moved.path)
+        return replace(verdict, action="quarantined", moved_to=moved.path, note=moved.note)
 
     def _similar(self, f: File, found: Finding) -> Verdict | None:
         """Another shot of the same scene (a burst, a re-take), if the judge found one:
