@@ -101,6 +101,30 @@ def mounted_tmpfs(path, size: str = "4m", readonly: bool = False):
 
 
 @contextlib.contextmanager
+def mounted_reflink_fs(path):
+    """A real XFS filesystem with reflinks (a sparse image on a loop device) at `path`;
+    skips the test where none can be had."""
+    if os.geteuid() != 0 or shutil.which("mkfs.xfs") is None:
+        pytest.skip("an XFS loop mount needs root and mkfs.xfs: the reflink path is not exercised")
+    image = path.with_name(path.name + ".img")
+    with open(image, "wb") as fh:
+        fh.truncate(320 * 1024 * 1024)  # XFS's smallest; sparse, so it costs nothing
+    path.mkdir(parents=True, exist_ok=True)
+    made = subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], capture_output=True)
+    proc = made if made.returncode else subprocess.run(
+        ["mount", "-o", "loop", str(image), str(path)], capture_output=True, text=True
+    )  # fmt: skip
+    if proc.returncode != 0:
+        image.unlink()
+        pytest.skip(f"cannot mount an XFS image here ({proc.stderr!r}): reflinks not exercised")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        image.unlink()
+
+
+@contextlib.contextmanager
 def read_only_folder(path):
     """`path` made read-only for real, even for root (a read-only bind mount)."""
     if os.geteuid() != 0:

@@ -297,7 +297,9 @@ class Mover:
     def restore(self, f: File) -> Outcome:
         """Move a quarantined file back where it came from (or beside it, if taken)."""
         if f.status != QUARANTINED:
-            raise ActionError(f"{f.path} is not in quarantine")
+            from .linking import separate
+
+            return separate(self, f)  # a linked copy gets its own bytes back, or refused
         last = self.index.last_quarantine(f.id)
         if last is None:
             raise ActionError(f"no record of where {f.path} came from")

@@ -362,6 +362,9 @@ def print_scan_summary(stats, cfg: Config, dry_run: bool) -> None:
         )
         for path, reason in stats.move_failures:  # every one: each is a copy still in place
             out.print(f"  not moved: {shown(path)}: {reason}", highlight=False, soft_wrap=True)
+    if cfg.action == "link" or any(r.action == "link" for r in cfg.roots):
+        verb = "would link" if dry_run else "linked"
+        out.print(f"Links: {verb} {stats.linked} exact copies to the kept file.", highlight=False)
     for path, reason in stats.error_paths[:20]:
         out.print(f"  error: {shown(path)}: {reason}", highlight=False, soft_wrap=True)
     if len(stats.error_paths) > 20:
@@ -398,7 +401,9 @@ def parse_since(value: str) -> datetime:
 @click.option("--root", type=click.Path(path_type=Path), help="Only files under this folder.")
 @click.option("--kind", type=click.Choice(["exact", "near", "similar"]), help="Only this kind.")
 @click.option(
-    "--action", type=click.Choice(["flagged", "quarantined"]), help="Only copies so handled."
+    "--action",
+    type=click.Choice(["flagged", "quarantined", "linked"]),
+    help="Only copies so handled.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
 @click.option("--fail-on-duplicates", is_flag=True, help="Exit 1 when any duplicate is listed.")
@@ -661,7 +666,7 @@ def quarantine_purge(app: App, older: str, yes: bool) -> None:
 
     cutoff = parse_since(older)
     with app.open_index(writer=True) as index:
-        victims = [e for e in q.entries(index) if e.quarantined_at < cutoff]
+        victims = [e for e in q.entries(index) if e.quarantined_at < cutoff and not e.linked]
         if not victims:
             click.echo("Nothing in quarantine is that old.")
             return
@@ -708,7 +713,10 @@ def restore(
             fail(str(exc), 1)
         if dry_run:
             for e in chosen:
-                click.echo(f"would restore {shown(e.original)} (from {shown(e.path)})")
+                if e.linked:
+                    click.echo(f"would give {shown(e.path)} its own bytes back (linked)")
+                else:
+                    click.echo(f"would restore {shown(e.original)} (from {shown(e.path)})")
             click.echo(f"Would restore {len(chosen)} files.")
             return
         many = (everything or since) and len(chosen) > ASK_ABOVE

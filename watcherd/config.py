@@ -214,7 +214,7 @@ _FLOAT_RANGES = {
     "poll_interval": (0.1, 3600.0),
     "read_timeout": (1.0, 86400.0),
 }
-_CHOICES = {"action": ("flag", "quarantine"), "keep": ("best", "first")}
+_CHOICES = {"action": ("flag", "quarantine", "link"), "keep": ("best", "first")}
 NEAR_KEYS = (
     "phash_distance", "dhash_distance", "crop_phash_distance", "crop_dhash_distance",
     "turned_phash_distance", "similar_phash_distance", "similar_dhash_distance",
@@ -259,7 +259,8 @@ def _parse_roots(value: Any, where: str) -> tuple[Root, ...]:
                 raise ConfigError(f"{where}: '{key}.{flag}' must be true or false")
         action = item.get("action")
         if action is not None and action not in _CHOICES["action"]:
-            raise ConfigError(f'{where}: \'{key}.action\' must be "flag" or "quarantine"')
+            allowed = '"flag", "quarantine" or "link"'
+            raise ConfigError(f"{where}: '{key}.action' must be {allowed}")
         flags = bool(item.get("protect")), bool(item.get("poll"))
         roots.append(Root(_expand(item["path"]), *flags, action))
     return tuple(roots)
@@ -380,8 +381,10 @@ include = [{include}]
 # Names to skip: any path component matching one of these excludes the file.
 exclude = [{exclude}]
 
-# What to do with a duplicate: "flag" (record it, touch nothing) or "quarantine"
-# (move it to quarantine_dir, from where `watcherd restore` brings it back).
+# What to do with a duplicate: "flag" (record it, touch nothing), "quarantine"
+# (move it to a quarantine folder, from where `watcherd restore` brings it back) or
+# "link" (an exact copy becomes a reflink or hard link of the kept file, its path
+# staying; near copies are flagged; `watcherd restore` gives it its own bytes back).
 action = "flag"
 
 # Names (case-insensitive globs) only ever flagged, whatever `action` says:

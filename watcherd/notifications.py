@@ -74,7 +74,7 @@ class Item:
     kept_path: str
     size: int
     moved: bool
-    action: str  # flagged | quarantined | would quarantine
+    action: str  # flagged | quarantined | would quarantine | linked | would link
 
 
 @dataclass
@@ -108,12 +108,15 @@ def describe(items: list[Item]) -> tuple[str, str]:
 
     where = _folder_names(items)
     moved = [it for it in items if it.moved]
-    flagged = [it for it in items if not it.moved]
+    linked = [it for it in items if not it.moved and it.action == "linked"]
+    flagged = [it for it in items if not it.moved and it.action != "linked"]
     parts = []
     if moved:
         parts.append(f"{human_size(sum(it.size for it in moved))} moved to quarantine")
+    if linked:
+        parts.append(f"{human_size(sum(it.size for it in linked))} freed by links")
     if flagged:
-        dry = all(it.action == "would quarantine" for it in flagged)
+        dry = all(it.action in ("would quarantine", "would link") for it in flagged)
         verb = "would be moved (dry run)" if dry else "could be freed"
         parts.append(f"{human_size(sum(it.size for it in flagged))} {verb}")
     if len(items) == 1:

@@ -10,14 +10,15 @@ import contextlib
 import ctypes
 import itertools
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
 from . import video_match
-from .actions import ActionError, Mover
+from .acting import Actor, Verdict
+from .actions import Mover
 from .config import Config
 from .fingerprint import Fingerprint
 from .index import Index
@@ -33,22 +34,6 @@ INVERSE = {"rotate90": "rotate270", "rotate270": "rotate90"}
 REBUILD_FROM = 50_000
 # A scan saves the arrays when the saved ones (if any) are further behind than this.
 SAVE_BEHIND = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """A duplicate found: `redundant` is the copy to flag or move, `kept` the one to keep."""
-
-    redundant_path: str
-    kept_path: str
-    kind: str  # exact | near
-    distance: int
-    transform: str | None
-    size: int  # bytes the redundant copy takes
-    action: str = "flagged"  # flagged | quarantined | would quarantine
-    moved_to: str | None = None
-    note: str = ""  # why a copy was not moved, when it was not
-    move_failed: bool = False  # a move was tried and failed (not a rule that forbids it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,20 +294,9 @@ class Pipeline:
             redundant, kept, kind, distance, transform, first=fresh and redundant is f
         )
         verdict = Verdict(redundant.path, kept.path, kind, distance, transform, redundant.size)
-        if self.config.action_for(redundant.path) != "quarantine":
-            return verdict
-        why_not = self.mover.movable(redundant)
-        if why_not:
-            return replace(verdict, note=f"not moved: {why_not}")
-        if self.dry_run:
-            return replace(verdict, action="would quarantine")
-        try:
-            moved = self.mover.quarantine(redundant, self.index.decision(decision_id))
-        except ActionError as exc:
-            return replace(verdict, note=str(exc), move_failed=True)
-        if not moved.moved:
-            return replace(verdict, note=moved.note, move_failed=True)
-        return replace(verdict, action="quarantined", moved_to=moved.path, note=moved.note)
+        # made for each act: a reload replaces the configuration and the mover
+        actor = Actor(self.index, self.config, self.mover, self.dry_run)
+        return actor.act(verdict, redundant, kept, decision_id)
 
     def _similar(self, f: File, found: Finding) -> Verdict | None:
         """Another shot of the same scene (a burst, a re-take), if the judge found one:

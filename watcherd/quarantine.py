@@ -14,7 +14,7 @@ from rich.table import Table
 from sqlalchemy import select as sql_select
 
 from .index import Index
-from .models import MISSING, QUARANTINED, File, utcnow
+from .models import ACTIVE, DONE, MISSING, QUARANTINED, File, Move, utcnow
 from .pathtext import shown, url_quoted
 from .report import human_size
 
@@ -29,6 +29,7 @@ class Entry:
     kind: str | None  # exact | near
     distance: int | None
     kept: str | None  # the copy that was kept
+    linked: bool = False  # not moved: an exact copy made a link of the kept file, in place
 
     def as_dict(self) -> dict:
         return {
@@ -40,6 +41,7 @@ class Entry:
             "kind": self.kind,
             "distance": self.distance,
             "kept": self.kept,
+            "linked": self.linked,
             "restore_command": f"watcherd restore {self.file_id}",
         }
 
@@ -66,7 +68,30 @@ def entries(index: Index) -> list[Entry]:
                 kept,
             )
         )
+    out += linked_entries(index)
     return sorted(out, key=lambda e: (e.quarantined_at, e.file_id))
+
+
+def linked_entries(index: Index) -> list[Entry]:
+    """Exact copies made links of their kept file (action = "link"), still in place:
+    `restore` gives each its own bytes back."""
+    from .linking import LINK, SEPARATE
+
+    last: dict[int, Move] = {}
+    kinds = Move.kind.in_((LINK, SEPARATE))
+    for m in index.session.scalars(sql_select(Move).where(kinds, Move.state == DONE)):
+        if m.file_id not in last or m.id > last[m.file_id].id:
+            last[m.file_id] = m
+    out = []
+    for fid, m in last.items():
+        f = index.get(fid)
+        if m.kind != LINK or f is None or f.status != ACTIVE or f.path != m.src:
+            continue
+        d = m.decision
+        when = m.finished_at or m.created_at
+        kind, distance = (d.kind, d.distance) if d else (None, None)
+        out.append(Entry(fid, f.path, f.path, when, f.size, kind, distance, m.dest, True))
+    return out
 
 
 def select(
@@ -153,6 +178,11 @@ def _restore_to_original(trashed: str, original: str) -> None:
             return
 
 
+def _why(e: Entry, kept: str | None) -> str:
+    why = f"{e.kind} copy of {kept}" if e.kind else "duplicate"
+    return why + (", linked to it in place" if e.linked else "")
+
+
 def print_table(items: list[Entry], console: Console) -> None:
     """A table on a terminal; into a pipe or a file, one line per file with whole paths
     (tab-separated: id, from, why, when, size), never wrapped."""
@@ -161,7 +191,7 @@ def print_table(items: list[Entry], console: Console) -> None:
         return
     if not console.is_terminal:
         for e in items:
-            why = f"{e.kind} copy of {shown(e.kept)}" if e.kind else "duplicate"
+            why = _why(e, shown(e.kept))
             when = e.quarantined_at.astimezone().strftime("%Y-%m-%d %H:%M")
             line = f"{e.file_id}\t{shown(e.original)}\t{why}\t{when}\t{human_size(e.size)}"
             console.print(line, highlight=False, markup=False, soft_wrap=True)
@@ -173,7 +203,7 @@ def print_table(items: list[Entry], console: Console) -> None:
     table.add_column("When", no_wrap=True)
     table.add_column("Size", justify="right", no_wrap=True)
     for e in items:
-        why = f"{e.kind} copy of {e.kept}" if e.kind else "duplicate"
+        why = _why(e, e.kept)
         table.add_row(
             str(e.file_id),
             e.original,

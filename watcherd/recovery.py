@@ -17,7 +17,7 @@ import os
 
 from sqlalchemy import select
 
-from . import moving, owners
+from . import linking, moving, owners
 from .actions import ActionError, Mover
 from .models import ACTIVE, INTENT, MISSING, Move
 
@@ -35,10 +35,15 @@ def recover(mover: Mover) -> list[tuple[Move, str]]:
     for move in list(pending):
         if owners.alive(mover.owners, move.owner):
             continue
-        outcome = _recover_one(mover, move)
+        if move.kind in (linking.LINK, linking.SEPARATE):
+            outcome = linking.recover(mover, move)
+        else:
+            outcome = _recover_one(mover, move)
         owners.forget(mover.owners, move.owner)
         if outcome == "undone" and move.kind == "quarantine":
             outcome = _retry(mover, move)
+        elif outcome == "undone" and move.kind == linking.LINK:
+            outcome = linking.retry(mover, move)
         results.append((move, outcome))
     return results
 

@@ -111,6 +111,8 @@ def build(index: Index, filters: Filters | None = None) -> Report:
         "quarantined": sum(d["action"] == "quarantined" for d in copies),
         "reclaimable_bytes": sum(d["size"] for d in copies if d["action"] == "flagged"),
         "reclaimed_bytes": sum(d["size"] for d in copies if d["action"] == "quarantined"),
+        "linked": sum(d["action"] == "linked" for d in copies),  # same bytes, now shared
+        "linked_bytes": sum(d["size"] for d in copies if d["action"] == "linked"),
         "files": counts["files"],
         "errors": counts["errors"],
     }
@@ -189,6 +191,9 @@ def group_label(dups: list[dict]) -> str:
             parts.append(f"{human_size(flagged)} reclaimable")
         if moved:
             parts.append(f"{human_size(moved)} in quarantine")
+        linked = sum(d["size"] for d in copies if d["action"] == "linked")
+        if linked:
+            parts.append(f"{human_size(linked)} saved by links")
     shots = len(dups) - len(copies)
     if shots:
         parts.append(f"{shots} similar shot{'s' if shots > 1 else ''}")
@@ -258,6 +263,7 @@ def print_table(report: Report, console: Console) -> None:
         f"{summary['similar']} similar shots (reported only)\n"
         f"{human_size(summary['reclaimable_bytes'])} reclaimable, "
         f"{human_size(summary['reclaimed_bytes'])} in quarantine"
+        + (f", {human_size(summary['linked_bytes'])} saved by links" if summary["linked"] else "")
     )
     if terminal:
         console.print(total, highlight=False)

@@ -61,6 +61,7 @@ class ScanStats:
     similar: int = 0
     errors: int = 0
     quarantined: int = 0
+    linked: int = 0
     seconds: float = 0.0
     interrupted: bool = False  # stopped by Ctrl-C: what was decided is kept
     error_paths: list[tuple[str, str]] = field(default_factory=list)
@@ -432,5 +433,7 @@ def _count(stats: ScanStats, fp: Fingerprint, outcome: Outcome) -> None:
             stats.similar += 1
         if outcome.verdict.action in ("quarantined", "would quarantine"):
             stats.quarantined += 1
+        elif outcome.verdict.action in ("linked", "would link"):
+            stats.linked += 1
         elif outcome.verdict.move_failed:
             stats.move_failures.append((outcome.verdict.redundant_path, outcome.verdict.note))
