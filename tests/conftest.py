@@ -44,9 +44,39 @@ def unprivileged() -> list[str]:
     return [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
 
 
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throwaway PostgreSQL cluster for the session (tests/pg_cluster.py); each test
+    that wants one gets a database of its own (`new_database`)."""
+    from pg_cluster import Cluster, bindir
+
+    found = bindir()
+    if found is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it): not exercised here")
+    pytest.importorskip("psycopg", reason="the postgres extra (psycopg) is not installed")
+    cluster = Cluster(found).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def index_target(request, tmp_path):
+    """Where an index lives, once per backend: a SQLite file, a PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "index.sqlite3"
+    return request.getfixturevalue("pg_server").new_database()
+
+
 @pytest.fixture
-def index(tmp_path):
+def sqlite_index(tmp_path):
     idx = Index(tmp_path / "index.sqlite3")
+    yield idx
+    idx.close()
+
+
+@pytest.fixture
+def index(index_target):
+    idx = Index(index_target)
     yield idx
     idx.close()
 

@@ -178,3 +178,22 @@ def test_a_move_between_two_mounts_of_one_filesystem_copies(tmp_path):
                 out = Mover(index, cfg).quarantine(f, d)
             assert out.moved and Path(out.path).is_relative_to(disk / "Q")
             assert not small.exists() and Path(out.path).is_file()
+
+
+def test_purge_from_a_volume_quarantine_uses_that_volume_s_trash(tmp_path):
+    """Purged, the photo goes to the trash of its own volume (as the file manager would
+    put it), whose "Restore" puts it back where the user had it."""
+    with mounted_tmpfs(tmp_path / "disk") as disk:
+        lib = disk / "Photos"
+        _, small = pair(lib)
+        cfg = Config(workers=1, roots=(Root(lib),))
+        with Index(tmp_path / "i.sqlite3") as index:
+            f, d = flagged(index, cfg, lib)
+            Mover(index, cfg).quarantine(f, d)
+            done, failed = q.purge(index, q.entries(index))
+        assert (done, failed) == (1, [])
+        trash = disk / f".Trash-{os.getuid()}"
+        assert [p.name for p in (trash / "files").iterdir()] == ["small.jpg"]
+        info = (trash / "info" / "small.jpg.trashinfo").read_text()
+        assert f"Path={small}" in info
+        assert not any((disk / VOLUME_FOLDER).rglob("*.jpg"))

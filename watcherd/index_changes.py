@@ -7,10 +7,16 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.orm import Session
 
 from . import db
+
+_SINCE = text("SELECT file_id FROM changes WHERE generation > :g")
+_FORGET = text("DELETE FROM changes WHERE generation <= :g")
+_LOGGED_FROM = text(
+    "UPDATE meta SET value = CASE WHEN value > :g THEN value ELSE :g END WHERE key = 'logged_from'"
+)
 
 
 class ChangeLog:
@@ -65,15 +71,12 @@ class ChangeLog:
         conn = self.session.connection()
         if db.counter(conn, "logged_from") > generation:
             return None
-        since = "SELECT file_id FROM changes WHERE generation > ?"
-        return [fid for (fid,) in conn.exec_driver_sql(since, (generation,))]
+        return [fid for (fid,) in conn.execute(_SINCE, {"g": generation})]
 
     def forget_changes(self, upto: int) -> None:
         """Drop the log of changes up to generation `upto`: matcher arrays saved at it,
         or later, need none of them. Anything older that still wants to catch up is
         rebuilt from the rows instead."""
         conn = self.session.connection()
-        conn.exec_driver_sql("DELETE FROM changes WHERE generation <= ?", (upto,))
-        conn.exec_driver_sql(
-            "UPDATE meta SET value = max(value, ?) WHERE key = 'logged_from'", (upto,)
-        )
+        conn.execute(_FORGET, {"g": upto})
+        conn.execute(_LOGGED_FROM, {"g": upto})

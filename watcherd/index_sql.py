@@ -139,6 +139,8 @@ class _OnDriver:
         """The driver's cursor after executing with `params` (a list of dicts: one row
         each; a list as a value: the items of an IN). Rows read from it are as the
         driver gives them: see `first` for a statement whose columns need converting."""
+        if conn.dialect.name != "sqlite":
+            return _CoreResult(conn, self._stmt, params)
         if isinstance(params, dict):
             params = {k: _padded(v) if isinstance(v, list) else v for k, v in params.items()}
         sql, fetch, convert = self._for(conn, params[0] if isinstance(params, list) else params)
@@ -149,10 +151,35 @@ class _OnDriver:
 
     def first(self, conn: Connection, params: dict) -> tuple | None:
         """The first row, each value converted as SQLAlchemy would."""
-        row = self.run(conn, params).fetchone()
-        if row is None or self._read is None:
+        found = self.run(conn, params)
+        row = found.fetchone()
+        if row is None or self._read is None or isinstance(found, _CoreResult):
             return row
         return tuple(v if f is None else f(v) for f, v in zip(self._read, row, strict=True))
+
+
+class _CoreResult:
+    """`_OnDriver.run` elsewhere than on SQLite (PostgreSQL): the statement through
+    SQLAlchemy Core, whose execution costs little beside a server's round trip; an
+    INSERT of one row gives its new id (RETURNING) as the driver's `lastrowid` would."""
+
+    def __init__(self, conn: Connection, stmt, params: dict | list[dict]) -> None:
+        self.lastrowid = None
+        if getattr(stmt, "is_insert", False) and isinstance(params, dict) and "id" in stmt.table.c:
+            self.lastrowid = conn.execute(stmt.returning(stmt.table.c.id), params).scalar_one()
+            self._rows: Iterator = iter(())
+        else:
+            result = conn.execute(stmt, params)
+            self._rows = iter(result if result.returns_rows else ())
+
+    def fetchone(self):
+        return next(self._rows, None)
+
+    def fetchall(self) -> list:
+        return list(self._rows)
+
+    def __iter__(self):
+        return self._rows
 
 
 def _padded(items: list) -> list:

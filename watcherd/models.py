@@ -54,6 +54,14 @@ class PathText(TypeDecorator):
     impl = Text
     cache_ok = True
 
+    def load_dialect_impl(self, dialect):
+        # Paths sort and compare as their bytes: the folder-range queries (`path >=
+        # 'dir/' AND path < 'dir0'`) count `/ph/A/x` and `/ph/a#b/x` as inside `/ph/a`
+        # under a language's collation, and a folder rename would rewrite a neighbour.
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Text(collation="C"))
+        return dialect.type_descriptor(Text())
+
     def process_bind_param(self, value, dialect):
         return None if value is None else pathtext.to_db(value)
 
