@@ -148,14 +148,24 @@ def test_root_for_picks_deepest(tmp_path):
 
 def test_a_database_url_is_never_taken_for_a_file_name(tmp_path, monkeypatch):
     """`--db postgresql+psycopg://...` once made a SQLite file named after the URL in the
-    current folder and exited 0; a URL names a file only as sqlite:///path."""
+    current folder and exited 0. A server that cannot be reached is said in one line
+    (exit 69: systemd tries again later); an unknown scheme or a password in the URL
+    is refused (exit 78); nothing is ever written in the current folder."""
     from conftest import run_cli
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pics").mkdir()
-    out = run_cli("--db", "postgresql+psycopg://me@host/db", "scan", "pics", check=False)
-    assert out.returncode == 78 and "only SQLite index files" in out.stderr
+    url = f"postgresql+psycopg://me@/db?host={tmp_path}/nowhere"
+    out = run_cli("--db", url, "scan", "pics", check=False)
+    assert out.returncode == 69 and "cannot reach the index" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) <= 2
+    for bad, said in [("mysql://me@host/db", "SQLite (a path) or PostgreSQL"),
+                      ("postgresql://me:secret@host/db", "password")]:  # fmt: skip
+        out = run_cli("--db", bad, "scan", "pics", check=False)
+        assert out.returncode == 78 and said in out.stderr, out.stderr
+        assert "secret" not in out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pics"]  # nothing written
+    assert config_mod.resolve_db_path("postgresql://me@h/db") == "postgresql+psycopg://me@h/db"
     assert config_mod.resolve_db_path("sqlite:////abs/i.sqlite3") == Path("/abs/i.sqlite3")
     assert config_mod.resolve_db_path("sqlite:///rel.sqlite3") == tmp_path / "rel.sqlite3"
     with pytest.raises(ConfigError):

@@ -62,8 +62,14 @@ class App:
         return self._config
 
     @property
-    def db_path(self) -> Path:
+    def db_path(self) -> Path | str:
         return config_mod.resolve_db_path(self.db_option)
+
+    @property
+    def db_shown(self) -> str:
+        from .index_location import shown
+
+        return shown(self.db_path)
 
     def global_options(self, always_db: bool = False) -> list[str]:
         """`--config` and `--db` as this command got them (absolute), for a command line
@@ -74,7 +80,7 @@ class App:
         if self.config_path:
             options += ["--config", str(Path(self.config_path).expanduser().absolute())]
         if self.db_option or always_db:
-            options += ["--db", str(self.db_path.absolute())]
+            options += ["--db", str(self.db_path)]  # absolute already, or a URL
         return options
 
     def open_index(self, writer: bool = False) -> Index:
@@ -157,6 +163,9 @@ class Main(click.Group):
             db = sys.modules.get("watcherd.db")  # loaded by any command that opened an index
             if db is not None and isinstance(exc, db.SchemaTooNew | db.NotAnIndex):
                 fail(str(exc))
+            if db is not None and db.unreachable(exc) and isinstance(ctx.obj, App):
+                why = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+                fail(f"cannot reach the index {ctx.obj.db_shown}: {why}", exits.UNREACHABLE)
             if db is not None and db.is_damaged(exc) and isinstance(ctx.obj, App):
                 fail(damaged_index_help(ctx.obj, exc), exits.DAMAGED_INDEX)
             raise
@@ -539,7 +548,7 @@ def status(app: App, as_json: bool) -> None:
     result = {
         "running": running,
         "pid": state.get("pid") if running else None,
-        "db": str(app.db_path),
+        "db": app.db_shown,
         "roots": state.get("roots", []) if running else [str(r.path) for r in app.config.roots],
         "files": counts["files"],
         "active": counts["active"],
@@ -858,7 +867,7 @@ def config_show(app: App, as_json: bool) -> None:
     cfg = app.config
     data = {
         "config_file": str(cfg.source) if cfg.source else None,
-        "db": str(app.db_path),
+        "db": app.db_shown,
         **cfg.to_dict(),
     }
     if as_json:

@@ -344,23 +344,19 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     return from_mapping(data, cfg_path)
 
 
-def resolve_db_path(option: str | os.PathLike[str] | None = None) -> Path:
-    """The index file: `--db`, else $WATCHERD_DB, else the default. A SQLAlchemy URL
-    names a file only as `sqlite:///path`; any other URL (a PostgreSQL server) is refused
-    in words, never taken for a file name in the current folder."""
+def resolve_db_path(option: str | os.PathLike[str] | None = None) -> Path | str:
+    """The index: `--db`, else $WATCHERD_DB, else the default file. A path, or a URL
+    (`sqlite:///path`, `postgresql+psycopg://user@host/db`): see index_location.resolve,
+    which never takes a URL for a file name in the current folder."""
+    from . import index_location
+
     explicit = option or os.environ.get("WATCHERD_DB")
     if not explicit:
         return default_db_path()
-    text = os.fspath(explicit)
-    if "://" in text:
-        scheme, _, rest = text.partition("://")
-        if scheme.split("+")[0] != "sqlite" or not rest.startswith("/") or rest == "/":
-            raise ConfigError(
-                f"--db {text}: only SQLite index files can be used so far "
-                "(a path, or sqlite:////absolute/path)"
-            )
-        text = rest[1:]  # SQLAlchemy's form: sqlite:///relative, sqlite:////absolute
-    return Path(text).expanduser().absolute()
+    try:
+        return index_location.resolve(os.fspath(explicit))
+    except index_location.BadTarget as exc:
+        raise ConfigError(str(exc)) from None
 
 
 DEFAULT_FILE = """\

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from . import private
+from .index_location import Target, beside, shown
 
 log = logging.getLogger("watcherd")
 
@@ -19,12 +20,12 @@ class AlreadyRunning(Exception):
     """Another daemon holds this index; two writers would decide every file twice."""
 
 
-def lock_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".lock")
+def lock_path(db_path: Target) -> Path:
+    return beside(db_path, ".lock")
 
 
-def status_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".status.json")
+def status_path(db_path: Target) -> Path:
+    return beside(db_path, ".status.json")
 
 
 def daemon_running(db_path: Path) -> bool:
@@ -50,7 +51,7 @@ def acquire_lock(db_path: Path) -> IO[str]:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         fh.close()
-        raise AlreadyRunning(f"a watcherd daemon is already running on {db_path}") from None
+        raise AlreadyRunning(f"a watcherd daemon is already running on {shown(db_path)}") from None
     fh.seek(0)
     fh.truncate()
     fh.write(f"{os.getpid()}\n")

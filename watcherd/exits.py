@@ -4,4 +4,7 @@ daemon every few seconds for ever (sysexits.h names)."""
 
 DAMAGED_INDEX = 65  # EX_DATAERR: the index file cannot be read (cli.damaged_index_help)
 CONFIG = 78  # EX_CONFIG: a wrong configuration, or nothing to watch
+# EX_UNAVAILABLE: the index's server cannot be reached. Not in RestartPreventExitStatus=:
+# a server that is down or still starting comes back, and systemd tries again.
+UNREACHABLE = 69
 INTERRUPTED = 130  # a scan stopped by Ctrl-C, as a shell reports it

@@ -32,18 +32,14 @@ _held: dict[str, tuple[str, int]] = {}  # folder -> (token, fd) of this process
 def folder_for(target: str | os.PathLike[str]) -> Path:
     """The owners folder of the index at `target`: beside a SQLite file, or in this
     machine's state folder for a server's URL (locks are one machine's business)."""
+    from . import index_location
+
     text = str(target)
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
-    elif "://" in text:
-        import hashlib
-
-        import platformdirs
-
-        key = hashlib.sha1(os.fsencode(text)).hexdigest()[:12]
-        return platformdirs.user_state_path("watcherd") / f"owners-{key}"
-    p = Path(text).expanduser().absolute()
-    return p.with_name(p.name + ".owners")
+    if index_location.is_server(text):
+        return index_location.beside(text, ".owners")
+    return index_location.beside(Path(text).expanduser().absolute(), ".owners")
 
 
 def _lock_file(folder: Path, token: str) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from . import video_match
+from . import index_location, video_match
 from .acting import Actor, Verdict
 from .actions import Mover
 from .config import Config
@@ -54,9 +54,9 @@ def release_free_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
-def arrays_path(db_path: Path) -> Path:
+def arrays_path(db_path: Path | str) -> Path:
     """Where the daemon saves its matcher arrays when it stops (see save_arrays)."""
-    return db_path.with_name(db_path.name + ".arrays.npz")
+    return index_location.beside(db_path, ".arrays.npz")
 
 
 class Pipeline:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
+from . import index_location
 from .config import Config
 from .walk import entries_under
 from .workers import ReadAhead
@@ -24,9 +25,9 @@ AHEAD_FILES = 256
 AHEAD_BYTES = 48 * 1024 * 1024
 
 
-def start(paths: Iterable[Path], config: Config, db_path: Path) -> ReadAhead | None:
+def start(paths: Iterable[Path], config: Config, db_path: Path | str) -> ReadAhead | None:
     """Start reading the first files under `paths` when the index at `db_path` is new."""
-    if db_path.exists():
+    if index_location.exists(db_path):
         return None
     roots = [Path(p).expanduser().absolute() for p in paths]  # as scanner.scan has them
 

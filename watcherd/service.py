@@ -43,7 +43,9 @@ def exec_start(config_path: str | None = None, db_path: str | None = None) -> st
     if config_path:
         args += ["--config", str(Path(config_path).expanduser().absolute())]
     if db_path:
-        args += ["--db", str(Path(db_path).expanduser().absolute())]
+        from . import index_location
+
+        args += ["--db", str(index_location.resolve(str(db_path)))]  # never a password
     args.append("run")
     return " ".join(_quote(a) for a in args)
 

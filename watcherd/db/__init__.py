@@ -37,7 +37,17 @@ __all__ = [
     "migrate",
     "open_sessionmaker",
     "schema_version",
+    "unreachable",
 ]  # fmt: skip
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says a database server could not be reached (down, refused, a
+    wrong socket or host): worth saying in one line, and trying again later."""
+    from sqlalchemy.exc import OperationalError
+
+    orig = getattr(exc, "orig", None)
+    return isinstance(exc, OperationalError) and type(orig).__module__.startswith("psycopg")
 
 
 def is_url(target: str | Path) -> bool:
