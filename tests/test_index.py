@@ -1,7 +1,7 @@
 import sqlite3
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from watcherd import db
 from watcherd.index import Index
@@ -267,8 +267,8 @@ def test_a_recent_unfinished_move_into_a_path_is_under_way(index):
     from watcherd.models import DONE, Move, utcnow
 
     f = index.upsert_file(None, path="/q/a.jpg", root="/r", size=1, mtime_ns=1, inode=1)
-    move = Move(file_id=f.id, kind="restore", src="/q/a.jpg", dest="/r/a.jpg", sha256="ab",
-                size=1, mtime_ns=1)  # fmt: skip
+    move = Move(machine=index.machine, file_id=f.id, kind="restore", src="/q/a.jpg",
+                dest="/r/a.jpg", sha256="ab", size=1, mtime_ns=1)  # fmt: skip
     index.session.add(move)
     index.commit()
     assert index.move_under_way_to("/r/a.jpg")
@@ -382,3 +382,38 @@ def test_version_6_index_gains_a_change_log_from_its_generation_on(tmp_path):
         assert idx.changed_since(start) is None
         assert idx.changed_since(idx.generation() - 1) == [c.id], "its latest change is kept"
         assert db.schema_version(idx.session.connection()) == db.LATEST
+
+
+def test_a_path_is_one_machines_and_each_recovers_only_its_own_moves(index_target, tmp_path):
+    """Two machines on one index: the same path on each is two files; a scan on one
+    never marks the other's files missing; a move one of them left unfinished (its
+    owner's lock is on that machine) is never resolved by the other."""
+    from helpers import photo, save
+
+    from watcherd.actions import Mover
+    from watcherd.config import Config, Root
+    from watcherd.models import INTENT, Move
+    from watcherd.scanner import scan
+
+    lib = tmp_path / "lib"
+    save(photo(31), lib / "a.jpg")
+    cfg = Config(workers=1, roots=(Root(lib),))
+    with Index(index_target, writer=True, machine="nas") as nas:
+        scan([lib], cfg, nas)
+        theirs = nas.file_by_path(str(lib / "a.jpg"))
+        nas.session.add(Move(machine="nas", file_id=theirs.id, kind="quarantine",
+                             src=theirs.path, dest="/q/a.jpg", sha256="x", size=1,
+                             mtime_ns=1, state=INTENT, owner="1-gone"))  # fmt: skip
+        nas.commit()
+    (lib / "a.jpg").unlink()
+    save(photo(32), lib / "b.jpg")
+    with Index(index_target, writer=True, machine="laptop") as laptop:
+        assert laptop.file_by_path(str(lib / "a.jpg")) is None  # the NAS's, not ours
+        scan([lib], cfg, laptop)  # a.jpg is gone here: nothing of ours to mark missing
+        assert Mover(laptop, cfg).recover() == []
+        laptop.commit()
+        assert [p for _, p in laptop.live_under(str(lib))] == [str(lib / "b.jpg")]
+    with Index(index_target, machine="nas") as nas:
+        f = nas.file_by_path(str(lib / "a.jpg"))
+        assert f is not None and f.status == "active" and f.machine == "nas"
+        assert nas.session.scalar(select(Move.state)) == INTENT

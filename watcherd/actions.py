@@ -82,6 +82,8 @@ class Mover:
 
     def movable(self, f: File) -> str | None:
         """Why `f` must not be moved (None when it may be)."""
+        if f.machine != self.index.machine:
+            return f"on another machine ({f.machine}), which acts on it there"
         root = self.root_of(f.path)
         if root is None:
             return "outside the configured roots"
@@ -223,6 +225,7 @@ class Mover:
         self, f: File, decision: Decision | None, kind: str, src, dest, st, root: tuple
     ) -> Move:
         move = Move(
+            machine=self.index.machine,
             file_id=f.id,
             decision_id=decision.id if decision is not None else None,
             kind=kind,

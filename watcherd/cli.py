@@ -94,10 +94,10 @@ class App:
         from .index import Index
 
         if writer:
-            with Index(self.db_path, writer=True) as index:
+            with Index(self.db_path, writer=True, machine=self.config.machine) as index:
                 if Mover(index, self.config).recover():
                     index.commit()
-        return Index(self.db_path, writer=writer)
+        return Index(self.db_path, writer=writer, machine=self.config.machine)
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -101,6 +101,8 @@ class Config:
     poll_interval: float = 5.0
     read_timeout: float = 120.0
     source: Path | None = None
+    # this machine's name in an index several machines share; "" is the host name
+    machine: str = ""
 
     def is_included(
         self, path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
@@ -206,6 +208,7 @@ class Config:
             "settle_seconds": self.settle_seconds,
             "poll_interval": self.poll_interval,
             "read_timeout": self.read_timeout,
+            **({"machine": self.machine} if self.machine else {}),
         }
 
 
@@ -313,6 +316,10 @@ def from_mapping(data: dict[str, Any], source: Path | None = None) -> Config:
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: 'notifications' must be true or false")
             kwargs[key] = value
+        elif key == "machine":
+            if not isinstance(value, str) or not 0 < len(value) <= 64:
+                raise ConfigError(f"{where}: 'machine' must be a name of 1 to 64 characters")
+            kwargs[key] = value
     return Config(**kwargs)
 
 
@@ -416,6 +423,10 @@ poll_interval = 5.0
 # pathological image) is recorded as an error and skipped, so it cannot hold up
 # every file after it.
 read_timeout = 120.0
+
+# This machine's name in an index several machines share (a PostgreSQL server): each
+# machine moves and restores only its own files. The host name when unset:
+#   machine = "laptop"
 
 [near]
 # Largest Hamming distances (out of 64 bits) at which two images count as the same

@@ -85,7 +85,7 @@ class Daemon:
 
     def run(self) -> int:
         self._lock_fh = acquire_lock(self.db_path)  # held open for the daemon's lifetime
-        self.index = Index(self.db_path, writer=True)
+        self.index = Index(self.db_path, writer=True, machine=self.config.machine)
         mover, arrays = self._mover(self.config), arrays_path(self.db_path)
         self.pipeline = open_pipeline(self.index, mover, self.dry_run, arrays)
         self.watcher = Watcher(self.inbox.put, self.config.poll_interval)

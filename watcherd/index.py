@@ -22,6 +22,7 @@ from .index_decisions import Decisions
 from .index_files import FileRows
 from .index_fingerprints import Fingerprints
 from .index_journal import Journal
+from .index_location import this_machine
 from .index_sql import KnownFile
 from .models import (
     File,
@@ -31,10 +32,12 @@ __all__ = ["Index", "KnownFile"]
 
 
 class Index(ChangeLog, FileRows, Fingerprints, Decisions, Journal):
-    def __init__(self, target: str | Path, writer: bool = False) -> None:
+    def __init__(self, target: str | Path, writer: bool = False, machine: str = "") -> None:
         configure_mappers()  # a bare File (see _adopt) may come before any query would
         self.target = target
-        self.Session = db.open_sessionmaker(target, writer)
+        # whose files the paths asked about are, and whose moves are recovered here
+        self.machine = machine or this_machine()
+        self.Session = db.open_sessionmaker(target, writer, self.machine)
         self.session: Session = self.Session()
         # Files inserted directly in this transaction (upsert_file): the ORM forgets the
         # objects of rows it inserted when their transaction rolls back, and so must we,

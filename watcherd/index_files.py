@@ -38,6 +38,7 @@ class FileRows:
     """Part of `Index` (index.py), which owns the session they all use."""
 
     session: Session
+    machine: str  # this machine's name: a path is one machine's
 
     def get(self, file_id: int) -> File | None:
         """The file's object: the session's own if it holds one, else its row read on
@@ -65,7 +66,9 @@ class FileRows:
         return f
 
     def file_by_path(self, path: str) -> File | None:
-        return self.session.scalar(select(File).where(File.path == path))
+        return self.session.scalar(
+            select(File).where(File.machine == self.machine, File.path == path)
+        )
 
     def known_in_order(self, folder: str, page: int = 5000) -> Iterator[tuple[str, KnownFile]]:
         """(path, stat facts) of every indexed file at or below `folder`, in path order,
@@ -73,12 +76,13 @@ class FileRows:
         statement stays open while it writes. Each page is one range of the path index
         (an OR, as in `_under`, would make SQLite sort every row below `folder` again
         for each page)."""
-        exact = self.session.execute(_KNOWN.where(File.path == folder)).all()
+        mine = File.machine == self.machine
+        exact = self.session.execute(_KNOWN.where(mine, File.path == folder)).all()
         yield from ((r.path, _known(r)) for r in exact)
         base = folder.rstrip("/")
         lower, upper = File.path >= base + "/", File.path < base + "0"
         while True:
-            stmt = _KNOWN.where(lower, upper).order_by(File.path).limit(page)
+            stmt = _KNOWN.where(mine, lower, upper).order_by(File.path).limit(page)
             rows = self.session.execute(stmt).all()
             yield from ((r.path, _known(r)) for r in rows)
             if len(rows) < page:
@@ -89,7 +93,8 @@ class FileRows:
         """Stat facts of the files among `paths` that have a row, keyed by path."""
         out = {}
         for chunk in _batches(paths):
-            rows = self.session.execute(_KNOWN.where(File.path.in_(chunk)))
+            mine = File.machine == self.machine
+            rows = self.session.execute(_KNOWN.where(mine, File.path.in_(chunk)))
             out.update({r.path: _known(r) for r in rows})
         return out
 
@@ -112,7 +117,7 @@ class FileRows:
             # Inserted directly, then handed to the session as if just loaded: the
             # values given count as loaded (the pipeline gives every column), any other
             # column is read back when first used.
-            values = {**_FILE_DEFAULTS, **values}
+            values = {**_FILE_DEFAULTS, **values, "machine": self.machine}
             values.update(first_seen=values["indexed_at"], duplicate_of_id=None)
             new_id = _INSERT_FILE.run(self._core(), values).lastrowid
             f = self._adopt(id=new_id, **values)
@@ -133,7 +138,8 @@ class FileRows:
     def move_folder(self, src: str, dest: str, root: str) -> int:
         """A folder renamed: every file row below it follows, keeping its history."""
         moved = 0
-        for f in self.session.scalars(select(File).where(_under(File.path, src))):
+        mine = File.machine == self.machine
+        for f in self.session.scalars(select(File).where(mine, _under(File.path, src))):
             self.take_path(f, dest + f.path[len(src) :])
             f.root = root
             moved += 1
@@ -174,7 +180,9 @@ class FileRows:
     def live_under(self, folder: str) -> list[tuple[int, str]]:
         """(id, path) of the active and unreadable files at or below `folder`."""
         stmt = select(File.id, File.path).where(
-            _under(File.path, folder), File.status.in_((ACTIVE, ERROR))
+            File.machine == self.machine,
+            _under(File.path, folder),
+            File.status.in_((ACTIVE, ERROR)),
         )
         return [(fid, path) for fid, path in self.session.execute(stmt)]
 

@@ -24,6 +24,7 @@ class Journal:
     """Part of `Index` (index.py), which owns the session they all use."""
 
     session: Session
+    machine: str
 
     def move_under_way_to(self, path: str, within: float = 60.0) -> bool:
         """Whether a move into `path` was journalled in the last `within` seconds and has
@@ -31,7 +32,10 @@ class Journal:
         yet to record it. Older intents are left to crash recovery."""
         since = utcnow() - timedelta(seconds=within)
         stmt = select(Move.id).where(
-            Move.state == INTENT, Move.dest == path, Move.created_at >= since
+            Move.state == INTENT,
+            Move.machine == self.machine,
+            Move.dest == path,
+            Move.created_at >= since,
         )
         return self.session.execute(stmt.limit(1)).first() is not None
 

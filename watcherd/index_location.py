@@ -74,6 +74,13 @@ def beside(target: Target, suffix: str) -> Path:
     return platformdirs.user_state_path("watcherd") / f"{readable}-{key}{suffix}"
 
 
+def this_machine() -> str:
+    """This machine's name in an index: the host name (config `machine` overrides it)."""
+    import socket
+
+    return socket.gethostname() or "localhost"
+
+
 def exists(target: Target) -> bool:
     """Whether the index is there already (a server's database is taken to be)."""
     return is_server(target) or Path(target).exists()

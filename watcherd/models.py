@@ -81,9 +81,12 @@ class SchemaVersion(Base):
 
 class File(Base):
     __tablename__ = "files"
+    # A path is one machine's: the same path on two machines of one index (a server
+    # index shared by a family) is two files.
+    __table_args__ = (Index("ux_files_machine_path", "machine", "path", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(PathText, unique=True)
+    path: Mapped[str] = mapped_column(PathText)
     root: Mapped[str] = mapped_column(PathText, index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
@@ -107,6 +110,8 @@ class File(Base):
     taken_at: Mapped[str | None] = mapped_column(String(19))
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     indexed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the machine whose disk holds the file (config `machine`, the host name by default)
+    machine: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
     duplicate_of: Mapped[File | None] = relationship(remote_side=[id])
 
@@ -150,6 +155,9 @@ class Move(Base):
     __table_args__ = (Index("ix_moves_state", "state"), Index("ix_moves_file_id", "file_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    machine: Mapped[str] = mapped_column(
+        String(64), default="", server_default=""
+    )  # whose disk it moves on
     file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
     decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(16))  # quarantine | restore

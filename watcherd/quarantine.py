@@ -49,7 +49,8 @@ class Entry:
 def entries(index: Index) -> list[Entry]:
     """Every file now in quarantine, oldest first, with the move that put it there."""
     out = []
-    files = index.session.scalars(sql_select(File).where(File.status == QUARANTINED))
+    mine = File.machine == index.machine  # another machine's quarantine is its own
+    files = index.session.scalars(sql_select(File).where(File.status == QUARANTINED, mine))
     for f in files:
         move = index.last_quarantine(f.id)
         if move is None:
@@ -79,7 +80,8 @@ def linked_entries(index: Index) -> list[Entry]:
 
     last: dict[int, Move] = {}
     kinds = Move.kind.in_((LINK, SEPARATE))
-    for m in index.session.scalars(sql_select(Move).where(kinds, Move.state == DONE)):
+    mine = Move.machine == index.machine
+    for m in index.session.scalars(sql_select(Move).where(kinds, mine, Move.state == DONE)):
         if m.file_id not in last or m.id > last[m.file_id].id:
             last[m.file_id] = m
     out = []

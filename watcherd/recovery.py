@@ -31,7 +31,8 @@ def recover(mover: Mover) -> list[tuple[Move, str]]:
     are in. Run in a writer's transaction: it holds the index's write lock from its
     first statement, so an owner found gone cannot commit anything after the look."""
     results = []
-    pending = mover.index.session.scalars(select(Move).where(Move.state == INTENT))
+    mine = Move.machine == mover.index.machine  # another machine's moves are its own
+    pending = mover.index.session.scalars(select(Move).where(Move.state == INTENT, mine))
     for move in list(pending):
         if owners.alive(mover.owners, move.owner):
             continue

@@ -65,7 +65,9 @@ def make_engine(target: str | Path, writer: bool = False) -> Engine:
     raise NotAnIndex(f"{url.split('://')[0]}: not a database watcherd can use")
 
 
-def open_sessionmaker(target: str | Path, writer: bool = False) -> sessionmaker[Session]:
+def open_sessionmaker(
+    target: str | Path, writer: bool = False, machine: str = ""
+) -> sessionmaker[Session]:
     engine = make_engine(target, writer)
     with engine.connect() as conn:
         current = schema_version(conn) == LATEST
@@ -78,7 +80,7 @@ def open_sessionmaker(target: str | Path, writer: bool = False) -> sessionmaker[
         # at once on a new index would otherwise both find no tables and both create
         # them ("table already exists").
         upgrader = make_engine(target, writer=True) if not writer else engine
-        migrate(upgrader)
+        migrate(upgrader, machine)
         if upgrader is not engine:
             upgrader.dispose()
     return sessionmaker(engine, expire_on_commit=False)

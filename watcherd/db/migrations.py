@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text
 
 from ..models import (
     Base,
@@ -121,6 +121,21 @@ def _v9_videos(conn: Connection) -> None:
     Base.metadata.create_all(conn, tables=[Video.__table__])
 
 
+def _v10_machines(conn: Connection) -> None:
+    """Version 10: every file and journalled move belongs to a machine; the rows there
+    are become the machine's that upgrades the index (a SQLite index is one machine's)."""
+    machine = conn.info.get("machine", "")
+    for table in ("files", "moves"):
+        if "machine" not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {table} ADD COLUMN machine VARCHAR(64) NOT NULL DEFAULT ''"
+            )
+        conn.execute(text(f"UPDATE {table} SET machine = :m"), {"m": machine})
+    conn.exec_driver_sql(
+        "CREATE UNIQUE INDEX IF NOT EXISTS ux_files_machine_path ON files (machine, path)"
+    )
+
+
 def counter(conn: Connection, key: str) -> int:
     return int(conn.exec_driver_sql(f"SELECT value FROM meta WHERE key = '{key}'").scalar())
 
@@ -131,8 +146,9 @@ def schema_version(conn: Connection) -> int:
     return conn.execute(select(SchemaVersion.version)).scalar() or 0
 
 
-def migrate(engine) -> int:
-    """Bring the schema to LATEST; returns the version found before migrating."""
+def migrate(engine, machine: str = "") -> int:
+    """Bring the schema to LATEST; returns the version found before migrating. Rows
+    that come to need a machine (version 10) become `machine`'s."""
     with engine.begin() as conn:
         found = schema_version(conn)
         if found > LATEST:
@@ -148,6 +164,7 @@ def migrate(engine) -> int:
             return 0
     for version in range(found + 1, LATEST + 1):
         with engine.begin() as conn:
+            conn.info["machine"] = machine
             MIGRATIONS[version](conn)
             conn.execute(SchemaVersion.__table__.delete())
             conn.execute(SchemaVersion.__table__.insert().values(id=1, version=version))
@@ -166,5 +183,6 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     7: _v7_changes,
     8: _v8_move_owner,
     9: _v9_videos,
+    10: _v10_machines,
 }
 LATEST = max(MIGRATIONS)
