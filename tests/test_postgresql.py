@@ -72,3 +72,42 @@ def test_folder_ranges_compare_bytes_under_a_language_collation(pg_server):
         idx.commit()
         paths = sorted(p for _, p in idx.live_under("/ph"))
     assert paths == ["/ph/A/y.jpg", "/ph/a#b/z.jpg", "/ph/a-b/w.jpg", "/ph/c/x.jpg"]
+
+
+def test_two_machines_share_one_index_and_each_moves_only_its_own_files(tmp_path, pg_url, daemons):
+    """Two daemons with their own `machine`, roots, quarantine and state folder (as on
+    two machines) on one PostgreSQL index. A copy arriving on the laptop is found
+    against the NAS's photo; when the laptop's copy is the better one, the NAS's copy
+    is flagged by the laptop and quarantined by the NAS's own daemon."""
+    sides = {}
+    for name in ("nas", "laptop"):
+        home = tmp_path / name
+        lib = home / "Pictures"
+        lib.mkdir(parents=True)
+        config = (f'machine = "{name}"\nroots = ["{lib}"]\naction = "quarantine"\n'
+                  f'quarantine_dir = "{home / "Q"}"\npoll_interval = 0.5\n')  # fmt: skip
+        env = {"XDG_STATE_HOME": str(home / "state")}
+        sides[name] = (lib, home / "Q", daemons(home, config=config, db=pg_url, env=env))
+    (nas_lib, nas_q, nas), (lap_lib, lap_q, laptop) = sides["nas"], sides["laptop"]
+    a, b = photo(41, (640, 480)), photo(42, (640, 480))
+    save(a, tmp_path / "in" / "a.jpg").rename(nas_lib / "a.jpg")
+    save(b.resize((320, 240)), tmp_path / "in" / "b.jpg").rename(nas_lib / "b.jpg")
+    nas.start()
+    laptop.start()
+    # a worse copy of the NAS's photo arrives on the laptop: the laptop moves its own
+    save(a.resize((320, 240)), tmp_path / "in" / "a2.jpg").rename(lap_lib / "a2.jpg")
+    dup = laptop.wait_path("duplicate", lap_lib / "a2.jpg")[0]
+    assert dup["action"] == "quarantined" and dup["original"] == str(nas_lib / "a.jpg")
+    # a better copy of the NAS's b.jpg: the NAS's copy is redundant, and the NAS moves it
+    save(b, tmp_path / "in" / "b2.jpg").rename(lap_lib / "b2.jpg")
+    dup = laptop.wait_path("duplicate", nas_lib / "b.jpg")[0]
+    assert dup["action"] == "flagged" and "another machine" in dup["note"]
+    moved = nas.wait_for(lambda e: e["event"] == "quarantined" and e.get("decided_on"),
+                         what="the NAS applying the laptop's verdict")[0]  # fmt: skip
+    assert moved["path"] == str(nas_lib / "b.jpg") and moved["moved_to"].startswith(str(nas_q))
+    assert sorted(p.name for p in nas_lib.iterdir()) == ["a.jpg"]
+    assert sorted(p.name for p in lap_lib.iterdir()) == ["b2.jpg"]
+    assert [p.name for p in lap_q.rglob("*.jpg")] == ["a2.jpg"]
+    assert nas.stop() == 0 and laptop.stop() == 0
+    report = json.loads(run_cli("--db", pg_url, "report", "--format", "json").stdout)
+    assert report["summary"]["quarantined"] == 2

@@ -35,6 +35,7 @@ class Decisions:
     """Part of `Index` (index.py), which owns the session they all use."""
 
     session: Session
+    machine: str
 
     def forget_decisions(self, f: File) -> None:
         """`f` no longer stands as it did (gone or changed): its pairings stop being live.
@@ -102,6 +103,7 @@ class Decisions:
             "decided_at": utcnow(),
             "quarantined_path": None,  # set by the mover if it moves the file
             "current": True,
+            "decided_on": self.machine,
         }
         return _INSERT_DECISION.run(conn, row).lastrowid
 

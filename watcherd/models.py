@@ -138,6 +138,9 @@ class Decision(Base):
     quarantined_path: Mapped[str | None] = mapped_column(PathText)
     # False once the pair stops being a live duplicate (file gone, restored, re-decided).
     current: Mapped[bool] = mapped_column(default=True)
+    # the machine that reached it: when the redundant copy is another machine's, that
+    # machine applies its own action to it (remote_verdicts.py)
+    decided_on: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
     file: Mapped[File] = relationship(foreign_keys=[file_id])
     original: Mapped[File] = relationship(foreign_keys=[original_id])

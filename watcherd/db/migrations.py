@@ -125,12 +125,12 @@ def _v10_machines(conn: Connection) -> None:
     """Version 10: every file and journalled move belongs to a machine; the rows there
     are become the machine's that upgrades the index (a SQLite index is one machine's)."""
     machine = conn.info.get("machine", "")
-    for table in ("files", "moves"):
-        if "machine" not in {c["name"] for c in inspect(conn).get_columns(table)}:
+    for table, column in (("files", "machine"), ("moves", "machine"), ("decisions", "decided_on")):
+        if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
             conn.exec_driver_sql(
-                f"ALTER TABLE {table} ADD COLUMN machine VARCHAR(64) NOT NULL DEFAULT ''"
+                f"ALTER TABLE {table} ADD COLUMN {column} VARCHAR(64) NOT NULL DEFAULT ''"
             )
-        conn.execute(text(f"UPDATE {table} SET machine = :m"), {"m": machine})
+        conn.execute(text(f"UPDATE {table} SET {column} = :m"), {"m": machine})
     conn.exec_driver_sql(
         "CREATE UNIQUE INDEX IF NOT EXISTS ux_files_machine_path ON files (machine, path)"
     )
