@@ -40,6 +40,7 @@ def test_scan_then_report_json_pair_by_pair(tmp_path):
             "path", "original", "kind", "distance", "detected_at", "action", "quarantined_path",
             "size", "group", "transform", "matched_with",  # added by issue 24, for scripts
             "duration",  # issue 26: a video's length
+            "machine", "original_machine",  # issue 27: whose disk each is on
         }  # fmt: skip
         assert d["size"] == Path(d["path"]).stat().st_size and d["group"] > 0
         assert d["path"] in group_of, f"unrelated image linked: {d['path']}"

@@ -111,3 +111,13 @@ def test_two_machines_share_one_index_and_each_moves_only_its_own_files(tmp_path
     assert nas.stop() == 0 and laptop.stop() == 0
     report = json.loads(run_cli("--db", pg_url, "report", "--format", "json").stdout)
     assert report["summary"]["quarantined"] == 2
+    assert report["summary"]["machines"] == ["laptop", "nas"]
+    row = next(d for d in report["duplicates"] if d["path"] == str(nas_lib / "b.jpg"))
+    assert (row["machine"], row["original_machine"]) == ("nas", "laptop")
+    table = run_cli("--db", pg_url, "report").stdout
+    assert f"nas:{nas_lib / 'b.jpg'}" in table and f"laptop:{lap_lib / 'b2.jpg'}" in table
+    conf = tmp_path / "nas" / "config.toml"
+    status = json.loads(run_cli("--config", str(conf), "--db", pg_url, "status", "--json").stdout)
+    assert status["machine"] == "nas" and status["machines"] == {"laptop": 2, "nas": 2}
+    text = run_cli("--config", str(conf), "--db", pg_url, "status").stdout
+    assert "files per machine: laptop 2, nas 2 (this one)" in text

@@ -545,6 +545,7 @@ def status(app: App, as_json: bool) -> None:
     with app.open_index() as index:
         counts = index.counts()
         data = report_mod.build(index)["summary"]
+        machines, this = index.files_per_machine(), index.machine
     result = {
         "running": running,
         "pid": state.get("pid") if running else None,
@@ -558,6 +559,8 @@ def status(app: App, as_json: bool) -> None:
         "last_event": state.get("last_event") or None,
         # root -> the sync client keeping it in step (a quarantine move deletes everywhere)
         "synced": state.get("synced", {}) if running else _synced(app.config.roots),
+        "machine": this,  # this machine's name in the index
+        "machines": machines,  # every machine's files (an index several machines share)
     }
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -575,6 +578,10 @@ def status(app: App, as_json: bool) -> None:
         f"{result['errors']} errors, {result['missing']} missing",
         highlight=False,
     )
+    if set(machines) - {this}:
+        mark = {this: " (this one)"}
+        each = ", ".join(f"{m} {n}{mark.get(m, '')}" for m, n in machines.items())
+        out.print(f"files per machine: {each}", highlight=False)
     last = result["last_event"]
     if last:
         when = datetime.fromtimestamp(last.get("ts", 0)).strftime("%Y-%m-%d %H:%M:%S")

@@ -202,6 +202,11 @@ class Decisions:
             stmt = stmt.limit(limit)
         return [tuple(row) for row in self.session.execute(stmt)]
 
+    def files_per_machine(self) -> dict[str, int]:
+        """How many files each machine has in the index (one, unless a server's)."""
+        rows = self.session.execute(select(File.machine, func.count()).group_by(File.machine))
+        return dict(sorted(rows.tuples()))
+
     def counts(self) -> dict[str, int]:
         rows = self.session.execute(select(File.status, func.count()).group_by(File.status))
         by_status = {status: n for status, n in rows}

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 CSV_FIELDS = (
     "path", "original", "kind", "distance", "detected_at", "action", "quarantined_path", "size",
-    "group", "transform", "matched_with",
+    "group", "transform", "matched_with", "machine", "original_machine",
 )  # fmt: skip
 
 
@@ -95,6 +95,8 @@ def build(index: Index, filters: Filters | None = None) -> Report:
                 "group": kept.id,  # shared by every row of one group, stable while it is kept
                 "transform": decision.transform,  # how the copy is turned or cut, if it is
                 "duration": durations.get(redundant.id),  # seconds, for a video
+                "machine": redundant.machine,  # whose disk the copy is on (a shared index)
+                "original_machine": kept.machine,
                 "file_id": redundant.id,
                 "kept_id": kept.id,
             }
@@ -115,6 +117,7 @@ def build(index: Index, filters: Filters | None = None) -> Report:
         "linked_bytes": sum(d["size"] for d in copies if d["action"] == "linked"),
         "files": counts["files"],
         "errors": counts["errors"],
+        "machines": sorted({f.machine for f in files.values()}),
     }
     return Report([_public(d) for d in duplicates], summary, duplicates, files, durations)
 
@@ -218,15 +221,19 @@ def table_lines(report: Report, width: int | None) -> list[tuple[str, str]]:
     else:
         out = [("", f"  {cols}  path")]
     files = report.files
+    # an index several machines share: each path says whose disk it is on
+    on = _on if len(report.summary.get("machines", ())) > 1 else (lambda _m, path: path)
     for kept_id, dups in groups_of(report):
         kept = files[kept_id]
         total = group_label(dups)
+        kept_path = on(kept.machine, kept.path)
         if room is not None and width is not None:  # the label where the path leaves room
             side = max(20, width - len(total) - 1)
-            out.append(("bold", f"{_fit(_home(shown(kept.path)), side):<{side}} {total}"))
+            out.append(("bold", f"{_fit(_home(shown(kept_path)), side):<{side}} {total}"))
         else:
-            out.append(("", f"{shown(kept.path)}  [{total}]"))
+            out.append(("", f"{shown(kept_path)}  [{total}]"))
         for d in sorted(dups, key=lambda d: d["path"]):
+            d = {**d, "path": on(d["machine"], d["path"])}
             cells = (f"{d['kind']:<7} {d['distance']:>4} {d['action']:<11} "
                      f"{human_size(d['size']):>8}")  # fmt: skip
             if room is not None:  # a quarantined copy is shown where it came from
@@ -234,6 +241,10 @@ def table_lines(report: Report, width: int | None) -> list[tuple[str, str]]:
             else:
                 out.append(("", f"  {cells}  {shown(d['path'])}"))
     return out
+
+
+def _on(machine: str, path: str) -> str:
+    return f"{machine}:{path}"
 
 
 def print_table(report: Report, console: Console) -> None:
