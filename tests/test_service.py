@@ -39,6 +39,18 @@ def test_exec_start_quotes_for_systemd(tmp_path):
     assert "/d/$$x.db" in line
 
 
+def test_a_server_index_goes_into_the_unit_never_a_password():
+    """The unit names a PostgreSQL index by its URL (with the driver the postgres extra
+    installs); a URL carrying a password is refused: the unit file is readable by any
+    process of the user and shows in `systemctl cat` (libpq reads ~/.pgpass instead)."""
+    from watcherd.config import ConfigError
+
+    line = service.exec_start(db_path="postgresql://me@nas/watcherd")
+    assert line.endswith("--db postgresql+psycopg://me@nas/watcherd run")
+    with pytest.raises(ConfigError, match="password"):
+        service.exec_start(db_path="postgresql://me:hunter2@nas/watcherd")
+
+
 def test_install_writes_unit_and_verify_passes(isolated_env, analyze):
     (isolated_env / "Pictures").mkdir()
     config = isolated_env / ".config" / "watcherd" / "config.toml"

@@ -43,9 +43,9 @@ def exec_start(config_path: str | None = None, db_path: str | None = None) -> st
     if config_path:
         args += ["--config", str(Path(config_path).expanduser().absolute())]
     if db_path:
-        from . import index_location
+        from .config import resolve_db_path
 
-        args += ["--db", str(index_location.resolve(str(db_path)))]  # never a password
+        args += ["--db", str(resolve_db_path(db_path))]  # a URL with a password is refused
     args.append("run")
     return " ".join(_quote(a) for a in args)
 
