@@ -255,14 +255,20 @@ def evaluate(sc: Scenario, links: list[tuple[str, str]]) -> dict:
     }
 
 
-def run_watcherd(sc: Scenario, work: Path) -> tuple[list[tuple[str, str]], float, dict]:
-
+def run_watcherd(
+    sc: Scenario, work: Path, url: str | None = None
+) -> tuple[list[tuple[str, str]], float, dict]:
+    """watcherd's verdicts, on a fresh SQLite file or (`url`) a PostgreSQL database
+    emptied first."""
     from watcherd.config import Config
     from watcherd.index import Index
     from watcherd.scanner import scan
 
-    db = work / "watcherd.sqlite3"
-    db.unlink(missing_ok=True)
+    db = url or work / "watcherd.sqlite3"
+    if url:
+        empty_database(url)
+    else:
+        db.unlink(missing_ok=True)
     cfg = Config()
     t0 = time.monotonic()
     with Index(db, writer=True) as index:
@@ -273,6 +279,17 @@ def run_watcherd(sc: Scenario, work: Path) -> tuple[list[tuple[str, str]], float
     links = [(a, b) for a, b, kind in rows if kind != "similar"]
     similar = [(a, b) for a, b, kind in rows if kind == "similar"]
     return links, seconds, {"similar": similar}
+
+
+def empty_database(url: str) -> None:
+    """Drop everything in the benchmark's PostgreSQL database (it is the benchmark's)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
 
 
 def live_decisions(index) -> list[tuple[str, str, str]]:
@@ -382,6 +399,11 @@ def main() -> None:
     ap.add_argument("--show-similar", action="store_true", help="list every 'similar' verdict")
     ap.add_argument("--show-missed", action="store_true", help="list every copy not found")
     ap.add_argument("--costs", action="store_true", help="also time each signal per image")
+    ap.add_argument(
+        "--db",
+        help="also decide on this PostgreSQL database (emptied first) and compare the "
+        "verdicts with SQLite's, e.g. postgresql+psycopg://me@/bench?host=/run/postgresql",
+    )
     args = ap.parse_args()
 
     disputed = {} if args.as_labelled else DISPUTED
@@ -393,6 +415,15 @@ def main() -> None:
     results: dict[str, dict] = {}
     links, seconds, extra = run_watcherd(sc, args.workdir)
     results["watcherd"] = {**evaluate(sc, links), "seconds": seconds}
+    if args.db:
+        on_server, server_seconds, server_extra = run_watcherd(sc, args.workdir, args.db)
+        same = sorted(on_server) == sorted(links)
+        same_similar = sorted(server_extra["similar"]) == sorted(extra["similar"])
+        print(
+            f"PostgreSQL: {len(on_server)} links, {len(server_extra['similar'])} similar in "
+            f"{server_seconds:.1f} s (SQLite: {len(links)}, {len(extra['similar'])} in "
+            f"{seconds:.1f} s); identical verdicts: {'yes' if same and same_similar else 'NO'}"
+        )
     sim = evaluate(sc, extra["similar"])
     results["watcherd"]["similar"] = len(extra["similar"])
     if args.show_similar:
