@@ -84,8 +84,14 @@ def decode_floor(files: list[Path], workers: int) -> float:
     return time.perf_counter() - t0
 
 
-def watcherd_scan(folder: Path, tmp: Path) -> float:
-    db = tmp / f"index-{folder.name}-{time.monotonic_ns()}.sqlite3"
+def watcherd_scan(folder: Path, tmp: Path, url: str | None = None) -> float:
+    """Seconds for a first `watcherd scan` of `folder`: into a new SQLite file, or into
+    the PostgreSQL database at `url`, emptied first."""
+    db = url or tmp / f"index-{folder.name}-{time.monotonic_ns()}.sqlite3"
+    if url:
+        from accuracy import empty_database
+
+        empty_database(url)
     t0 = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "watcherd", "--db", str(db), "scan", str(folder)],
@@ -140,6 +146,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     set_arguments(ap)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--db", help="also scan into this PostgreSQL database (emptied first)")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     sets = file_sets(args)
@@ -163,6 +170,9 @@ def main() -> None:
                 f"{label:18}{rate:>16}{peer_s:>18}{n / floor1:>12.1f}/s{n / floor_n:>15.1f}/s"
                 f"{vs_peer:>15}{ours / floor_n:>9.2f}x"
             )
+            if args.db:
+                server = best_of_two(partial(watcherd_scan, folder, Path(tmp), args.db))
+                print(f"{label:18}{n / server:7.1f}/s on PostgreSQL (SQLite {n / ours:.1f}/s)")
     print("vs imagededup: how many times faster; vs floor: scan time / all-core decode floor")
 
 
