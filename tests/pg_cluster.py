@@ -54,15 +54,23 @@ class Cluster:
             self._run("mkdir", "-m", "0700", str(self.socket))
         else:
             self.socket.mkdir(mode=0o700)
+        self.launch()
+        if self._as:  # the tests (root) reach the socket folder
+            self._run("chmod", "0755", str(self.base), str(self.socket))
+        return self
+
+    def launch(self) -> None:
+        """Start the server (again, after `halt`)."""
         options = (
             f"-k {self.socket} -c listen_addresses='' -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
                   "-l", str(self.base / "log"), "-w", "start")  # fmt: skip
-        if self._as:  # the tests (root) reach the socket folder
-            self._run("chmod", "0755", str(self.base), str(self.socket))
-        return self
+
+    def halt(self) -> None:
+        """Stop the server, as an administrator or a crash would (its data stays)."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{USER}@/{database}?host={self.socket}"

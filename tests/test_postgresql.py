@@ -121,3 +121,34 @@ def test_two_machines_share_one_index_and_each_moves_only_its_own_files(tmp_path
     assert status["machine"] == "nas" and status["machines"] == {"laptop": 2, "nas": 2}
     text = run_cli("--config", str(conf), "--db", pg_url, "status").stdout
     assert "files per machine: laptop 2, nas 2 (this one)" in text
+
+
+@pytest.fixture
+def own_server():
+    """A PostgreSQL server of this test's own, to stop and start again."""
+    from pg_cluster import Cluster, bindir
+
+    cluster = Cluster(bindir()).start()
+    yield cluster
+    cluster.stop()
+
+
+def test_a_daemon_rides_out_its_server_going_away(tmp_path, pg_server, own_server, daemons):
+    """The server is stopped under a running daemon (a NAS rebooting): the daemon says
+    so once, keeps running, and decides what arrived meanwhile once it is back."""
+    url = own_server.new_database()
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    d = daemons(tmp_path, config=f'roots = ["{lib}"]\npoll_interval = 0.5\n', db=url).start()
+    img = photo(51, (640, 480))
+    save(img, tmp_path / "in" / "a.jpg").rename(lib / "a.jpg")
+    d.wait_path("indexed", lib / "a.jpg")
+    own_server.halt()
+    save(img.resize((320, 240)), tmp_path / "in" / "b.jpg").rename(lib / "b.jpg")
+    d.wait_for(lambda e: e.get("reason") == "index server unreachable", what="the loss said")
+    own_server.launch()
+    dup = d.wait_path("duplicate", lib / "b.jpg", timeout=90)[0]
+    assert dup["original"] == str(lib / "a.jpg")
+    said = [e for e in d.events if e.get("reason") == "index server unreachable"]
+    assert len([e for e in said if e["event"] == "error"]) == 1, said
+    assert d.stop() == 0

@@ -185,9 +185,7 @@ class Daemon:
         """The index could not be written (see index_trouble): drop this step's work and
         rescan later."""
         self.index.rollback()
-        wait = self.trouble.failed(
-            str(exc.orig), self.counters.decided(), self.config.settle_seconds
-        )
+        wait = self.trouble.failed(exc, self.counters.decided(), self.config.settle_seconds)
         self._resync_at = time.monotonic() + wait
 
     def _step(self, msg) -> None:

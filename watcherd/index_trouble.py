@@ -1,5 +1,6 @@
 """When the daemon cannot write its index: another process held it past the busy
-timeout, or its disk is full.
+timeout, its disk is full, or (an index on a server) the server is down or the
+connection was lost, or the server gave this transaction up for another's.
 
 What the daemon did in that step is dropped and the folders are rescanned later, so no
 event is lost for good: soon after a busy spell, backing off up to a minute while the
@@ -23,11 +24,20 @@ class IndexTrouble:
         self._wait = 0.0
         self._mark = 0
 
-    def failed(self, reason: str, written: int, settle: float) -> float:
-        """The step failed with `reason` after `written` things were written so far:
-        returns the seconds to wait before the rescan."""
-        full = "full" in reason.lower()
-        state = "disk full" if full else "index busy"
+    def failed(self, exc: BaseException, written: int, settle: float) -> float:
+        """The step failed with `exc` after `written` things were written so far:
+        returns the seconds to wait before the rescan. A full disk and a server that
+        cannot be reached are waited out, backing off; a conflict is tried again soon."""
+        from . import db
+
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        if db.conflict(exc):  # another machine's transaction won: nothing is wrong
+            log.debug("transaction conflict, retrying: %s", reason,
+                      extra={"event": "retry", "reason": "conflict"})  # fmt: skip
+            return settle
+        server = db.unreachable(exc)
+        full = server or "full" in reason.lower()
+        state = "index server unreachable" if server else "disk full" if full else "index busy"
         self._mark = written
         if state != self.state:
             self.state, self._wait = state, settle
@@ -35,7 +45,9 @@ class IndexTrouble:
                 "%s, will rescan: %s%s",
                 state,
                 reason,
-                "; nothing is decided until there is room for the index" if full else "",
+                "; nothing is decided until there is room for the index"
+                if full and not server
+                else "",
                 extra={"event": "error", "reason": state, "detail": reason},
             )
         else:

@@ -30,6 +30,7 @@ __all__ = [
     "NotAnIndex",
     "SchemaTooNew",
     "backend",
+    "conflict",
     "counter",
     "is_damaged",
     "is_url",
@@ -41,13 +42,29 @@ __all__ = [
 ]  # fmt: skip
 
 
-def unreachable(exc: BaseException) -> bool:
-    """Whether `exc` says a database server could not be reached (down, refused, a
-    wrong socket or host): worth saying in one line, and trying again later."""
+def _server_error(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database server's operational error ("" when it has none: the
+    connection never got that far), None for anything else (SQLite's included)."""
     from sqlalchemy.exc import OperationalError
 
     orig = getattr(exc, "orig", None)
-    return isinstance(exc, OperationalError) and type(orig).__module__.startswith("psycopg")
+    if not isinstance(exc, OperationalError) or not type(orig).__module__.startswith("psycopg"):
+        return None
+    return getattr(orig, "sqlstate", None) or ""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says a database server could not be reached or was lost (down,
+    refused, restarting, a wrong socket or host): worth saying in one line, and trying
+    again later."""
+    state = _server_error(exc)
+    return state is not None and (state == "" or state[:2] == "08" or state[:3] == "57P")
+
+
+def conflict(exc: BaseException) -> bool:
+    """Whether `exc` is a transaction the server gave up on in favour of another
+    (serialization failure, deadlock): tried again at once, not an index in trouble."""
+    return _server_error(exc) in ("40001", "40P01")
 
 
 def is_url(target: str | Path) -> bool:
