@@ -52,11 +52,19 @@ class Fingerprints:
 
         Loading a million fingerprints through SQLAlchemy's Row objects takes seconds;
         the driver's own cursor takes a fraction of that. Still backend-neutral: the
-        statement is compiled for whatever dialect the engine speaks.
+        statement is compiled for whatever dialect the engine speaks, and read through
+        a server-side cursor on PostgreSQL.
         """
         conn = self.session.connection()
         sql = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
-        cursor = conn.connection.driver_connection.cursor()
+        driver = conn.connection.driver_connection
+        if conn.dialect.name == "postgresql":
+            # a server-side cursor: a client-side one holds every row of the result in
+            # the client at once (ten million region rows at a million photos)
+            cursor = driver.cursor(name=f"watcherd_rows_{id(stmt)}")
+            cursor.itersize = 10_000
+        else:
+            cursor = driver.cursor()
         try:
             cursor.execute(str(sql))
             while batch := cursor.fetchmany(10_000):
