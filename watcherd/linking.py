@@ -70,29 +70,45 @@ def link(mover: Mover, f: File, kept: File, decision: Decision) -> Outcome:
     reason = why_not(mover, f, kept)
     if reason:
         return Outcome(False, f.path, f"not linked: {reason}")
-    st = os.stat(f.path)
     root = mover.root_of(f.path)
     where = (str(root.path), os.path.realpath(root.path)) if root else (None, None)
+    made: list[str] = []  # how: "reflink" or "hard link"
+
+    def make(folder: int, tmp: str) -> None:
+        made.append(_make_link(folder, tmp, kept.path, f.path, f.sha256))
+
+    move = _carry_out(mover, f, decision, LINK, kept.path, where, make, "link")
+    _record(f)
+    decision.action = "linked"
+    mover._finish(move)
+    note = "" if made[0] == "reflink" else "a hard link: both names are now one file"
+    return Outcome(True, f.path, note)
+
+
+def _carry_out(mover: Mover, f: File, decision, kind: str, dest: str, root, make, verb) -> Move:
+    """Journal `kind` for `f`, have `make(folder, tmp)` write the new file under a
+    temporary name beside it, and put that in its place; on failure the temporary
+    goes, the intent is closed as undone, and ActionError says why."""
+    try:
+        st = os.stat(f.path)
+    except OSError as exc:
+        raise ActionError(f"{f.path}: {exc.strerror}") from None
     folder = os.open(os.path.dirname(f.path), moving.FOLDER)
     try:
         mover._not_moving(f)
-        move = mover._intent(f, decision, LINK, f.path, kept.path, st, where)
+        move = mover._intent(f, decision, kind, f.path, dest, st, root)
         tmp = os.path.basename(_tmp(move))
         try:
-            how = _make_link(folder, tmp, kept.path, f.path, f.sha256)
+            make(folder, tmp)
             _replace(folder, tmp, f.path, move)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=folder)
             _undone(mover, move, f"{exc.strerror or exc}")
-            raise ActionError(f"cannot link {f.path}: {exc.strerror or exc}") from None
+            raise ActionError(f"cannot {verb} {f.path}: {exc.strerror or exc}") from None
     finally:
         os.close(folder)
-    _record(f)
-    decision.action = "linked"
-    mover._finish(move)
-    note = "" if how == "reflink" else "a hard link: both names are now one file"
-    return Outcome(True, f.path, note)
+    return move
 
 
 def _make_link(folder: int, tmp: str, kept: str, src: str, sha256: str) -> str:
@@ -142,25 +158,12 @@ def separate(mover: Mover, f: File) -> Outcome:
     done = last_link(mover.index, f.id)
     if done is None or f.status != ACTIVE:
         raise ActionError(f"{f.path} is neither in quarantine nor linked")
-    try:
-        st = os.stat(f.path)
-    except OSError as exc:
-        raise ActionError(f"{f.path}: {exc.strerror}") from None
-    folder = os.open(os.path.dirname(f.path), moving.FOLDER)
-    try:
-        mover._not_moving(f)
-        move = mover._intent(f, done.decision, SEPARATE, f.path, f.path, st, (done.root, None))
-        tmp = os.path.basename(_tmp(move))
-        try:
-            _copy(folder, tmp, f.path, f.sha256, done.mtime_ns)
-            _replace(folder, tmp, f.path, move)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=folder)
-            _undone(mover, move, f"{exc.strerror or exc}")
-            raise ActionError(f"cannot give {f.path} its own bytes: {exc.strerror}") from None
-    finally:
-        os.close(folder)
+
+    def make(folder: int, tmp: str) -> None:
+        _copy(folder, tmp, f.path, f.sha256, done.mtime_ns)
+
+    where = (done.root, None)
+    move = _carry_out(mover, f, done.decision, SEPARATE, f.path, where, make, "separate")
     _record(f)
     mover._not_duplicates(f, done.decision)
     mover._finish(move)

@@ -81,11 +81,12 @@ def free_name(folder: int, name: str) -> str:
 FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
-def open_folder(top: str, parts: tuple[str, ...], create: bool) -> int:
+def open_folder(top: str | int, parts: tuple[str, ...], create: bool, mode: int = 0o777) -> int:
     """A descriptor on `top`/`parts`..., each folder opened relative to the one before
     it and none of them through a symbolic link (missing ones are made, if `create`):
     a folder replaced by a link, however late, leads nowhere but to an error."""
-    fd = os.open(top, FOLDER)
+    # `top`: a path, or a descriptor already open on it (a new one is made: ours)
+    fd = os.open(".", FOLDER, dir_fd=top) if isinstance(top, int) else os.open(top, FOLDER)
     try:
         for part in parts:
             if part in ("", ".", ".."):
@@ -96,7 +97,7 @@ def open_folder(top: str, parts: tuple[str, ...], create: bool) -> int:
                 if not create:
                     raise
                 with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, dir_fd=fd)
+                    os.mkdir(part, mode, dir_fd=fd)
                 nxt = os.open(part, FOLDER, dir_fd=fd)
             os.close(fd)
             fd = nxt

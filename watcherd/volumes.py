@@ -137,20 +137,10 @@ def open_folder(place: Place, parts: tuple[str, ...]) -> int:
     """A descriptor on `parts` below a volume's quarantine folder, each folder opened
     without following a symbolic link and made 0700 where missing; the quarantine
     folder itself is checked again once open (it may have been swapped since)."""
-    fd = moving.open_folder(str(place.folder.parent), (place.folder.name,), create=False)
+    top = moving.open_folder(str(place.folder.parent), (place.folder.name,), create=False)
     try:
-        st = os.fstat(fd)
-        if st.st_uid != os.geteuid():
+        if os.fstat(top).st_uid != os.geteuid():
             raise OSError(errno.EPERM, f"{place.folder} belongs to another user")
-        for part in parts:
-            if part in ("", ".", ".."):
-                raise OSError(errno.EINVAL, f"not a plain folder name: {part!r}")
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, 0o700, dir_fd=fd)
-            nxt = os.open(part, moving.FOLDER, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return moving.open_folder(top, parts, create=True, mode=0o700)
+    finally:
+        os.close(top)
