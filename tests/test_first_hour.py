@@ -129,7 +129,9 @@ def test_report_rows_say_what_a_script_needs_and_label_what_they_mean(tmp_path):
     similar = next(r for r in rows if r["kind"] == "similar")
     assert similar["action"] == "reported"  # neither flagged nor moved
     csv_text = run_cli("--db", str(db), "report", "--format", "csv").stdout
-    assert csv_text.splitlines()[0].endswith(",size,group,transform,matched_with")
+    assert csv_text.splitlines()[0].endswith(
+        ",size,group,transform,matched_with,machine,original_machine"  # issue 27: machines
+    )
     table = run_cli("--db", str(db), "report").stdout
     assert f"[{len(made)} copies, " in table and " reclaimable]" in table
     assert "[1 similar shot]" in table

@@ -391,14 +391,13 @@ def restore_paths(index: Index, mover: Mover, paths: list[str]) -> tuple[list[st
     own: (paths restored to, quarantine paths that could not be)."""
     restored, failed = [], []
     for path in paths:
-        f = index.file_by_path(path)
         try:
-            if f is None:
-                raise ActionError(f"{path} is no longer in the quarantine")
-            out = mover.restore(f)
-            index.commit()
-        except ActionError as exc:
-            index.rollback()
+            with index.unit():
+                f = index.file_by_path(path)
+                if f is None:
+                    raise ActionError(f"{path} is no longer in the quarantine")
+                out = mover.restore(f)
+        except ActionError as exc:  # rolled back
             failed.append(path)
             log.warning("not restored: %s: %s", path, exc,
                         extra={"event": "error", "path": path, "reason": str(exc)})  # fmt: skip

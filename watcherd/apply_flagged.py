@@ -51,10 +51,10 @@ def apply_flagged(
             continue
         path = redundant.path
         try:
-            moved = mover.quarantine(redundant, decision)
-        except ActionError as exc:
+            with index.unit():
+                moved = mover.quarantine(redundant, decision)
+        except ActionError as exc:  # rolled back
             out.append(Applied(path, None, str(exc), failed=True))
             continue
         out.append(Applied(path, moved.path if moved.moved else None, moved.note, not moved.moved))
-    index.commit()
     return out

@@ -54,11 +54,10 @@ class CatchUp:
         (the next start catches up)."""
         stats = ScanStats()
         try:
-            todo = reconcile(folders, self.config, self.index, stats, stop=self.stopping)
-        except Interrupted:
-            self.index.rollback()
+            with self.index.unit():
+                todo = reconcile(folders, self.config, self.index, stats, stop=self.stopping)
+        except Interrupted:  # rolled back
             return False
-        self.index.commit()
         self.counters.moved += stats.moved
         self.counters.missing += stats.missing
         if first and len(todo) > QUIET_CATCH_UP and self._quiet is None:

@@ -94,9 +94,9 @@ class App:
         from .index import Index
 
         if writer:
-            with Index(self.db_path, writer=True, machine=self.config.machine) as index:
-                if Mover(index, self.config).recover():
-                    index.commit()
+            recovering = Index(self.db_path, writer=True, machine=self.config.machine)
+            with recovering as index, index.unit():
+                Mover(index, self.config).recover()
         return Index(self.db_path, writer=writer, machine=self.config.machine)
 
 
@@ -746,9 +746,9 @@ def restore(
         for e in chosen:
             f = index.get(e.file_id)
             try:
-                out = mover.restore(f)
-            except ActionError as exc:
-                index.rollback()
+                with index.unit():
+                    out = mover.restore(f)
+            except ActionError as exc:  # rolled back
                 failures += 1
                 click.echo(f"not restored: {e.path}: {exc}", err=True)
                 continue

@@ -92,8 +92,8 @@ class FileEvents:
         self.settler.touch(path, root, wait_close, time.monotonic())
 
     def _missing(self, f, path: str) -> None:
-        self.index.mark_missing(f)
-        self.index.commit()
+        with self.index.unit():
+            self.index.mark_missing(f)
         self.tally.missing += 1
         log.info("gone: %s", path, extra={"event": "missing", "path": path})
 
@@ -105,8 +105,8 @@ class FileEvents:
             if dest_root is None:  # renamed to a name we skip, or out of the roots
                 self._missing(f, src)
             else:
-                self.index.move_file(f, dest, dest_root)
-                self.index.commit()
+                with self.index.unit():
+                    self.index.move_file(f, dest, dest_root)
                 self.tally.moved += 1
                 log.info("moved %s -> %s", src, dest,
                          extra={"event": "moved", "path": dest, "from": src})  # fmt: skip
@@ -127,8 +127,8 @@ class FileEvents:
         if dest_root is None or not self.config.is_included_dir(os.path.basename(dest)):
             self._dir_deleted(src)
             return []
-        moved = self.index.move_folder(src, dest, dest_root)
-        self.index.commit()
+        with self.index.unit():
+            moved = self.index.move_folder(src, dest, dest_root)
         if moved:
             self.tally.moved += moved
             log.info("moved folder %s -> %s", src, dest,
@@ -137,9 +137,10 @@ class FileEvents:
 
     def _dir_deleted(self, folder: str) -> None:
         self.settler.forget_under(folder)
-        missing = [fid for fid, path in self.index.live_under(folder) if not os.path.lexists(path)]
-        self.index.mark_missing_many(missing)
-        self.index.commit()
+        with self.index.unit():
+            live = self.index.live_under(folder)
+            missing = [fid for fid, path in live if not os.path.lexists(path)]
+            self.index.mark_missing_many(missing)
         gone = len(missing)
         if gone:
             self.tally.missing += gone

@@ -23,21 +23,21 @@ def _files(index: Index, first: Path, second: Path) -> tuple[File, File]:
 
 def remember(index: Index, config: Config, first: Path, second: Path) -> bool:
     """Say two files are not copies: any live pairing of them ends."""
-    a, b = _files(index, first, second)
-    Mover(index, config).ignore(a, b.id)
-    index.commit()
+    with index.unit():
+        a, b = _files(index, first, second)
+        Mover(index, config).ignore(a, b.id)
     return True
 
 
 def forget(index: Index, _config: Config, first: Path, second: Path) -> bool:
     """Take that back; True if they were ignored. They are paired again only when one
     of them is read again (a re-scan of a changed file, `scan --rehash`)."""
-    a, b = _files(index, first, second)
-    low, high = sorted((a.id, b.id))
-    gone = index.session.execute(
-        delete(IgnoredPair).where(IgnoredPair.file_a_id == low, IgnoredPair.file_b_id == high)
-    ).rowcount
-    index.commit()
+    with index.unit():
+        a, b = _files(index, first, second)
+        low, high = sorted((a.id, b.id))
+        gone = index.session.execute(
+            delete(IgnoredPair).where(IgnoredPair.file_a_id == low, IgnoredPair.file_b_id == high)
+        ).rowcount
     return bool(gone)
 
 

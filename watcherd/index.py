@@ -10,7 +10,9 @@ journal's queries), index_changes (the change log); index_sql holds the statemen
 
 from __future__ import annotations
 
+import contextlib
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Connection, event
@@ -61,6 +63,20 @@ class Index(ChangeLog, FileRows, Fingerprints, Decisions, Journal):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    @contextlib.contextmanager
+    def unit(self) -> Iterator[Index]:
+        """One unit of work: committed when the block ends, rolled back if it raises.
+        The way commands, the daemon's event handling and recovery write; the other
+        commits are the move journal's (its intent is on disk before a file is touched,
+        actions.py) and a scan's batches (scanner.py: a commit every COMMIT_EVERY files,
+        none at all in a dry run)."""
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
 
     def commit(self) -> None:
         self.session.commit()

@@ -132,10 +132,10 @@ def purge(index: Index, victims: list[Entry]) -> tuple[int, list[tuple[str, str]
             failed.append((e.path, str(exc)))
             continue
         _restore_to_original(e.path, e.original)
-        f.status = MISSING
-        f.error = f"purged from quarantine to the trash on {utcnow():%Y-%m-%d}"
-        index.forget_decisions(f)
-        index.commit()
+        with index.unit():
+            f.status = MISSING
+            f.error = f"purged from quarantine to the trash on {utcnow():%Y-%m-%d}"
+            index.forget_decisions(f)
         done += 1
     return done, failed
 

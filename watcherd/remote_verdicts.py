@@ -60,18 +60,17 @@ class RemoteVerdicts:
             path = redundant.path  # where it is now: a move gives the row its new path
             action = config.action_for(path)
             try:
-                if action == "link" and decision.kind == "exact":
-                    out = linking.link(mover, redundant, kept, decision)
-                elif action == "quarantine":
-                    out = mover.quarantine(redundant, decision)
-                else:
-                    continue
-            except ActionError as exc:
-                self.index.rollback()
+                with self.index.unit():
+                    if action == "link" and decision.kind == "exact":
+                        out = linking.link(mover, redundant, kept, decision)
+                    elif action == "quarantine":
+                        out = mover.quarantine(redundant, decision)
+                    else:
+                        continue
+            except ActionError as exc:  # rolled back
                 log.warning("not acted on: %s: %s", path, exc,
                             extra={"event": "error", "path": path})  # fmt: skip
                 continue
-            self.index.commit()
             if out.moved:
                 done += 1
                 event = "linked" if action == "link" else "quarantined"
