@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from conftest import run_cli, unprivileged
+from conftest import invoke, run_cli, unprivileged
 from helpers import copies, photo, save
 
 
@@ -28,11 +28,11 @@ def test_scan_then_report_json_pair_by_pair(tmp_path):
     lib = tmp_path / "Pictures"
     groups = build_library(lib)
     db = tmp_path / "index.sqlite3"
-    out = run_cli("--db", str(db), "scan", str(lib), "--json")
+    out = invoke("--db", str(db), "scan", str(lib), "--json")
     stats = json.loads(out.stdout)
     assert stats["seen"] == 3 * 8 + 8 and stats["errors"] == 0
 
-    report = json.loads(run_cli("--db", str(db), "report", "--format", "json").stdout)
+    report = json.loads(invoke("--db", str(db), "report", "--format", "json").stdout)
     group_of = {p: g for g, members in groups.items() for p in members}
     linked: dict[str, set[str]] = {g: set() for g in groups}
     for d in report["duplicates"]:
@@ -59,8 +59,8 @@ def test_second_scan_skips_everything(tmp_path):
     lib = tmp_path / "lib"
     build_library(lib)
     db = str(tmp_path / "i.sqlite3")
-    run_cli("--db", db, "scan", str(lib))
-    stats = json.loads(run_cli("--db", db, "scan", str(lib), "--json").stdout)
+    invoke("--db", db, "scan", str(lib))
+    stats = json.loads(invoke("--db", db, "scan", str(lib), "--json").stdout)
     assert stats["skipped"] == stats["seen"] == 32 and stats["new"] == 0
 
 
@@ -68,14 +68,14 @@ def test_db_from_environment_and_human_summary(tmp_path):
     save(photo(1), tmp_path / "lib" / "a.jpg")
     save(photo(1), tmp_path / "lib" / "b.jpg", quality=50)
     env = {"WATCHERD_DB": str(tmp_path / "env.sqlite3")}
-    out = run_cli("scan", str(tmp_path / "lib"), env=env)
+    out = invoke("scan", str(tmp_path / "lib"), env=env)
     assert "Scanned 2 files" in out.stdout and "1 near duplicates" in out.stdout
     assert (tmp_path / "env.sqlite3").exists()
 
 
 def test_default_db_location_is_platformdirs_data_dir(tmp_path, isolated_env):
     save(photo(1), tmp_path / "lib" / "a.jpg")
-    run_cli("scan", str(tmp_path / "lib"))
+    invoke("scan", str(tmp_path / "lib"))
     assert (isolated_env / ".local/share/watcherd/index.sqlite3").exists()
 
 
@@ -101,7 +101,7 @@ def test_bad_files_reported_and_counted(tmp_path):
     ]:
         line = next(ln for ln in proc.stdout.splitlines() if name in ln)
         assert reason in line
-    summary = json.loads(run_cli("--db", db, "report", "--format", "json").stdout)["summary"]
+    summary = json.loads(invoke("--db", db, "report", "--format", "json").stdout)["summary"]
     assert summary["errors"] == 4 and summary["files"] == 5
 
 
@@ -120,41 +120,39 @@ def test_report_formats_and_fail_on_duplicates(tmp_path):
     save(photo(1), tmp_path / "lib" / "a.jpg")
     save(photo(1).resize((320, 240)), tmp_path / "lib" / "b.jpg")
     db = str(tmp_path / "i.sqlite3")
-    run_cli("--db", db, "scan", str(tmp_path / "lib"))
-    rows = list(
-        csv.DictReader(io.StringIO(run_cli("--db", db, "report", "--format", "csv").stdout))
-    )
+    invoke("--db", db, "scan", str(tmp_path / "lib"))
+    rows = list(csv.DictReader(io.StringIO(invoke("--db", db, "report", "--format", "csv").stdout)))
     assert [(Path(r["path"]).name, Path(r["original"]).name) for r in rows] == [("b.jpg", "a.jpg")]
-    table = run_cli("--db", db, "report").stdout
+    table = invoke("--db", db, "report").stdout
     assert "a.jpg" in table and "b.jpg" in table and "reclaimable" in table
-    assert run_cli("--db", db, "report", "--fail-on-duplicates", check=False).returncode == 1
-    assert run_cli("--db", db, "report", "--kind", "exact", "--fail-on-duplicates").returncode == 0
-    assert json.loads(run_cli("--db", db, "report", "--format", "json", "--since", "1h").stdout)[
+    assert invoke("--db", db, "report", "--fail-on-duplicates", check=False).returncode == 1
+    assert invoke("--db", db, "report", "--kind", "exact", "--fail-on-duplicates").returncode == 0
+    assert json.loads(invoke("--db", db, "report", "--format", "json", "--since", "1h").stdout)[
         "duplicates"
     ]
     empty = tmp_path / "empty.sqlite3"
-    assert run_cli("--db", str(empty), "report", "--fail-on-duplicates").returncode == 0
+    assert invoke("--db", str(empty), "report", "--fail-on-duplicates").returncode == 0
 
 
 def test_dry_run_writes_nothing(tmp_path):
     save(photo(1), tmp_path / "lib" / "a.jpg")
     save(photo(1), tmp_path / "lib" / "b.png")
     db = str(tmp_path / "i.sqlite3")
-    out = run_cli("--db", db, "scan", "--dry-run", str(tmp_path / "lib"))
+    out = invoke("--db", db, "scan", "--dry-run", str(tmp_path / "lib"))
     assert "would have found 0 exact and 1 near" in out.stdout
-    assert json.loads(run_cli("--db", db, "report", "--format", "json").stdout)["duplicates"] == []
+    assert json.loads(invoke("--db", db, "report", "--format", "json").stdout)["duplicates"] == []
 
 
 def test_config_init_show_and_errors(tmp_path):
     cfg = tmp_path / "c.toml"
-    run_cli("--config", str(cfg), "config", "init")
+    invoke("--config", str(cfg), "config", "init")
     assert "phash_distance = 10" in cfg.read_text()
-    again = run_cli("--config", str(cfg), "config", "init", check=False)
+    again = invoke("--config", str(cfg), "config", "init", check=False)
     assert again.returncode == 1 and "already exists" in again.stderr
-    shown = json.loads(run_cli("--config", str(cfg), "config", "show", "--json").stdout)
+    shown = json.loads(invoke("--config", str(cfg), "config", "show", "--json").stdout)
     assert shown["config_file"] == str(cfg) and shown["action"] == "flag"
     cfg.write_text('action = "shred"\n')
-    bad = run_cli("--config", str(cfg), "config", "show", check=False)
+    bad = invoke("--config", str(cfg), "config", "show", check=False)
     assert bad.returncode == 78  # a configuration error's own status (EX_CONFIG), issue 24
     assert str(cfg) in bad.stderr and "'action'" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -166,15 +164,15 @@ def test_missing_root_is_reported_not_a_crash(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'roots = ["{lib}", "{tmp_path / "gone"}"]\n')
     env = {"WATCHERD_CONFIG": str(cfg), "WATCHERD_DB": str(tmp_path / "i.sqlite3")}
-    out = run_cli("scan", env=env)
+    out = invoke("scan", env=env)
     assert "folder not found" in out.stderr and "gone" in out.stderr
     assert "Scanned 1 files" in out.stdout
-    shown = run_cli("config", "show", env=env)
+    shown = invoke("config", "show", env=env)
     assert "root does not exist" in shown.stderr
 
 
 def test_nothing_to_scan(tmp_path):
-    proc = run_cli("--db", str(tmp_path / "i.sqlite3"), "scan", check=False)
+    proc = invoke("--db", str(tmp_path / "i.sqlite3"), "scan", check=False)
     assert proc.returncode == 2 and "nothing to scan" in proc.stderr
 
 

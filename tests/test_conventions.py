@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_cli
+from conftest import invoke
 from helpers import photo, save
 
 
 def test_dash_h_is_help_everywhere():
     for args in ([], ["scan"], ["quarantine", "apply"], ["service", "install"]):
-        proc = run_cli(*args, "-h")
+        proc = invoke(*args, "-h")
         assert proc.stdout.startswith("Usage: "), args
 
 
@@ -33,31 +33,31 @@ def test_every_option_has_help_text():
 def test_format_json_is_one_spelling_on_every_command(tmp_path):
     save(photo(1), tmp_path / "lib" / "a.jpg")
     db = ["--db", str(tmp_path / "index.sqlite3")]
-    assert json.loads(run_cli(*db, "scan", "--format", "json", str(tmp_path / "lib")).stdout)
-    assert json.loads(run_cli(*db, "status", "--format", "json").stdout)["db"]
-    assert json.loads(run_cli(*db, "config", "show", "--format", "json").stdout)["db"]
-    assert json.loads(run_cli(*db, "status", "--json").stdout)["db"]  # the old spelling
+    assert json.loads(invoke(*db, "scan", "--format", "json", str(tmp_path / "lib")).stdout)
+    assert json.loads(invoke(*db, "status", "--format", "json").stdout)["db"]
+    assert json.loads(invoke(*db, "config", "show", "--format", "json").stdout)["db"]
+    assert json.loads(invoke(*db, "status", "--json").stdout)["db"]  # the old spelling
 
 
 def test_an_unknown_key_suggests_the_closest(tmp_path):
     cfg = tmp_path / "config.toml"
     cfg.write_text('acton = "quarantine"\n')
-    bad = run_cli("--config", str(cfg), "config", "show", check=False)
+    bad = invoke("--config", str(cfg), "config", "show", check=False)
     assert bad.returncode == 78 and "did you mean 'action'?" in bad.stderr
     cfg.write_text("[near]\nphash_distanse = 8\n")
-    bad = run_cli("--config", str(cfg), "config", "show", check=False)
+    bad = invoke("--config", str(cfg), "config", "show", check=False)
     assert "'near.phash_distanse'" in bad.stderr and "did you mean 'phash_distance'" in bad.stderr
 
 
 def test_a_file_where_a_folder_is_expected_is_one_line(tmp_path):
     photo_file = save(photo(2), tmp_path / "a.jpg")
-    proc = run_cli("--db", str(tmp_path / "i.sqlite3"), "run", str(photo_file), check=False)
+    proc = invoke("--db", str(tmp_path / "i.sqlite3"), "run", str(photo_file), check=False)
     assert proc.returncode == 2 and "is a file" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_notify_test_with_a_bus_but_no_server_says_so_in_words(session_bus):
-    out = run_cli("notify-test", env={"DBUS_SESSION_BUS_ADDRESS": session_bus.address},
+    out = invoke("notify-test", env={"DBUS_SESSION_BUS_ADDRESS": session_bus.address},
                   check=False)  # fmt: skip
     assert out.returncode == 1
     assert "no notification server is running in this session" in out.stderr
@@ -72,17 +72,17 @@ def _quarantined_library(tmp_path, count: int = 3):
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'roots = ["{lib}"]\naction = "quarantine"\nquarantine_dir = "{q}"\n')
     common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
-    run_cli(*common, "scan")
+    invoke(*common, "scan")
     return lib, common
 
 
 def test_restore_previews_with_dry_run(tmp_path):
     lib, common = _quarantined_library(tmp_path)
-    out = run_cli(*common, "restore", "--all", "--dry-run").stdout
+    out = invoke(*common, "restore", "--all", "--dry-run").stdout
     assert "Would restore 3 files." in out
     assert f"would restore {lib / 'a0 small.jpg'}" in out
     assert not (lib / "a0 small.jpg").exists()  # nothing moved
-    run_cli(*common, "restore", "--all", "-y")
+    invoke(*common, "restore", "--all", "-y")
     assert (lib / "a0 small.jpg").exists()
 
 
@@ -91,14 +91,14 @@ def test_ignore_lists_removes_and_refuses_a_file_paired_with_itself(tmp_path):
     img = photo(90)
     a, b = save(img, lib / "a.jpg"), save(img.resize((320, 240)), lib / "b.jpg")
     common = ["--db", str(tmp_path / "index.sqlite3")]
-    run_cli(*common, "scan", str(lib))
-    same = run_cli(*common, "ignore", str(a), str(a), check=False)
+    invoke(*common, "scan", str(lib))
+    same = invoke(*common, "ignore", str(a), str(a), check=False)
     assert same.returncode == 2 and "never a duplicate of itself" in same.stderr
-    run_cli(*common, "ignore", str(a), str(b))
-    assert run_cli(*common, "ignore", "--list").stdout.strip() == f"{a}\t{b}"
-    removed = run_cli(*common, "ignore", "--remove", str(b), str(a)).stdout
+    invoke(*common, "ignore", str(a), str(b))
+    assert invoke(*common, "ignore", "--list").stdout.strip() == f"{a}\t{b}"
+    removed = invoke(*common, "ignore", "--remove", str(b), str(a)).stdout
     assert "may be called duplicates again" in removed
-    assert run_cli(*common, "ignore", "--list").stdout.strip() == ""
+    assert invoke(*common, "ignore", "--list").stdout.strip() == ""
 
 
 def test_config_init_takes_the_folders_to_watch_and_writes_them_home_relative(
@@ -107,9 +107,9 @@ def test_config_init_takes_the_folders_to_watch_and_writes_them_home_relative(
     pictures = isolated_env / "Pictures"
     pictures.mkdir()
     cfg = tmp_path / "config.toml"
-    run_cli("--config", str(cfg), "config", "init", "--root", str(pictures))
+    invoke("--config", str(cfg), "config", "init", "--root", str(pictures))
     assert 'roots = ["~/Pictures"]' in cfg.read_text()
-    shown = json.loads(run_cli("--config", str(cfg), "config", "show", "--json").stdout)
+    shown = json.loads(invoke("--config", str(cfg), "config", "show", "--json").stdout)
     assert shown["roots"][0]["path"] == str(pictures)
 
 
@@ -128,7 +128,7 @@ def test_a_db_that_is_not_an_index_is_one_line_and_untouched(tmp_path):
         (notes / "sub" / "index.sqlite3", "cannot create"),  # its folder cannot be made
     ]
     for db, words in cases:
-        proc = run_cli("--db", str(db), "status", check=False)
+        proc = invoke("--db", str(db), "status", check=False)
         assert proc.returncode == 2 and words in proc.stderr, (db, proc.stderr)
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert notes.read_text() == "shopping: milk, eggs\n"
@@ -149,7 +149,7 @@ def test_shell_completion_for_bash_completes_commands(tmp_path):
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("no bash here")
-    script = run_cli("completion", "bash").stdout
+    script = invoke("completion", "bash").stdout
     assert "_WATCHERD_COMPLETE" in script
     env = {**os.environ, "_WATCHERD_COMPLETE": "bash_complete", "COMP_WORDS": "watcherd qu",
            "COMP_CWORD": "1"}  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_cli
+from conftest import invoke
 from helpers import photo, save
 
 
@@ -24,8 +24,8 @@ def test_a_protected_root_keeps_its_photo_against_a_better_copy_elsewhere(tmp_pa
         f'action = "quarantine"\nquarantine_dir = "{q}"\n'
     )
     common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
-    run_cli(*common, "scan")
-    rows = json.loads(run_cli(*common, "report", "--format", "json").stdout)["duplicates"]
+    invoke(*common, "scan")
+    rows = json.loads(invoke(*common, "report", "--format", "json").stdout)["duplicates"]
     by_path = {r["path"]: r for r in rows}
     assert by_path[str(downloads / "export.png")]["original"] == str(camera / "IMG_0001.jpg")
     assert by_path[str(downloads / "export.png")]["action"] == "quarantined"
@@ -61,7 +61,7 @@ def test_ctrl_c_during_a_scan_keeps_what_was_decided_and_exits_130(tmp_path):
     with sqlite3.connect(db) as con:
         kept = con.execute("SELECT count(*) FROM files").fetchone()[0]
     assert 0 < kept < 300  # decided files are committed, the rest were not read
-    again = json.loads(run_cli("--db", str(db), "scan", "--json", str(lib)).stdout)
+    again = json.loads(invoke("--db", str(db), "scan", "--json", str(lib)).stdout)
     assert (again["new"], again["skipped"]) == (300 - kept, kept)  # it goes on from there
 
 
@@ -75,12 +75,12 @@ def test_nothing_to_watch_is_a_configuration_error_the_service_does_not_retry(
     cfg = tmp_path / "config.toml"
     cfg.write_text("")  # no roots
     common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
-    run = run_cli(*common, "run", check=False)
+    run = invoke(*common, "run", check=False)
     assert run.returncode == 78 and "nothing to watch" in run.stderr
     unit = (Path(__file__).parents[1] / "watcherd" / "data" / "watcherd.service").read_text()
     prevent = next(line for line in unit.splitlines() if line.startswith("RestartPrevent"))
     assert {"65", "78"} <= set(prevent.split("=", 1)[1].split())
-    install = run_cli(*common, "service", "install", check=False)
+    install = invoke(*common, "service", "install", check=False)
     assert install.returncode == 78 and "nothing to watch" in install.stderr
     assert not (isolated_env / ".config/systemd/user/watcherd.service").exists()
 
@@ -91,7 +91,7 @@ def test_service_install_fails_when_it_could_not_enable_anything(tmp_path, isola
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'roots = ["{pictures}"]\n')
     no_systemctl = {"PATH": str(tmp_path / "empty")}  # no systemd user manager to reach
-    proc = run_cli("--config", str(cfg), "service", "install", "--enable", "--now",
+    proc = invoke("--config", str(cfg), "service", "install", "--enable", "--now",
                    env=no_systemctl, check=False)  # fmt: skip
     assert proc.returncode == 1
     assert "no systemd user manager reachable" in proc.stderr
@@ -112,12 +112,12 @@ def test_report_rows_say_what_a_script_needs_and_label_what_they_mean(tmp_path):
     save(photo(8), lib / "b.jpg")
     save(photo(9), lib / "c.jpg")
     db = tmp_path / "index.sqlite3"
-    run_cli("--db", str(db), "scan", str(lib))
+    invoke("--db", str(db), "scan", str(lib))
     with Index(db, writer=True) as index:  # a similar shot, as the pipeline records one
         b, c = index.file_by_path(str(lib / "b.jpg")), index.file_by_path(str(lib / "c.jpg"))
         index.record_similar(c, b, 14)
         index.commit()
-    rows = json.loads(run_cli("--db", str(db), "report", "--format", "json").stdout)
+    rows = json.loads(invoke("--db", str(db), "report", "--format", "json").stdout)
     rows = rows["duplicates"]
     copies_rows = [r for r in rows if r["kind"] != "similar"]
     assert len(copies_rows) == len(made) and len({r["group"] for r in copies_rows}) == 1
@@ -128,11 +128,11 @@ def test_report_rows_say_what_a_script_needs_and_label_what_they_mean(tmp_path):
     assert turned["transform"] in ("rotate90", "rotate270")
     similar = next(r for r in rows if r["kind"] == "similar")
     assert similar["action"] == "reported"  # neither flagged nor moved
-    csv_text = run_cli("--db", str(db), "report", "--format", "csv").stdout
+    csv_text = invoke("--db", str(db), "report", "--format", "csv").stdout
     assert csv_text.splitlines()[0].endswith(
         ",size,group,transform,matched_with,machine,original_machine"  # issue 27: machines
     )
-    table = run_cli("--db", str(db), "report").stdout
+    table = invoke("--db", str(db), "report").stdout
     assert f"[{len(made)} copies, " in table and " reclaimable]" in table
     assert "[1 similar shot]" in table
 
@@ -174,11 +174,11 @@ def test_global_options_work_after_the_command_too(tmp_path):
     lib = tmp_path / "lib"
     save(photo(3), lib / "a.jpg")
     db = tmp_path / "index.sqlite3"
-    out = run_cli("scan", "--db", str(db), "--log-format", "json", "--json", str(lib))
+    out = invoke("scan", "--db", str(db), "--log-format", "json", "--json", str(lib))
     assert json.loads(out.stdout)["new"] == 1 and db.exists()
-    listed = run_cli("quarantine", "list", "--db", str(db), "-v")
+    listed = invoke("quarantine", "list", "--db", str(db), "-v")
     assert listed.returncode == 0
-    report = run_cli("report", "--format", "json", f"--db={db}")
+    report = invoke("report", "--format", "json", f"--db={db}")
     assert json.loads(report.stdout)["summary"]["files"] == 1
 
 
@@ -197,18 +197,18 @@ def test_quarantine_apply_moves_what_was_flagged_before_quarantine_was_on(tmp_pa
     roots = f'roots = [{{ path = "{camera}", protect = true }}, "{lib}"]\n'
     cfg.write_text(roots + 'action = "flag"\n')
     common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
-    run_cli(*common, "scan")
+    invoke(*common, "scan")
     cfg.write_text(roots + f'action = "quarantine"\nquarantine_dir = "{q}"\n')
-    again = json.loads(run_cli(*common, "scan", "--json").stdout)
+    again = json.loads(invoke(*common, "scan", "--json").stdout)
     assert again["quarantined"] == 0  # a scan decides new files only
-    preview = run_cli(*common, "quarantine", "apply", "--dry-run").stdout
+    preview = invoke(*common, "quarantine", "apply", "--dry-run").stdout
     assert "Would move 4 of 4 flagged duplicates" in preview and not q.exists()
-    only_sent = run_cli(*common, "quarantine", "apply", "--root", str(lib / "sent")).stdout
+    only_sent = invoke(*common, "quarantine", "apply", "--root", str(lib / "sent")).stdout
     assert "Moved 3 of 3 flagged duplicates" in only_sent
     assert not list((lib / "sent").glob("*.jpg")) and (lib / "big.jpg").exists()
-    rest = run_cli(*common, "quarantine", "apply").stdout
+    rest = invoke(*common, "quarantine", "apply").stdout
     assert "Moved 1 of 1" in rest and not (lib / "big.jpg").exists()
-    listed = json.loads(run_cli(*common, "quarantine", "list", "--format", "json").stdout)
+    listed = json.loads(invoke(*common, "quarantine", "list", "--format", "json").stdout)
     assert len(listed) == 4  # journalled moves, each restorable
     assert (camera / "protected small.jpg").exists()
 
@@ -218,7 +218,7 @@ def test_a_scan_error_is_printed_once_in_the_summary(tmp_path):
     lib = tmp_path / "lib"
     save(photo(1), lib / "a.jpg")
     (lib / "empty.jpg").write_bytes(b"")
-    proc = run_cli("--db", str(tmp_path / "i.sqlite3"), "scan", str(lib))
+    proc = invoke("--db", str(tmp_path / "i.sqlite3"), "scan", str(lib))
     both = proc.stdout + proc.stderr
     assert both.count("empty.jpg") == 1, both
     assert "error: " in proc.stdout and "empty file" in proc.stdout
@@ -231,9 +231,9 @@ def test_the_html_page_shows_video_copies_without_a_rehash_warning(tmp_path):
     (lib / "VID-1.mp4").write_bytes(clip)
     (lib / "VID-1 copy.mp4").write_bytes(clip)
     db = tmp_path / "i.sqlite3"
-    run_cli("--db", str(db), "scan", str(lib))
+    invoke("--db", str(db), "scan", str(lib))
     out = tmp_path / "r.html"
-    proc = run_cli("--db", str(db), "report", "--format", "html", "-o", str(out))
+    proc = invoke("--db", str(db), "report", "--format", "html", "-o", str(out))
     assert "indexed before thumbnails" not in proc.stderr
     page = out.read_text()
     assert page.count('<div class="none">video</div>') == 2
@@ -250,12 +250,12 @@ def test_output_into_a_pipe_is_never_wrapped(tmp_path):
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'roots = ["{tmp_path}"]\naction = "quarantine"\nquarantine_dir = "{q}"\n')
     common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
-    run_cli(*common, "scan")
-    listed = run_cli(*common, "quarantine", "list", env={"COLUMNS": "80"}).stdout
+    invoke(*common, "scan")
+    listed = invoke(*common, "quarantine", "list", env={"COLUMNS": "80"}).stdout
     assert str(deep / "IMG-20260101-WA0002-with-a-long-name.jpg") in listed.splitlines()[0]
-    status = run_cli(*common, "status", env={"COLUMNS": "80"}).stdout
+    status = invoke(*common, "status", env={"COLUMNS": "80"}).stdout
     assert any(str(tmp_path) in line for line in status.splitlines())
-    bad = run_cli(*common, "restore", str(deep / "no-such-file-with-a-long-name.jpg"),
+    bad = invoke(*common, "restore", str(deep / "no-such-file-with-a-long-name.jpg"),
                   env={"COLUMNS": "80"}, check=False)  # fmt: skip
     missing = str(deep / "no-such-file-with-a-long-name.jpg")
     assert bad.returncode != 0 and any(missing in line for line in bad.stderr.splitlines())

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import invoke
 from helpers import photo, save
 
 from watcherd.config import Config, Root
@@ -28,7 +28,7 @@ OTHER = os.fsdecode(b"\xff\xfe copie.jpg")
 
 
 def report_rows(*common: str) -> list[dict]:
-    return json.loads(run_cli(*common, "report", "--format", "json").stdout)["duplicates"]
+    return json.loads(invoke(*common, "report", "--format", "json").stdout)["duplicates"]
 
 
 def test_names_that_are_not_utf8_are_indexed_decided_and_shown(tmp_path, daemons):
@@ -37,20 +37,20 @@ def test_names_that_are_not_utf8_are_indexed_decided_and_shown(tmp_path, daemons
     save(img, lib / LATIN1)
     save(img.resize((320, 240)), lib / "small.jpg")
     common = ["--db", str(tmp_path / "index.sqlite3")]
-    first = run_cli(*common, "scan", "--json", str(lib))
+    first = invoke(*common, "scan", "--json", str(lib))
     assert json.loads(first.stdout)["near"] == 1
-    again = json.loads(run_cli(*common, "scan", "--json", str(lib)).stdout)
+    again = json.loads(invoke(*common, "scan", "--json", str(lib)).stdout)
     assert (again["new"], again["skipped"], again["missing"]) == (0, 2, 0)  # found as it was
     # a name whose order as text differs from its order as the index stores it arrives
     # beside one that is not UTF-8: each must still be recognised for what it is
     save(photo(20, (96, 72)), lib / os.fsdecode(b"a\xe9.jpg"))
-    run_cli(*common, "scan", str(lib))
+    invoke(*common, "scan", str(lib))
     save(photo(21, (96, 72)), lib / "a\ue000.jpg")
-    again = json.loads(run_cli(*common, "scan", "--json", str(lib)).stdout)
+    again = json.loads(invoke(*common, "scan", "--json", str(lib)).stdout)
     assert (again["new"], again["skipped"], again["missing"]) == (1, 3, 0)
     rows = report_rows(*common)
     assert [r["original"] for r in rows] == [str(lib / LATIN1)]  # JSON keeps the real name
-    table = run_cli(*common, "report").stdout
+    table = invoke(*common, "report").stdout
     assert "caf\ufffd \ufffd la plage.jpg" in table  # shown with replacement characters
     # the daemon decides such a name on arrival, and starts again with it on disk
     d = daemons(tmp_path, roots=[lib], db=tmp_path / "index.sqlite3").start()
@@ -125,10 +125,10 @@ def test_a_symlinked_folder_on_the_command_line_is_not_followed(tmp_path):
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'roots = ["{lib}"]\naction = "quarantine"\nquarantine_dir = "{q}"\n')
     common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
-    out = run_cli(*common, "scan", str(lib / "link"))
+    out = invoke(*common, "scan", str(lib / "link"))
     assert "symbolic link: not followed" in out.stdout
     assert "Scanned 0 files" in out.stdout
-    run_cli(*common, "scan", str(lib))  # the root itself: the link inside is skipped too
+    invoke(*common, "scan", str(lib))  # the root itself: the link inside is skipped too
     assert (outside / "private.jpg").exists()  # never moved out from outside the roots
     assert not q.exists() or not any(q.rglob("*.jpg"))
 
@@ -165,9 +165,9 @@ def test_restore_all_brings_back_what_a_scan_of_a_named_folder_quarantined(tmp_p
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'action = "quarantine"\nquarantine_dir = "{q}"\n')  # no roots configured
     common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
-    run_cli(*common, "scan", str(lib))
+    invoke(*common, "scan", str(lib))
     assert not (lib / "a small.jpg").exists()
-    run_cli(*common, "restore", "--all")
+    invoke(*common, "restore", "--all")
     assert (lib / "a small.jpg").exists()
 
 
@@ -213,17 +213,17 @@ def test_restore_never_writes_through_a_root_or_folder_replaced_by_a_symlink(tmp
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'roots = ["{lib}"]\naction = "quarantine"\nquarantine_dir = "{q}"\n')
     common = ["--config", str(cfg), "--db", str(tmp_path / "index.sqlite3")]
-    run_cli(*common, "scan")
+    invoke(*common, "scan")
     assert not (lib / "sub" / "a small.jpg").exists() and not (lib / "b small.jpg").exists()
     # a folder below the root, then the root itself, replaced by links to elsewhere
     shutil.rmtree(lib / "sub")
     (lib / "sub").symlink_to(outside)
-    run_cli(*common, "restore", "--all", check=False)
+    invoke(*common, "restore", "--all", check=False)
     assert list(outside.iterdir()) == []
     assert (lib / "b small.jpg").exists()  # the file beside it went back as usual
     lib.rename(tmp_path / "lib.old")
     lib.symlink_to(outside)
-    proc = run_cli(*common, "restore", "--all", check=False)
+    proc = invoke(*common, "restore", "--all", check=False)
     assert list(outside.iterdir()) == []  # nothing written, no folder made, out there
     assert "symbolic link" in proc.stdout + proc.stderr
     assert [p.name for p in q.rglob("*.jpg")] == ["a small.jpg"]  # still safe in quarantine

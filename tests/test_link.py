@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import mounted_reflink_fs, mounted_tmpfs, run_cli
+from conftest import invoke, mounted_reflink_fs, mounted_tmpfs, run_cli
 from helpers import photo, save
 from sqlalchemy import select
 
@@ -68,7 +68,7 @@ def test_an_exact_copy_becomes_a_link_and_a_near_copy_is_only_flagged(tmp_path):
             again = scan([lib], link_config(lib), index)
             assert (again.changed, again.skipped) == (0, 3)
         report = json.loads(
-            run_cli("--db", str(tmp_path / "i.sqlite3"), "report", "--format", "json").stdout
+            invoke("--db", str(tmp_path / "i.sqlite3"), "report", "--format", "json").stdout
         )
         assert report["summary"]["linked"] == 1
         assert report["summary"]["linked_bytes"] == copy.stat().st_size
@@ -99,9 +99,9 @@ def test_restore_gives_a_linked_copy_its_own_bytes_back(tmp_path):
         with Index(db) as index:
             scan([lib], link_config(lib), index)
             file_id = index.file_by_path(str(copy)).id
-        listed = json.loads(run_cli("--db", str(db), *LIST_JSON).stdout)
+        listed = json.loads(invoke("--db", str(db), *LIST_JSON).stdout)
         assert [(e["id"], e["linked"]) for e in listed] == [(file_id, True)]
-        out = run_cli("--db", str(db), "restore", str(file_id))
+        out = invoke("--db", str(db), "restore", str(file_id))
         assert "own bytes" in out.stdout
         assert len(inodes(kept, copy)) == 2 and sha(copy) == sha(kept)
         assert copy.stat().st_mtime_ns == 1_600_000_000 * 10**9  # its own time again
@@ -111,7 +111,7 @@ def test_restore_gives_a_linked_copy_its_own_bytes_back(tmp_path):
             assert not index.session.scalar(
                 select(Decision).where(Decision.current, Decision.file_id == f.id)
             )
-        assert json.loads(run_cli("--db", str(db), *LIST_JSON).stdout) == []
+        assert json.loads(invoke("--db", str(db), *LIST_JSON).stdout) == []
 
 
 def test_a_kept_file_changed_since_it_was_read_is_never_linked_and_nothing_is_lost(tmp_path):
@@ -158,7 +158,7 @@ def test_sigkill_at_each_step_of_a_link_leaves_every_path_whole(tmp_path, step):
         crashed = run_cli(*args, env={"WATCHERD_CRASH_AT": step}, check=False)
         assert crashed.returncode == -9, crashed.stderr
         assert {p: sha(p) for p in (kept, copy, small)} == before
-        run_cli(*args)  # opens the index as a writer: recovers, then links again
+        invoke(*args)  # opens the index as a writer: recovers, then links again
         assert {p: sha(p) for p in (kept, copy, small)} == before
         assert len(inodes(kept, copy)) == 1
         names = sorted(p.name for p in lib.rglob("*"))

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from urllib.parse import quote
 
 import pytest
-from conftest import mounted_tmpfs, read_only_folder, run_cli
+from conftest import invoke, mounted_tmpfs, read_only_folder
 from helpers import busy_photo, copies, photo, save
 from sqlalchemy import select
 
@@ -203,24 +203,24 @@ def test_restore_all_returns_the_tree_byte_identical(tmp_path):
         f'roots = ["{lib}"]\naction = "quarantine"\nquarantine_dir = "{tmp_path / "Q"}"\n'
     )
     env = {"WATCHERD_CONFIG": str(cfg), "WATCHERD_DB": str(tmp_path / "i.sqlite3")}
-    out = run_cli("scan", env=env)
+    out = invoke("scan", env=env)
     assert "Quarantine: moved 21 files" in out.stdout
     assert len(tree_hashes(lib)) == len(before) - 21
-    listed = json.loads(run_cli("quarantine", "list", "--format", "json", env=env).stdout)
+    listed = json.loads(invoke("quarantine", "list", "--format", "json", env=env).stdout)
     assert len(listed) == 21
     assert all(e["original"].startswith(str(lib)) and e["kind"] == "near" for e in listed)
     assert all(e["restore_command"] == f"watcherd restore {e['id']}" for e in listed)
-    report = json.loads(run_cli("report", "--format", "json", env=env).stdout)
+    report = json.loads(invoke("report", "--format", "json", env=env).stdout)
     q = [d for d in report["duplicates"] if d["action"] == "quarantined"]
     assert len(q) == 21
     assert all(d["path"].startswith(str(lib)) and Path(d["quarantined_path"]).exists() for d in q)
-    run_cli("restore", "--all", env=env)
+    invoke("restore", "--all", env=env)
     assert tree_hashes(lib) == before
-    assert json.loads(run_cli("quarantine", "list", "--format", "json", env=env).stdout) == []
+    assert json.loads(invoke("quarantine", "list", "--format", "json", env=env).stdout) == []
     # restored files are 'not duplicates' of their partners: a rescan leaves them alone
     for p in lib.rglob("*.jpg"):
         os.utime(p)  # force a re-read of every file
-    again = run_cli("scan", env=env)
+    again = invoke("scan", env=env)
     assert "moved 0 files" in again.stdout
     assert tree_hashes(lib) == before
 
@@ -235,11 +235,11 @@ def test_restore_beside_a_taken_name_and_by_path(tmp_path):
     conf = tmp_path / "c.toml"
     conf.write_text(f'roots = ["{lib}"]\nquarantine_dir = "{qdir}"\n')
     env = {"WATCHERD_CONFIG": str(conf), "WATCHERD_DB": str(tmp_path / "i.sqlite3")}
-    out = run_cli("restore", str(small), env=env)
+    out = invoke("restore", str(small), env=env)
     assert f"restored {lib / 'sub' / 'small (2).jpg'}" in out.stdout
     assert "is taken: restored beside it" in out.stdout
     assert small.read_bytes() == b"a new file took the name"
-    missing = run_cli("restore", "999", env=env, check=False)
+    missing = invoke("restore", "999", env=env, check=False)
     assert missing.returncode == 1 and "nothing in quarantine matches 999" in missing.stderr
 
 
@@ -293,7 +293,7 @@ def test_dry_run_moves_nothing(tmp_path):
     conf = tmp_path / "c.toml"
     conf.write_text(f'roots = ["{lib}"]\naction = "quarantine"\nquarantine_dir = "{qdir}"\n')
     env = {"WATCHERD_CONFIG": str(conf), "WATCHERD_DB": str(tmp_path / "i.sqlite3")}
-    out = run_cli("-v", "scan", "--dry-run", env=env)
+    out = invoke("-v", "scan", "--dry-run", env=env)
     assert "Quarantine: would move 1 files" in out.stdout
     assert "would quarantine" in out.stderr
     assert small.exists() and not qdir.exists()
@@ -303,14 +303,14 @@ def test_ignore_command(tmp_path):
     t = setup_pair(tmp_path)
     lib, big, small = t.lib, t.big, t.small
     env = {"WATCHERD_DB": str(tmp_path / "i.sqlite3")}
-    run_cli("scan", str(lib), env=env)
-    assert json.loads(run_cli("report", "--format", "json", env=env).stdout)["duplicates"]
-    run_cli("ignore", str(big), str(small), env=env)
-    assert json.loads(run_cli("report", "--format", "json", env=env).stdout)["duplicates"] == []
+    invoke("scan", str(lib), env=env)
+    assert json.loads(invoke("report", "--format", "json", env=env).stdout)["duplicates"]
+    invoke("ignore", str(big), str(small), env=env)
+    assert json.loads(invoke("report", "--format", "json", env=env).stdout)["duplicates"] == []
     os.utime(small)  # changed: read again, and still not called a duplicate
-    run_cli("scan", str(lib), env=env)
-    assert json.loads(run_cli("report", "--format", "json", env=env).stdout)["duplicates"] == []
-    bad = run_cli("ignore", str(big), str(tmp_path / "nope.jpg"), env=env, check=False)
+    invoke("scan", str(lib), env=env)
+    assert json.loads(invoke("report", "--format", "json", env=env).stdout)["duplicates"] == []
+    bad = invoke("ignore", str(big), str(tmp_path / "nope.jpg"), env=env, check=False)
     assert bad.returncode == 1 and "not in the index" in bad.stderr
 
 
@@ -358,9 +358,9 @@ def _env(tmp_path: Path, lib: Path, qdir: Path) -> dict:
 def test_purge_sends_old_entries_to_the_trash_after_asking(tmp_path, isolated_env):
     t = setup_pair(tmp_path)
     env = _env(tmp_path, t.lib, t.qdir)
-    run_cli("scan", env=env)
-    [entry] = json.loads(run_cli("quarantine", "list", "--format", "json", env=env).stdout)
-    none_old = run_cli("quarantine", "purge", "--older-than", "1d", "--yes", env=env)
+    invoke("scan", env=env)
+    [entry] = json.loads(invoke("quarantine", "list", "--format", "json", env=env).stdout)
+    none_old = invoke("quarantine", "purge", "--older-than", "1d", "--yes", env=env)
     assert "Nothing in quarantine is that old" in none_old.stdout
     # asked, and answered no: nothing happens
     import subprocess
@@ -371,7 +371,7 @@ def test_purge_sends_old_entries_to_the_trash_after_asking(tmp_path, isolated_en
         input="n\n", capture_output=True, text=True, env={**os.environ, **env},
     )  # fmt: skip
     assert "Nothing purged" in no.stdout and Path(entry["path"]).exists()
-    out = run_cli("quarantine", "purge", "--older-than", "0s", "--yes", env=env)
+    out = invoke("quarantine", "purge", "--older-than", "0s", "--yes", env=env)
     assert "Moved 1 files to the trash" in out.stdout
     trash = isolated_env / ".local/share/Trash/files"
     assert [p.name for p in trash.iterdir()] == ["small.jpg"]
@@ -379,16 +379,16 @@ def test_purge_sends_old_entries_to_the_trash_after_asking(tmp_path, isolated_en
     info = (isolated_env / ".local/share/Trash/info/small.jpg.trashinfo").read_text()
     assert f"Path={quote(str(t.small))}\n" in info, info
     assert not Path(entry["path"]).exists()
-    assert json.loads(run_cli("quarantine", "list", "--format", "json", env=env).stdout) == []
+    assert json.loads(invoke("quarantine", "list", "--format", "json", env=env).stdout) == []
     assert t.big.exists()
 
 
 def test_restore_since(tmp_path):
     t = setup_pair(tmp_path)
     env = _env(tmp_path, t.lib, t.qdir)
-    run_cli("scan", env=env)
+    invoke("scan", env=env)
     assert not t.small.exists()
-    out = run_cli("restore", "--since", "1h", env=env)
+    out = invoke("restore", "--since", "1h", env=env)
     assert f"restored {t.small}" in out.stdout and t.small.exists()
 
 
@@ -408,7 +408,7 @@ def test_restored_file_is_matched_again_by_the_running_daemon(tmp_path):
         d.start()
         d.wait_for(lambda e: e.get("action") == "quarantined", what="quarantined")
         env = {"WATCHERD_CONFIG": str(d.config), "WATCHERD_DB": str(d.db)}
-        run_cli("restore", "--all", env=env)
+        invoke("restore", "--all", env=env)
         assert (lib / "small.jpg").exists()
         (lib / "big.jpg").rename(tmp_path / "big-away.jpg")  # the kept copy leaves
         d.wait_path("missing", lib / "big.jpg")

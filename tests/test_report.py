@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from conftest import run_cli
+from conftest import invoke
 from helpers import photo, save
 from PIL import Image, ImageStat
 from rich.console import Console
@@ -43,7 +43,7 @@ def library(tmp_path: Path) -> tuple[str, Path, Path]:
         f'roots = [{{ path = "{camera}", protect = true }}, "{phone}"]\n'
     )
     db = str(tmp_path / "index.sqlite3")
-    run_cli("--db", db, "scan")
+    invoke("--db", db, "scan")
     return db, camera, phone
 
 
@@ -92,9 +92,9 @@ class Page(HTMLParser):
 
 def test_html_has_every_group_and_working_restore_commands(tmp_path):
     db, _, phone = library(tmp_path)
-    data = json.loads(run_cli("--db", db, "report", "--format", "json").stdout)
+    data = json.loads(invoke("--db", db, "report", "--format", "json").stdout)
     out = tmp_path / "report.html"
-    run_cli("--db", db, "report", "--format", "html", "-o", str(out))
+    invoke("--db", db, "report", "--format", "html", "-o", str(out))
     page = Page()
     page.feed(out.read_text())
     assert page.external == [], "self-contained: no external assets"
@@ -130,14 +130,14 @@ def test_html_without_stored_thumbnails_reads_the_files(tmp_path):
         idx.session.connection().exec_driver_sql("DELETE FROM thumbnails")
         idx.commit()
     out = tmp_path / "r.html"
-    made = run_cli("--db", db, "report", "--format", "html", "-o", str(out))
+    made = invoke("--db", db, "report", "--format", "html", "-o", str(out))
     assert "4 photos were indexed before thumbnails were stored" in made.stderr
     assert "scan --rehash" in made.stderr
     page = Page()
     page.feed(out.read_text())
     assert page.images == 3 + 4
-    run_cli("--db", db, "scan", "--rehash")
-    again = run_cli("--db", db, "report", "--format", "html", "-o", str(out))
+    invoke("--db", db, "scan", "--rehash")
+    again = invoke("--db", db, "report", "--format", "html", "-o", str(out))
     assert "before thumbnails" not in again.stderr
 
 
@@ -145,7 +145,7 @@ def test_filters_apply_to_every_format(tmp_path):
     db, camera, phone = library(tmp_path)
 
     def rows(*args: str) -> list[dict]:
-        return json.loads(run_cli("--db", db, "report", "--format", "json", *args).stdout)[
+        return json.loads(invoke("--db", db, "report", "--format", "json", *args).stdout)[
             "duplicates"
         ]
 
@@ -163,11 +163,11 @@ def test_filters_apply_to_every_format(tmp_path):
     assert len(only_phone) == 3 and {Path(d["path"]).parent for d in only_phone} == {phone}
     assert len(rows("--root", str(camera))) == 4
     assert rows("--root", str(camera / "nowhere")) == []
-    csv_lines = run_cli("--db", db, "report", "--format", "csv", "--limit", "2").stdout
+    csv_lines = invoke("--db", db, "report", "--format", "csv", "--limit", "2").stdout
     assert len(csv_lines.strip().splitlines()) == 1 + 2
-    table = run_cli("--db", db, "report", "--action", "flagged").stdout
+    table = invoke("--db", db, "report", "--action", "flagged").stdout
     assert "IMG_0 small.jpg" in table and "IMG-WA" not in table
-    html = run_cli("--db", db, "report", "--format", "html", "--action", "quarantined").stdout
+    html = invoke("--db", db, "report", "--format", "html", "--action", "quarantined").stdout
     page = Page()
     page.feed(html)
     assert len(page.groups) == 3 and all(len(g["restore"]) == 1 for g in page.groups)
@@ -190,7 +190,7 @@ def test_terminal_table_fits_80_columns_and_pipes_get_plain_text(tmp_path):
     assert any("…" in line for line in lines), "long paths shortened in the middle"
     assert sum("IMG-WA" in line for line in lines) == 3
     assert "4 duplicates in 3 groups" in lines[-2] and "reclaimable" in lines[-1]
-    piped = run_cli("--db", db, "report").stdout
+    piped = invoke("--db", db, "report").stdout
     assert "\x1b[" not in piped and "…" not in piped
     for s in range(3):
         assert str(phone / f"IMG-WA{s}.jpg") in piped, "whole paths into a pipe"
@@ -199,9 +199,9 @@ def test_terminal_table_fits_80_columns_and_pipes_get_plain_text(tmp_path):
 def test_report_written_to_a_file_and_open_needs_html(tmp_path):
     db, _, _ = library(tmp_path)
     out = tmp_path / "r.json"
-    run_cli("--db", db, "report", "--format", "json", "-o", str(out))
+    invoke("--db", db, "report", "--format", "json", "-o", str(out))
     assert len(json.loads(out.read_text())["duplicates"]) == 4
-    bad = run_cli("--db", db, "report", "--open", check=False)
+    bad = invoke("--db", db, "report", "--open", check=False)
     assert bad.returncode == 2 and "--format html" in bad.stderr
 
 
@@ -213,7 +213,7 @@ def test_open_hands_the_html_to_the_desktop(tmp_path):
     opener.write_text(f'#!/bin/sh\necho "$1" > {tmp_path / "opened"}\n')
     opener.chmod(0o755)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    run_cli("--db", db, "report", "--format", "html", "--open", env=env)
+    invoke("--db", db, "report", "--format", "html", "--open", env=env)
     deadline = time.monotonic() + 20
     while not (tmp_path / "opened").exists():
         assert time.monotonic() < deadline, "xdg-open was not run"
@@ -235,7 +235,7 @@ def test_html_renders_in_a_real_browser(tmp_path, width):
     the right size that shows pictures, not a blank or broken page."""
     db, _, _ = library(tmp_path)
     out = tmp_path / "report.html"
-    run_cli("--db", db, "report", "--format", "html", "-o", str(out))
+    invoke("--db", db, "report", "--format", "html", "-o", str(out))
     shot = tmp_path / "shot.png"
     subprocess.run(
         [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
@@ -271,7 +271,7 @@ def test_sorting_in_a_real_browser(tmp_path):
             )
         idx.commit()
     out = tmp_path / "report.html"
-    run_cli("--db", db, "report", "--format", "html", "-o", str(out))
+    invoke("--db", db, "report", "--format", "html", "-o", str(out))
 
     def order(fragment: str) -> list[tuple[int, int]]:
         dom = subprocess.run(

@@ -7,7 +7,7 @@ import json
 import logging
 
 import pytest
-from conftest import run_cli
+from conftest import invoke
 from helpers import busy_photo, save
 
 from watcherd.config import ConfigError, from_mapping
@@ -83,9 +83,9 @@ def test_status_names_a_synced_root(tmp_path, caplog):
     conf = tmp_path / "c.toml"
     conf.write_text(f'roots = ["{sync}"]\n')
     env = {"WATCHERD_CONFIG": str(conf), "WATCHERD_DB": str(tmp_path / "i.sqlite3")}
-    out = run_cli("status", "--format", "json", env=env).stdout
+    out = invoke("status", "--format", "json", env=env).stdout
     assert json.loads(out)["synced"] == {str(sync): "Syncthing"}
-    assert "kept in step by Syncthing" in run_cli("status", env=env).stdout
+    assert "kept in step by Syncthing" in invoke("status", env=env).stdout
 
 
 def test_the_daemon_says_once_that_a_root_is_synced(tmp_path, caplog):

@@ -205,7 +205,7 @@ class Decisions:
     def files_per_machine(self) -> dict[str, int]:
         """How many files each machine has in the index (one, unless a server's)."""
         rows = self.session.execute(select(File.machine, func.count()).group_by(File.machine))
-        return dict(sorted(rows.tuples()))
+        return dict(sorted((machine, n) for machine, n in rows))
 
     def counts(self) -> dict[str, int]:
         rows = self.session.execute(select(File.status, func.count()).group_by(File.status))
