@@ -54,7 +54,8 @@ def _command(name: str, command: click.Command, parent: click.Context) -> list[s
 
 def render(group: click.Group = cli_main) -> str:
     """The page in troff (man macros)."""
-    ctx = click.Context(group, info_name="watcherd")
+    # as a run makes it: with the group's settings (`-h` as well as `--help`)
+    ctx = click.Context(group, info_name="watcherd", **group.context_settings)
     lines = [
         f'.TH WATCHERD 1 "" "watcherd {__version__}" "User Commands"',
         ".SH NAME",
