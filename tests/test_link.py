@@ -184,3 +184,19 @@ def test_a_daemon_links_an_exact_copy_dropped_into_a_watched_folder(tmp_path, da
     same = (lib / "copy.jpg").stat().st_ino == kept.stat().st_ino
     assert same == ("hard link" in (dup.get("note") or "")), dup
     assert (lib / "copy.jpg").read_bytes() == kept.read_bytes()
+
+
+def test_a_kept_copy_on_another_machine_is_never_linked_to(tmp_path):
+    """In an index several machines share, the kept file's path names a file on its own
+    machine's disk: the same path here is another file, even with the same bytes."""
+    lib = tmp_path / "lib"
+    kept, copy, _ = library(lib)
+    cfg = link_config(lib)
+    with Index(tmp_path / "i.sqlite3", writer=True) as index:
+        scan([lib], Config(workers=1, roots=(Root(lib),), action="flag"), index)
+        d = index.session.scalar(select(Decision).where(Decision.kind == "exact"))
+        f, partner = index.get(d.file_id), index.get(d.original_id)
+        partner.machine = "nas"
+        out = linking.link(Mover(index, cfg), f, partner, d)
+    assert not out.moved and "another machine (nas)" in out.note
+    assert len(inodes(kept, copy)) == 2

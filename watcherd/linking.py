@@ -50,6 +50,8 @@ def why_not(mover: Mover, f: File, kept: File) -> str | None:
     reason = mover.movable(f)
     if reason:
         return reason
+    if kept.machine != f.machine:  # its path names a file on another machine's disk
+        return f"the kept copy is on another machine ({kept.machine})"
     if kept.status != ACTIVE or not kept.sha256 or kept.sha256 != f.sha256:
         return "the kept copy is not the same bytes"
     try:
