@@ -36,9 +36,13 @@ class Place:
     note: str = ""  # why a volume's own folder could not be used
 
 
+_INSIDE, _AT = f"/{VOLUME_FOLDER}/", f"/{VOLUME_FOLDER}"
+
+
 def in_volume_quarantine(path: str) -> bool:
-    """Whether `path` lies in some volume's quarantine folder."""
-    return f"/{VOLUME_FOLDER}/" in path or path.endswith(f"/{VOLUME_FOLDER}")
+    """Whether `path` lies in some volume's quarantine folder (asked of every file a
+    scan walks: two substring tests)."""
+    return _INSIDE in path or path.endswith(_AT)
 
 
 def device_of(path: str | os.PathLike[str]) -> int | None:
