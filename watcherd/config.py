@@ -308,19 +308,24 @@ def from_mapping(data: dict[str, Any], source: Path | None = None) -> Config:
             if not ok or not lo <= value <= hi:
                 raise ConfigError(f"{where}: '{key}' must be a number of seconds from {lo} to {hi}")
             kwargs[key] = float(value)
-        elif key == "quarantine_dir":
-            if not isinstance(value, str):
-                raise ConfigError(f"{where}: 'quarantine_dir' must be a string")
-            kwargs[key] = _expand(value)
-        elif key == "notifications":
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}: 'notifications' must be true or false")
-            kwargs[key] = value
-        elif key == "machine":
-            if not isinstance(value, str) or not 0 < len(value) <= 64:
-                raise ConfigError(f"{where}: 'machine' must be a name of 1 to 64 characters")
-            kwargs[key] = value
+        else:
+            kwargs[key] = _single(key, value, where)
     return Config(**kwargs)
+
+
+def _single(key: str, value: Any, where: str) -> Any:
+    """A key of its own kind: quarantine_dir, notifications, machine."""
+    if key == "quarantine_dir":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: 'quarantine_dir' must be a string")
+        return _expand(value)
+    if key == "notifications":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: 'notifications' must be true or false")
+        return value
+    if not isinstance(value, str) or not 0 < len(value) <= 64:  # machine
+        raise ConfigError(f"{where}: 'machine' must be a name of 1 to 64 characters")
+    return value
 
 
 def config_path(path: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
