@@ -34,6 +34,9 @@ def test_scan_report_and_status_on_a_server(tmp_path, pg_url):
     ]
     status = json.loads(run_cli("--db", pg_url, "status", "--json").stdout)
     assert status["files"] == 2 and not status["running"]
+    page = tmp_path / "report.html"  # the thumbnails, stored as bytea, in the page
+    run_cli("--db", pg_url, "report", "--format", "html", "-o", str(page))
+    assert page.read_text().count("data:image/jpeg;base64,") >= 2
     assert not any(p.suffix == ".sqlite3" for p in tmp_path.rglob("*"))  # no file made
 
 
@@ -152,3 +155,17 @@ def test_a_daemon_rides_out_its_server_going_away(tmp_path, pg_server, own_serve
     said = [e for e in d.events if e.get("reason") == "index server unreachable"]
     assert len([e for e in said if e["event"] == "error"]) == 1, said
     assert d.stop() == 0
+
+
+def test_a_video_copy_is_found_on_a_server(tmp_path, pg_url):
+    """A video's sampled frames are stored as bytea and read back for matching."""
+    pytest.importorskip("av")
+    from helpers import video
+
+    lib = tmp_path / "lib"
+    video(lib / "a-original.mp4", 1)
+    copy = video(lib / "b-whatsapp.mp4", 1, size=(160, 120), bit_rate=200_000)
+    run_cli("--db", pg_url, "scan", str(lib))
+    report = json.loads(run_cli("--db", pg_url, "report", "--format", "json").stdout)
+    assert [(d["path"], d["kind"]) for d in report["duplicates"]] == [(str(copy), "near")]
+    assert report["duplicates"][0]["duration"] > 2.5
