@@ -142,3 +142,23 @@ def test_a_file_held_open_waits_longer_than_one_written_and_closed(tmp_path):
     assert s.deadline() == CLOSE_FALLBACK_FACTOR * 1.0
     s.move_under(str(tmp_path), str(tmp_path / "moved"), None)  # moved out of every root
     assert len(s) == 0 and s.deadline() is None
+
+
+def test_verdicts_of_other_machines_are_looked_for_again_only_on_a_shared_index(tmp_path):
+    """A daemon on a file's index looks once, at start; on a server's, every
+    poll_interval; in a dry run never. (Before, a dry-run daemon found a look always
+    due and never slept.)"""
+    from watcherd.actions import Mover
+    from watcherd.remote_verdicts import RemoteVerdicts
+
+    cfg = Config(workers=1, poll_interval=5.0)
+    with Index(tmp_path / "i.sqlite3", writer=True) as index:
+        mover = Mover(index, cfg)
+        once = RemoteVerdicts(index, shared=False)
+        again = RemoteVerdicts(index, shared=True)
+        never = RemoteVerdicts(index, shared=True, active=False)
+        for remote in (once, again, never):
+            remote.look(cfg, mover, now=100.0)
+        assert (once.next_at, again.next_at, never.next_at) == (None, 105.0, None)
+        again.look(cfg, mover, now=101.0)  # not due yet
+        assert again.next_at == 105.0

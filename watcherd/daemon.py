@@ -32,6 +32,7 @@ from .file_events import FileEvents
 from .fingerprint import Fingerprint
 from .inbox import ReadDone, Reload, Stop, Undo
 from .index import Index
+from .index_location import is_server
 from .index_trouble import IndexTrouble
 from .models import ACTIVE
 from .notifications import DesktopNotifier
@@ -78,7 +79,6 @@ class Daemon:
         self._lock_fh = None
         self.signals = SignalRelay(self.inbox.put, self._request_stop)
         self._resync_at: float | None = None
-        self._remote_at = 0.0  # next look for verdicts other machines reached on ours
         self.trouble = IndexTrouble()
         self.desktop: DesktopNotifier | None = None
 
@@ -90,7 +90,7 @@ class Daemon:
         self.index = Index(self.db_path, writer=True, machine=self.config.machine)
         mover, arrays = self._mover(self.config), arrays_path(self.db_path)
         self.pipeline = open_pipeline(self.index, mover, self.dry_run, arrays)
-        self.remote = RemoteVerdicts(self.index)
+        self.remote = RemoteVerdicts(self.index, is_server(self.db_path), not self.dry_run)
         self.watcher = Watcher(self.inbox.put, self.config.poll_interval)
         self.watched = WatchedRoots(self.watcher)
         self.events = FileEvents(
@@ -208,14 +208,12 @@ class Daemon:
         if self.index.session.in_transaction():
             self.index.commit()  # never hold the write lock while idle
         self.reads.release_if_idle()
-        if time.monotonic() >= self._remote_at and not self.dry_run:
-            self._remote_at = time.monotonic() + self.config.poll_interval
-            self.remote.apply(self.config, self.pipeline.mover)
+        self.remote.look(self.config, self.pipeline.mover, time.monotonic())
         self.status.maybe_write(len(self.settler) + len(self.reads), self._described)
         self.catch_up.summarise_if_done()
 
     def _next_timeout(self, now: float, next_ping: float | None) -> float | None:
-        deadlines = [self.settler.deadline(), next_ping, self._resync_at, self._remote_at]
+        deadlines = [self.settler.deadline(), next_ping, self._resync_at, self.remote.next_at]
         deadlines += [self.watched.deadline(), self.status.deadline(), *self.reads.deadlines(now)]
         deadlines = [d for d in deadlines if d is not None]
         if not deadlines:

@@ -26,9 +26,21 @@ log = logging.getLogger("watcherd")
 class RemoteVerdicts:
     """Applies, on this machine, what others decided about its files."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: Index, shared: bool, active: bool = True) -> None:
+        """`shared`: the index is a server's, which other machines write to, so it is
+        looked at again every `poll_interval`; a file's index is looked at once, at
+        start. Not `active` (a dry run): never."""
         self.index = index
         self.seen = 0  # decisions up to this id have been looked at
+        self.shared = shared
+        self.next_at: float | None = 0.0 if active else None  # None: no look to come
+
+    def look(self, config: Config, mover: Mover, now: float) -> None:
+        """Apply the pending verdicts if a look is due (see `next_at`)."""
+        if self.next_at is None or now < self.next_at:
+            return
+        self.next_at = now + config.poll_interval if self.shared else None
+        self.apply(config, mover)
 
     def pending(self) -> list[tuple[Decision, File, File]]:
         """Current, flagged copies of this machine's files that another machine decided,

@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..index_location import is_server
 from . import postgresql, sqlite
 from .errors import NotAnIndex, SchemaTooNew
 from .migrations import (
@@ -33,7 +34,6 @@ __all__ = [
     "conflict",
     "counter",
     "is_damaged",
-    "is_url",
     "make_engine",
     "migrate",
     "open_sessionmaker",
@@ -67,14 +67,10 @@ def conflict(exc: BaseException) -> bool:
     return _server_error(exc) in ("40001", "40P01")
 
 
-def is_url(target: str | Path) -> bool:
-    return "://" in str(target)
-
-
 def make_engine(target: str | Path, writer: bool = False) -> Engine:
     """An engine for a database URL or a SQLite file path (parent folders are created);
     a `writer`'s transactions take the backend's write lock as they begin."""
-    url = str(target) if is_url(target) else sqlite.file_url(target)
+    url = str(target) if is_server(str(target)) else sqlite.file_url(target)
     if url.startswith("sqlite"):
         return sqlite.engine(url, writer)
     if url.startswith("postgresql"):
