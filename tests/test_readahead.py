@@ -10,9 +10,9 @@ from helpers import logged_double, photo, save
 from watcherd import readahead
 from watcherd.config import Config
 from watcherd.index import Index
+from watcherd.scan_reads import ReadAhead, ordered_map
 from watcherd.scanner import scan
 from watcherd.walk import entries_under
-from watcherd.workers import ReadAhead, ordered_map
 
 
 def reads(log) -> Counter:

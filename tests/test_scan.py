@@ -394,7 +394,7 @@ def test_unreadable_folder_is_reported(tmp_path, index, workers):
 def test_a_crashing_worker_costs_one_file_not_the_scan():
     from helpers import double_or_die
 
-    from watcherd.workers import ordered_map
+    from watcherd.scan_reads import ordered_map
 
     items = list(range(40))
     out = list(ordered_map(double_or_die, items, workers=2, on_crash=lambda i: -i, window=6))
@@ -404,7 +404,7 @@ def test_a_crashing_worker_costs_one_file_not_the_scan():
 def test_a_stuck_worker_costs_one_file_not_the_scan():
     from helpers import double_or_hang
 
-    from watcherd.workers import ordered_map
+    from watcherd.scan_reads import ordered_map
 
     items = list(range(40))
     out = list(
@@ -423,7 +423,7 @@ def test_a_small_scan_is_isolated_from_its_decoder_too(workers):
     the scan's own process, where a crash killed it and a hang never ended)."""
     from helpers import double_or_die, double_or_hang
 
-    from watcherd.workers import ordered_map
+    from watcherd.scan_reads import ordered_map
 
     crashed = ordered_map(double_or_die, [13, 2], workers=workers, on_crash=lambda i: -i)
     assert list(crashed) == [-13, 4]
@@ -441,7 +441,7 @@ def test_a_few_files_still_go_to_every_worker(tmp_path):
     hand them all to one worker: each item here waits until another worker has one."""
     from helpers import meet_another_worker
 
-    from watcherd.workers import ordered_map
+    from watcherd.scan_reads import ordered_map
 
     items = [str(tmp_path)] * 4
     pids = list(ordered_map(meet_another_worker, items, workers=2, on_crash=lambda i: 0))
@@ -451,7 +451,8 @@ def test_a_few_files_still_go_to_every_worker(tmp_path):
 def test_workers_that_die_on_everything_stop_the_scan_with_a_clear_error():
     from helpers import always_die
 
-    from watcherd.workers import WorkersFailing, ordered_map
+    from watcherd.scan_reads import ordered_map
+    from watcherd.workers import WorkersFailing
 
     with pytest.raises(WorkersFailing):
         list(ordered_map(always_die, list(range(20)), workers=2, on_crash=lambda i: -i))

@@ -2,12 +2,12 @@
 back in the order they became ready.
 
 At most two files per worker are in flight (a bounded queue: a burst of 10,000 files
-is not 10,000 futures). A worker that dies costs only the file it was reading: the
-stranded files are read again one by one, each in a process of its own. A file still
-being read `read_timeout` after it became the oldest in flight is an error: the
-workers are replaced (the stuck one cannot be told apart) and the others read again.
-Files over LARGE_FILE bytes go to a lane of their own (big_lane), decided when done.
-Idle workers are let go after POOL_IDLE_SECONDS, to keep an idle daemon small.
+is not 10,000 futures), one file per hand-over so each is decided as soon as it is
+read. A worker that dies or a file still being read `read_timeout` after it became the
+oldest in flight costs only that file: the reader pool shared with `scan`
+(reader_pool) deals with both. Files over LARGE_FILE bytes go to a lane of their own
+(big_lane), decided when done. Idle workers are let go after POOL_IDLE_SECONDS, to
+keep an idle daemon small.
 """
 
 from __future__ import annotations
@@ -16,16 +16,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from functools import partial
 
 from .big_lane import LARGE_FILE, BigLane
 from .config import Config
 from .fingerprint import Fingerprint, crashed, reader, timed_out
 from .pipeline import release_free_memory
+from .reader_pool import ReaderPool
 from .settling import stat_of
-from .workers import end_pool, make_pool, run_isolated
 
 log = logging.getLogger("watcherd")
 
@@ -48,28 +45,31 @@ class ReadQueue:
         self.config = config  # the daemon sets it again on reload
         self._decide = decide
         self._already_read = already_read
-        self._wake = wake
         self.ready: deque[tuple[str, str]] = deque()  # (path, root) waiting for a worker
         self._ready_paths: set[str] = set()
-        self.inflight: deque[tuple[str, str, Future]] = deque()
-        self._head: Future | None = None  # the oldest file being read, and since when
-        self._head_since = 0.0
-        self.pool: ProcessPoolExecutor | None = None
+        self.readers: ReaderPool[str, Fingerprint] = ReaderPool(
+            reader(config.max_pixels),
+            config.effective_workers(),
+            on_crash=crashed,
+            on_timeout=lambda path: timed_out(path, self.config.read_timeout),
+            on_error=_failed,
+            on_done=wake,
+        )
         self.big = BigLane(lambda: reader(self.config.max_pixels), wake)
         self._idle_since = time.monotonic()
         self.burst_ended = False  # work drained since the memory was last given back
 
     def __len__(self) -> int:
         """Files waiting to be read or being read."""
-        return len(self.ready) + len(self.inflight) + len(self.big)
+        return len(self.ready) + len(self.readers) + len(self.big)
 
     @property
     def busy(self) -> bool:
-        return bool(self.ready or self.inflight)
+        return bool(self.ready or len(self.readers))
 
     def add(self, path: str, root: str) -> None:
         """A complete file, to be read (once, however often it is added)."""
-        if any(path == fpath for fpath, _, _ in self.inflight) or path in self.big.paths():
+        if path in self.readers.items() or path in self.big.paths():
             return  # being read now; if it changed meanwhile, the decision sees it
         if path not in self._ready_paths:
             self._ready_paths.add(path)
@@ -78,14 +78,17 @@ class ReadQueue:
     def step(self, now: float) -> None:
         """Start reads, give up on a stuck one, take what is done, in that order."""
         self.dispatch()
-        self._expire_stuck(now)
         for fp, root in self.big.expired(now, self.config.read_timeout):
             self._decide(fp, root)
-        self._collect()
+        self._collect(now)
 
     def dispatch(self) -> None:
-        limit = self.config.effective_workers() * 2
-        while self.ready and len(self.inflight) < limit:
+        """Hand waiting files to workers, following the configuration as it is now."""
+        readers = self.readers
+        readers.func = reader(self.config.max_pixels)
+        readers.workers = self.config.effective_workers()
+        readers.timeout = self.config.read_timeout
+        while self.ready and len(readers) < readers.workers * 2:
             path, root = self.ready.popleft()
             self._ready_paths.discard(path)
             if self._already_read(path):
@@ -94,94 +97,28 @@ class ReadQueue:
             if size > LARGE_FILE:
                 self.big.submit(path, root, size)
                 continue
-            if self.pool is None:
-                self.pool = make_pool(self.config.effective_workers())
-            try:
-                fut = self.pool.submit(reader(self.config.max_pixels), path)
-            except BrokenProcessPool:
-                self._again([(path, root)])
-                self._recover_pool()
-                continue
-            fut.add_done_callback(lambda _f: self._wake())
-            self.inflight.append((path, root, fut))
+            readers.submit([path], tag=root)
 
-    def _collect(self) -> None:
+    def _collect(self, now: float) -> None:
         for fp, root in self.big.done():
             self._decide(fp, root)
-        collected = False
-        while self.inflight and self.inflight[0][2].done():
-            collected = True
-            path, root, fut = self.inflight.popleft()
-            try:
-                fp = fut.result()
-            except BrokenProcessPool:
-                self.inflight.appendleft((path, root, fut))
-                self._recover_pool()
-                return
-            except Exception as exc:  # a bug in a worker must not stop the daemon
-                fp = crashed(path)
-                fp.error = f"cannot fingerprint: {type(exc).__name__}: {exc}"
+        done = self.readers.done(now)
+        for root, fp in done:
             self._decide(fp, root)
-        if collected and not self.inflight:
+        if done and not len(self.readers):
             self._idle_since = time.monotonic()  # the pool's idle time starts now
             self.burst_ended = True
-        self.dispatch()
-
-    def _again(self, files: list[tuple[str, str]]) -> None:
-        """Files to read again first, in their order."""
-        for path, root in reversed(files):
-            self.ready.appendleft((path, root))
-            self._ready_paths.add(path)
-
-    def _recover_pool(self) -> None:
-        """A worker died: re-read each stranded file alone, so only the culprit is lost."""
-        log.warning("a decoding process died; isolating the files it was reading")
-        if self.pool is not None:
-            end_pool(self.pool)
-        self.pool = None
-        stranded = list(self.inflight)
-        self.inflight.clear()
-        work = reader(self.config.max_pixels)
-        limit = self.config.read_timeout
-        for path, root, _ in stranded:
-            fp, _ = run_isolated(work, path, crashed, limit, partial(timed_out, seconds=limit))
-            self._decide(fp, root)
-
-    def _watch_head(self, now: float) -> None:
-        head = self.inflight[0][2] if self.inflight else None
-        if head is not self._head:
-            self._head, self._head_since = head, now
-
-    def _expire_stuck(self, now: float) -> None:
-        """The oldest file still being read after `read_timeout`: its worker is stuck (a
-        stalled mount, a pathological image). Results are taken in arrival order, so
-        without this one such file would hold up every file after it for ever. The
-        clock starts when a file becomes the oldest in flight, never earlier than its
-        worker can have started on it."""
-        self._watch_head(now)
-        if not self.inflight or self.inflight[0][2].done():
-            return
-        if now - self._head_since < self.config.read_timeout:
-            return
-        path, root, _ = self.inflight.popleft()
-        others = [(p, r) for p, r, _ in self.inflight]
-        self.inflight.clear()
-        if self.pool is not None:
-            end_pool(self.pool, grace=0)
-            self.pool = None
-        self._again(others)
-        self._decide(timed_out(path, self.config.read_timeout), root)
         self.dispatch()
 
     def deadlines(self, now: float) -> list[float]:
         """When the queue next needs a look though nothing arrives: an idle pool to let
         go, a read that may be stuck."""
         out = []
-        if self.pool is not None and not self.inflight:
+        if self.readers.running and not len(self.readers):
             out.append(self._idle_since + POOL_IDLE_SECONDS)
-        if self.inflight:
-            self._watch_head(now)
-            out.append(self._head_since + self.config.read_timeout)
+        stuck = self.readers.deadline(now)
+        if stuck is not None:
+            out.append(stuck)
         big = self.big.deadline(now, self.config.read_timeout)
         if big is not None:
             out.append(big)
@@ -192,19 +129,23 @@ class ReadQueue:
         index makes temporaries of a few MB that glibc keeps once freed (about 30 MB at
         a million photos), so a daemon that waits holds only its index. And after
         POOL_IDLE_SECONDS without work, the worker processes."""
-        if self.burst_ended and not self.inflight:
+        if self.burst_ended and not len(self.readers):
             self.burst_ended = False
             release_free_memory()
         self.big.release_if_idle(POOL_IDLE_SECONDS)
         idle = time.monotonic() - self._idle_since
-        if self.pool is not None and not self.inflight and idle >= POOL_IDLE_SECONDS:
+        if self.readers.running and not len(self.readers) and idle >= POOL_IDLE_SECONDS:
             log.debug("idle: letting the decoding processes go")
-            self.pool.shutdown(wait=False)
-            self.pool = None
+            self.readers.release()
 
     def close(self) -> None:
         """Files still being read are not decided; the next start's catch-up finds them."""
-        if self.pool is not None:
-            end_pool(self.pool)
-            self.pool = None
+        self.readers.close()
         self.big.close()
+
+
+def _failed(path: str, exc: Exception) -> Fingerprint:
+    """A bug in a worker must not stop the daemon: that file is an error."""
+    fp = crashed(path)
+    fp.error = f"cannot fingerprint: {type(exc).__name__}: {exc}"
+    return fp

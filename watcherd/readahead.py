@@ -3,7 +3,7 @@
 `watcherd scan` spends about half a second importing SQLAlchemy and opening the index
 before it knows which files to read. Into an index that does not exist yet, that is
 every file it finds: so the first files found go to the workers at once, while the
-command is still starting, and the scan takes them over (workers.ordered_map) when
+command is still starting, and the scan takes them over (scan_reads.ordered_map) when
 they are the first it wants, as they are unless the folder changed in between. An index
 that exists is not guessed at: a re-scan of an unchanged tree must read nothing.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from . import index_location
 from .config import Config
+from .scan_reads import ReadAhead
 from .walk import entries_under
-from .workers import ReadAhead
 
 # Enough to keep two workers busy for the half second (a few hundred phone pictures,
 # a few dozen camera ones), and no more: these wait in memory until the scan takes them.

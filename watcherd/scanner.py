@@ -30,8 +30,8 @@ from .index_sql import IN_BATCH, KnownFile
 from .models import ACTIVE, ERROR, MISSING
 from .pathtext import to_db
 from .pipeline import Outcome, Pipeline, log_outcome
+from .scan_reads import ReadAhead, ordered_map
 from .walk import Entry, entries_under
-from .workers import ReadAhead, ordered_map
 
 log = logging.getLogger("watcherd")
 
