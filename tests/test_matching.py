@@ -27,6 +27,20 @@ def test_finds_within_both_thresholds_only():
     assert [(m.file_id, m.distance) for m in found] == [(1, 0), (2, 3)]
 
 
+def test_dhash_near_ignores_the_phash_and_removed_files(monkeypatch):
+    """The search for copies under a sticker: dHash alone decides, in every slice of a
+    plain pass (slices made small here), and each match carries its pHash distance."""
+    monkeypatch.setattr("watcherd.matching.TAIL_SLICE", 2)
+    idx = HashIndex()
+    idx.add(1, 0xFFFF_FFFF_0000_0000, 0b1011)  # pHash 32 bits away, dHash 1
+    idx.add(2, 0, 0b1010 ^ 0b11111_00000)  # dHash 5 away
+    idx.add(3, 0, 0b1010)  # dHash 0 away, then removed
+    idx.add(4, 0, 0xFFFF_FF00)  # dHash 23 away
+    idx.remove(3)
+    found = {m.file_id: (m.distance, m.ddistance) for m in idx.dhash_near(0, 0b1010, 5)}
+    assert found == {1: (32, 1), 2: (0, 5)}
+
+
 def test_each_file_once_in_its_best_pose():
     idx = HashIndex()
     idx.add(7, 0b1010, 0)

@@ -131,6 +131,21 @@ def test_a_sticker_that_moves_the_hashes_far_is_still_a_copy(tmp_path, make, bas
     assert [k for _, _, k in decisions(tmp_path, pictures)] == ["near"]
 
 
+@pytest.mark.parametrize(
+    ("make", "base", "seed"), [(photo, 29, 1), (photo, 29, 3), (busy_photo, 27, 1)]
+)
+def test_a_sticker_that_moves_the_phash_past_the_similar_search_is_still_a_copy(
+    tmp_path, make, base, seed
+):
+    """These stickers move pHash by 18-22 bits, past the `similar` search (16): only
+    the dHash, which compares neighbouring cells and so changes only under the
+    sticker (5-8 bits here), brings the photo (HashIndex.dhash_near); the pixels
+    then make it a copy. Before 2026-12-07 (fourth session) nothing linked them."""
+    original = make(base)
+    pictures = {"a.jpg": original, "b.jpg": _sticker(original, seed)}
+    assert [k for _, _, k in decisions(tmp_path, pictures)] == ["near"]
+
+
 def _moved(seed: int) -> tuple[Image.Image, Image.Image]:
     """Two shots of one scene: the same background, three things in other places."""
     rng = random.Random(seed)
@@ -207,6 +222,46 @@ def _chat_screenshot(photo: Image.Image, seed: int) -> Image.Image:
     return img
 
 
+def _bubbles_below(photo: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """A chat screenshot where the photo's white bubble is followed at once by white
+    text bubbles: the textured blocks run on from the photo into the text. The photo's
+    box in it, too."""
+    img = Image.new("RGB", (1080, 2340), (236, 229, 221))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, 1080, 230), fill=(7, 94, 84))
+    y0, pw, ph = 900, 920, 690
+    draw.rounded_rectangle((60, y0 - 10, 80 + pw, y0 + ph + 70), 24, fill=(255, 255, 255))
+    img.paste(photo.resize((pw, ph)), (70, y0))
+    draw.text((900, y0 + ph + 20), "12:07", fill=(120, 120, 120))
+    y = y0 + ph + 90
+    for k in range(4):
+        draw.rounded_rectangle((40, y, 740 - 80 * k, y + 100), 24, fill=(255, 255, 255))
+        draw.text((70, y + 30), "see you soon " * 3, fill=(30, 30, 30))
+        y += 110
+    return img, (70, y0, 70 + pw, y0 + ph)
+
+
+def test_a_photo_is_boxed_though_text_bubbles_touch_it():
+    """The wide reading of the photo's edges takes the text bubbles under it in (the
+    only reading before 2026-12-07, fourth session); a tighter reading, hashed and
+    verified beside it, cuts them off."""
+    from watcherd.fingerprint import _overlap, photo_boxes
+
+    shot, (x0, y0, x1, y1) = _bubbles_below(photo(3))
+    scale = 256 / shot.height
+    base = shot.convert("L").resize((round(shot.width * scale), 256), Image.Resampling.BILINEAR)
+    truth = (round(x0 * scale), round(y0 * scale), round(x1 * scale), round(y1 * scale))
+    fits = [_overlap(box, truth) for box in photo_boxes(base)]
+    assert fits[0] < 0.6 and max(fits) >= 0.9
+
+
+def test_a_photo_in_a_chat_is_found_though_text_bubbles_touch_it(tmp_path):
+    original = photo(3)
+    pictures = {"a-photo.jpg": original, "b-shot.png": _bubbles_below(original)[0]}
+    found = [(frozenset((a, b)), kind) for a, b, kind in decisions(tmp_path, pictures)]
+    assert found == [(frozenset(pictures), "near")]
+
+
 def test_a_photo_inside_a_chat_screenshot_is_found_and_chrome_links_nothing(tmp_path):
     """A screenshot showing a photo is a copy of it (its region for the photo is
     hashed and verified as a crop); screenshots of other photos in the same chat
@@ -220,3 +275,31 @@ def test_a_photo_inside_a_chat_screenshot_is_found_and_chrome_links_nothing(tmp_
     }
     near = [(a, b) for a, b, kind in decisions(tmp_path, pictures) if kind == "near"]
     assert [frozenset(pair) for pair in near] == [frozenset(("a-photo.jpg", "b-shot.png"))]
+
+
+@pytest.mark.parametrize("seed", [41, 45, 49])
+def test_an_overlay_is_one_block_though_a_cell_or_two_elsewhere_disagree(seed):
+    """A sticker plus two specks of recompression far from it: the disagreeing cells
+    still form one compact block with a few strays, an overlay on a copy (the box
+    around every disagreeing cell, as before 2026-12-07, spanned the picture)."""
+    a = busy_photo(seed).convert("L").resize((128, 96))
+    b = a.copy()
+    draw = ImageDraw.Draw(b)
+    draw.ellipse((70, 40, 100, 70), fill=230)  # about 7% of the picture
+    draw.rectangle((4, 4, 9, 9), fill=0)
+    draw.rectangle((118, 86, 123, 91), fill=255)
+    found = check(a, b, "identity")
+    assert found.overlaid and found.stray >= 1
+
+
+def test_a_sticker_is_judged_by_the_cells_around_it():
+    """A sticker over a tenth of a photo pulls the mean of every cell under the copy
+    limit (windmill4 of ../shared/bench under a sticker: 0.77), yet the cells outside
+    its block agree as a copy's do (0.98): a copy. Two drawn deep-sky objects, one
+    block apart, agree around it at 0.96: not one."""
+    from watcherd.verify import Check
+
+    sticker = Check(0.77, 131, 24, (140, 135), 0.11, 0.86, 0.09, stray=0, rest=0.98)
+    assert sticker.copy and sticker.overlaid
+    other_object = Check(0.67, 75, 22, (78, 78), 0.23, 0.37, 0.01, stray=0, rest=0.96)
+    assert not other_object.copy

@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 from PIL import Image
 
-from .fingerprint import REGIONS, SQUARES, TRANSFORMS, photo_box
+from .fingerprint import REGIONS, SQUARES, TRANSFORMS, photo_boxes
 from .matching import REGION_NAMES
 
 SIDE = 128  # pictures are compared at SIDE x SIDE
@@ -80,12 +80,13 @@ class Picture:
             self._made[key] = Picture(turned(self.image, transform))
         return self._made[key]
 
-    def photo(self) -> Box | None:
-        """The photo inside this picture if it is a screenshot (fingerprint.photo_box)."""
+    def photos(self) -> list[Box]:
+        """The photo inside this picture if it is a screenshot: one box, or two readings
+        of its edges (fingerprint.photo_boxes)."""
         if "photo" not in self._made:
-            box = photo_box(self.image)
-            self._made["photo"] = tuple(map(float, box)) if box else None
-        return self._made["photo"]
+            # a tuple: lists in _made are grids, counted in nbytes
+            self._made["photo"] = tuple(tuple(map(float, box)) for box in photo_boxes(self.image))
+        return list(self._made["photo"])
 
     def starts(self, region: str) -> list[tuple[Box, np.ndarray]]:
         """The boxes a crop of or in this picture is tried at, each with its grid at
@@ -147,8 +148,7 @@ def _boxes(picture: Picture, region: str) -> list[Box]:
         chosen = [boxes["whole"], boxes[region], boxes["content"]]
     else:  # a whole-picture match: at most a few percent cut off, or a bar added
         chosen = [boxes["whole"], boxes["centre"], boxes["top"], boxes["content"]]
-    photo = picture.photo()
-    return [*chosen, photo] if photo else chosen
+    return [*chosen, *picture.photos()]
 
 
 def _trimmed(img: Image.Image) -> Box:
@@ -276,7 +276,7 @@ def aligned(
     if fits[best] < START_FIT:
         # a photo's box in a screenshot is found with its margins uncertain: refined
         # however it fits; else no box comes near, and it is not a crop of the other
-        photos = [i for i, (cut, _, box) in enumerate(options) if box == cut.photo()]
+        photos = [i for i, (cut, _, box) in enumerate(options) if box in cut.photos()]
         if not photos:
             return a.grid(), b.grid()
         best = max(photos, key=lambda i: fits[i])

@@ -2,8 +2,8 @@
 pixel is looked at (verification decides; judge.py asks).
 
 `near`: whole picture in eight poses and crops, within the near limits. `loose`: the
-upright whole picture within the looser `similar` limits (another shot of the scene,
-or a copy under a sticker).
+upright whole picture within the looser `similar` limits (another shot of the scene)
+or with a close dHash (a copy under a sticker).
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ from .matching import (
 from .models import File, to_unsigned
 
 _WHOLE = frozenset(TRANSFORM_NAMES)
+# dHash bits a sticker or label over up to a tenth of the picture changes: at most 12
+# in 120 stickered copies of everyday photos (their pHash moved up to 34); unrelated
+# everyday photos come this close about once in 6,000 pairs, so a loose candidate
+# found this way is only a copy if verification says so (judge.Judge.similar).
+OVERLAY_DHASH = 12
 
 
 def near(
@@ -92,16 +97,23 @@ def _crops(
 
 def loose(
     hashes: HashIndex, parts: RegionIndex, config: Config, f: File, fp: Fingerprint
-) -> Iterator[Match]:
-    """Upright whole pictures within the `similar` limits, closest first."""
-    for m in hashes.search(
+) -> list[Match]:
+    """Upright whole pictures within the `similar` limits, and those whose dHash alone
+    is close (a copy under a sticker: HashIndex.dhash_near), most alike first: by the
+    sum of the two distances, which puts a stickered copy (pHash far, dHash close)
+    ahead of the chance matches either limit alone lets in."""
+    best: dict[int, Match] = {}
+    found = hashes.search(
         fp.variants[:1],
         config.similar_phash_distance,
         config.similar_dhash_distance,
         exclude=f.id,
-    ):
-        if content_agrees(parts, config, m.file_id, fp):
-            yield m
+    )
+    for m in [*found, *hashes.dhash_near(fp.phash, fp.dhash, OVERLAY_DHASH)]:
+        if m.file_id != f.id and m.file_id not in best:
+            best[m.file_id] = m
+    ordered = sorted(best.values(), key=lambda m: (m.distance + m.ddistance, m.file_id))
+    return [m for m in ordered if content_agrees(parts, config, m.file_id, fp)]
 
 
 def regions_agree(parts: RegionIndex, file_id: int, fp: Fingerprint) -> bool:
