@@ -7,8 +7,9 @@ navigation bar:
   screen, on the chat's own background: every chat screenshot shares its chrome;
 - gallery: the photo fitted to the width on black, with the viewer's top and bottom
   bars over it;
-- full screen: the photo filling the screen (cropped to its shape), with the status
-  and navigation bars drawn over it.
+- full screen: the photo shown full screen, the phone held the way the photo is, with
+  the status and navigation bars drawn over it: fitted (black bars where the shapes
+  differ, as a viewer shows it), or zoomed to fill the screen (cropped to its shape).
 
 And a sticker: a round emoji-like sticker or a text label over 5-10% of the picture,
 anywhere in it.
@@ -109,9 +110,25 @@ def gallery(photo: Image.Image, seed: int) -> Image.Image:
     return img
 
 
+def full_screen_fitted(photo: Image.Image, seed: int) -> Image.Image:
+    """The photo fitted to the screen, the phone held the way the photo is (a portrait
+    photo on the upright screen, a landscape one on the screen turned sideways), black
+    where the shapes differ, the bars drawn over it: a viewer's full-screen mode."""
+    rng = random.Random(seed)
+    upright = photo.height >= photo.width
+    img = ImageOps.pad(photo.convert("RGB"), (W, H) if upright else (H, W), color=(0, 0, 0))
+    if not upright:
+        img = img.rotate(-90, expand=True)  # drawn as the upright screen, turned back below
+    draw = ImageDraw.Draw(img)
+    _status_bar(draw, rng, dark=True)
+    _nav_bar(draw, dark=True)
+    return img if upright else img.rotate(90, expand=True)
+
+
 def full_screen(photo: Image.Image, seed: int) -> Image.Image:
-    """The photo filling the screen, the phone held the way the photo is: a portrait
-    photo on the upright screen, a landscape one on the screen turned sideways."""
+    """The photo zoomed to fill the screen, the phone held the way the photo is: a
+    portrait photo on the upright screen, a landscape one on the screen turned
+    sideways."""
     rng = random.Random(seed)
     upright = photo.height >= photo.width
     img = ImageOps.fit(photo.convert("RGB"), (W, H) if upright else (H, W))

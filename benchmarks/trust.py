@@ -174,7 +174,8 @@ def made_copies(everyday: list[Path], work: Path, n: int, seed: int) -> None:
     kinds = {
         "chat screenshots": screens.chat,
         "gallery screenshots": screens.gallery,
-        "full-screen screenshots": screens.full_screen,
+        "full-screen screenshots": screens.full_screen_fitted,
+        "zoomed full-screen screenshots": screens.full_screen,
         "stickers (5-10%)": screens.sticker,
     }
     for label, make in kinds.items():
