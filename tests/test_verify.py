@@ -303,3 +303,7 @@ def test_a_sticker_is_judged_by_the_cells_around_it():
     assert sticker.copy and sticker.overlaid
     other_object = Check(0.67, 75, 22, (78, 78), 0.23, 0.37, 0.01, stray=0, rest=0.96)
     assert not other_object.copy
+    # two chat screenshots of different photos: the chrome around the photos agrees
+    # perfectly, but a block over a fifth of the grid is no sticker
+    other_photo = Check(0.6, 171, 45, (180, 175), 0.22, 0.5, 0.07, stray=0, rest=0.99)
+    assert not other_photo.copy

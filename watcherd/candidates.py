@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .config import Config
-from .fingerprint import TRANSFORM_NAMES, Fingerprint
+from .fingerprint import PHOTO, PHOTO_TIGHT, TRANSFORM_NAMES, Fingerprint
 from .index import Index
 from .matching import (
     CONTENT_REGION,
@@ -30,6 +30,12 @@ _WHOLE = frozenset(TRANSFORM_NAMES)
 # everyday photos come this close about once in 6,000 pairs, so a loose candidate
 # found this way is only a copy if verification says so (judge.Judge.similar).
 OVERLAY_DHASH = 12
+# The photo inside a screenshot is boxed to within a pixel or two of a 256 px picture
+# either way (where a bubble of its own tone meets it), a few percent of its side: its
+# hash is looked up against whole pictures this many bits looser than a crop's. Only
+# screenshots have these regions, and verification decides.
+PHOTO_SLACK = 2
+PHOTO_REGIONS = (PHOTO, *PHOTO_TIGHT)
 
 
 def near(
@@ -84,9 +90,10 @@ def _crops(
         if region in (0, their_region) and file_id != f.id:
             close.append((dh, file_id, their_region, pdist))
     regions = [(ph, dh) for _, ph, dh in fp.regions]
-    for q, file_id, pdist, ddist in hashes.hits(regions, cp, cd):
-        if file_id != f.id:
-            yield Match(file_id, pdist, ddist, f"crop:{REGION_NAMES[fp.regions[q][0]]}")
+    for q, file_id, pdist, ddist in hashes.hits(regions, cp + PHOTO_SLACK, cd):
+        region = fp.regions[q][0]
+        if file_id != f.id and (pdist <= cp or region in PHOTO_REGIONS):
+            yield Match(file_id, pdist, ddist, f"crop:{REGION_NAMES[region]}")
     if close:
         stored = index.region_dhashes((fid, r) for _, fid, r, _ in close)
         for dh, file_id, their_region, pdist in close:

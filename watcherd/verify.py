@@ -45,6 +45,8 @@ NEAR_CHANGED = 0.12  # a copy: at most this fraction of those cells disagree...
 OVERLAY_SPREAD = 0.25  # an overlay: the disagreeing cells within a box this big
 OVERLAY_FILL = 0.3  # and filling at least this much of it
 OVERLAY_CHANGED = 0.3  # and no more than this fraction of the shared cells
+OVERLAY_AT_MOST = 0.2  # a sticker or label (up to 10% of a picture, with its rim) boxes
+# no more of the grid than this; a photo inside a screenshot takes 20% of it or more
 SCATTERED = 0.03  # cells disagreeing here and there that recompression alone explains
 MIN_TEXTURED = 8  # fewer textured cells than this: a degenerate picture
 SIMILAR_CORR = 0.5  # another shot of the scene: its cells still broadly agree
@@ -89,9 +91,12 @@ class Check:
         # of a photo pulls the mean of every cell to 0.69-0.79 while the rest agrees at
         # 0.97-0.99 (benchmarks/trust.py), as faithfully as a copy's cells do; drawn
         # deep-sky objects, one block apart, agree elsewhere at up to 0.96
-        # (test_different_dark_pictures_are_not_linked)
+        # (test_different_dark_pictures_are_not_linked). Only for an overlay: a block
+        # over a fifth of the picture is a photo inside a screenshot, whose chrome
+        # agrees around it whatever the photo (two chat screenshots: 0.99)
         overlay = self._one_block and self.changed <= OVERLAY_CHANGED * self.shared
-        return overlay and (self.corr >= NEAR_CORR or self.rest >= FAITHFUL_CORR)
+        small = self.spread <= OVERLAY_AT_MOST
+        return overlay and (self.corr >= NEAR_CORR or (small and self.rest >= FAITHFUL_CORR))
 
     @property
     def _one_block(self) -> bool:
