@@ -245,7 +245,7 @@ def test_a_photo_is_boxed_though_text_bubbles_touch_it():
     """The wide reading of the photo's edges takes the text bubbles under it in (the
     only reading before 2026-12-07, fourth session); a tighter reading, hashed and
     verified beside it, cuts them off."""
-    from watcherd.fingerprint import _overlap, photo_boxes
+    from watcherd.screenshots import _overlap, photo_boxes
 
     shot, (x0, y0, x1, y1) = _bubbles_below(photo(3))
     scale = 256 / shot.height

@@ -17,8 +17,9 @@ from functools import partial
 import numpy as np
 from PIL import Image
 
-from .fingerprint import REGIONS, SQUARES, TRANSFORMS, photo_boxes
+from .fingerprint import REGIONS, SQUARES, TRANSFORMS
 from .matching import REGION_NAMES
+from .screenshots import photo_boxes
 
 SIDE = 128  # pictures are compared at SIDE x SIDE
 CELL = 8  # in cells of CELL x CELL pixels
@@ -81,8 +82,8 @@ class Picture:
         return self._made[key]
 
     def photos(self) -> list[Box]:
-        """The photo inside this picture if it is a screenshot: one box, or two readings
-        of its edges (fingerprint.photo_boxes)."""
+        """The photo inside this picture if it is a screenshot: one box, or up to three
+        readings of its edges (fingerprint.photo_boxes)."""
         if "photo" not in self._made:
             # a tuple: lists in _made are grids, counted in nbytes
             self._made["photo"] = tuple(tuple(map(float, box)) for box in photo_boxes(self.image))

@@ -17,11 +17,12 @@ from datetime import datetime, timedelta
 
 from . import candidates, video_match
 from .config import Config
-from .fingerprint import TRANSFORM_NAMES, Fingerprint, screen_shaped, thumbnail_of
+from .fingerprint import TRANSFORM_NAMES, Fingerprint, thumbnail_of
 from .index import Index
 from .matching import HashIndex, Match, RegionIndex
 from .models import ACTIVE, File
 from .pictures import Pictures
+from .screenshots import screen_shaped
 from .verify import DETAIL, Check, Picture, check, rendition, turned, zoomed
 
 # Whole-picture candidates checked on pixels per newcomer, best first (a photo with
@@ -33,7 +34,7 @@ SEARCHES = 2
 CROPS_AT_MOST = 4  # and crops, besides
 SIMILAR_AT_MOST = 4  # candidates for `similar` checked per newcomer
 OTHER_MOMENT = timedelta(minutes=10)  # capture times this close, and not equal: another shot
-SCREENSHOT = "crop:photo"  # a photo and a screenshot showing it (fingerprint.photo_box)
+SCREENSHOT = "crop:photo"  # a photo and a screenshot showing it (fingerprint.photo_boxes)
 ZOOM_SIDE = 512  # files are read again at this size for a closer look (_closer)
 _WHOLE = frozenset(TRANSFORM_NAMES)
 

@@ -592,8 +592,8 @@ class HashIndex(_Rows):
         picture moves the pHash (every coefficient sees every pixel) past any limit
         unrelated pictures stay outside, while each dHash bit compares two
         neighbouring cells, so only the bits under the shape change. No tables: a
-        narrow radius on one query costs one XOR and popcount per row (2-3 ms at a
-        million files), and only newcomers with no near match ask."""
+        narrow radius on one query costs one XOR and popcount per row (about 1 ms at
+        a million files), and only newcomers with no near match ask."""
         if self._live == 0:
             return []
         d, p = np.uint64(dhash & _FULL), np.uint64(phash & _FULL)

@@ -1,0 +1,203 @@
+"""Where the photo is inside a screenshot: a chat's image bubble, a gallery viewer.
+
+A screenshot of a photo is a copy of it only where it shows the photo: the
+fingerprint hashes the photo's box as a region of its own (fingerprint.PHOTO and
+PHOTO_TIGHT), and verification lines the two up on it (align.Picture.photos).
+Everything here works on a grey picture reduced to fingerprint.BASE_SIDE (or on a
+file read again at 512 px), in pixels of that picture.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+PHOTO_READINGS = ("wide", "tight", "trimmed")  # see photo_boxes
+SCREEN_SHAPE = 1.7  # a picture this much longer than wide (or wider than long) may be a screen
+PHOTO_TEXTURE = 1.0  # a block of a screenshot whose grey levels vary more: part of a photo
+PHOTO_AREA = (0.08, 0.85)  # a photo inside a screenshot covers this much of it
+PHOTO_SEED = 0.01  # the textured rectangle it grows from covers at least this much
+FLAT_LINE = 0.5  # a line of a screenshot varying less (and like the next): not photo
+FLAT_TONE = 2.0  # grey levels from a line's median that count as its background...
+FLAT_SHARE = 0.7  # ...when this much of the line is that close to it (photo_boxes)
+PHOTO_SAME = 0.9  # two readings overlapping this much (IoU) are one box
+
+
+def screen_shaped(width: int, height: int) -> bool:
+    """Whether a picture of this size may be a screen (a phone's, a monitor's)."""
+    return max(width, height) >= SCREEN_SHAPE * min(width, height)
+
+
+def photo_boxes(img: Image.Image) -> list[tuple[int, int, int, int]]:
+    """The photo inside a screenshot, as one box or up to three readings of where its
+    edges are, the widest first. Empty when `img` is not screen-shaped or shows no
+    photo.
+
+    A screen's own parts are flat (backgrounds, bars, bubbles) or thin (a line of
+    text, an icon); a photo is a large block of continuous tone. Blocks of the picture
+    are called textured when their grey levels vary at all, a block counts when most
+    of its neighbourhood is textured (small flat patches of the photo count, specks of
+    text do not), and the largest rectangle of such blocks, grown to where the photo
+    ends, is the photo. Where it ends is the unsure part: a line that is mostly one
+    tone may be a text bubble's background (the photo ended) or a sky (it goes on),
+    and the rectangle itself may take in the text bubbles next to the photo. The wide
+    reading takes a line for photo if it varies at all; the tight one not if it is
+    mostly one tone that stays the same from line to line; the trimmed one not if it
+    is mostly on two tones (a bubble beside the wallpaper), and also cuts such lines
+    off the rectangle. Readings that agree (PHOTO_SAME) are one box. A copy of the
+    photo is searched for, and verified, at each: on the bench's chat screenshots the
+    wide reading alone found 0.44 of them, the three 0.69 (0.74 with the lookup's
+    slack, candidates.PHOTO_SLACK), gallery screenshots 0.95 either way
+    (benchmarks/trust.py, seeds 1-3).
+    """
+    w, h = img.size
+    if not screen_shaped(w, h):
+        return []  # photos are 4:3, 3:2, 16:9 at most; screens are taller
+    block = max(2, max(w, h) // 64)
+    by, bx = h // block, w // block
+    if by < 8 or bx < 4:
+        return []
+    a = np.asarray(img, dtype=np.float32)[: by * block, : bx * block]
+    textured = a.reshape(by, block, bx, block).std(axis=(1, 3)) > PHOTO_TEXTURE
+    padded = np.pad(textured.astype(np.int8), 1)
+    around = sum(padded[dy : dy + by, dx : dx + bx] for dy in range(3) for dx in range(3))
+    top, left, bottom, right = _largest_rectangle(around >= 5)
+    if (bottom - top) * (right - left) < PHOTO_SEED * by * bx:
+        return []  # nothing like a photo
+    found: list[tuple[int, int, int, int]] = []
+    for reading in PHOTO_READINGS:
+        box = _grown(a, (left * block, top * block, right * block, bottom * block), reading)
+        x0, y0, x1, y1 = _snapped(a, box, 3 * block)
+        area = (x1 - x0) * (y1 - y0)
+        if area < PHOTO_AREA[0] * a.size or area > PHOTO_AREA[1] * a.size:
+            continue  # a line of text, or the screen is the photo
+        if all(_overlap(b, (x0, y0, x1, y1)) < PHOTO_SAME for b in found):
+            found.append((x0, y0, x1, y1))
+    return found
+
+
+def _background(line: np.ndarray, reading: str) -> bool:
+    """Whether a line looks like a screen's background with letters on it: most of it
+    (FLAT_SHARE) within FLAT_TONE of its median ("tight"), or of its two commonest grey
+    levels ("trimmed": a bubble beside the wallpaper). A photo's line spreads over many
+    levels; a smooth sky drifts over a few, and is still taken for photo when its tone
+    changes from line to line."""
+    if reading == "tight":
+        return bool(np.mean(np.abs(line - float(np.median(line))) <= FLAT_TONE) >= FLAT_SHARE)
+    counts = np.bincount(np.clip(line, 0, 255).astype(np.int64), minlength=256)
+    near = np.convolve(counts, np.ones(2 * int(FLAT_TONE) + 1), mode="same")
+    first = int(np.argmax(near))
+    covered = near[first]
+    near[max(0, first - 2 * int(FLAT_TONE)) : first + 2 * int(FLAT_TONE) + 1] = 0
+    return covered + near.max() >= FLAT_SHARE * line.size
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two boxes."""
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def _grown(
+    a: np.ndarray, box: tuple[int, int, int, int], reading: str = "wide"
+) -> tuple[int, int, int, int]:
+    """`box` grown, a line of pixels at a time on each side, while the next line is
+    still photo: it varies along its length, or its tone differs from the line beyond
+    it (a smooth sky, a gradient). A screen's background or bar is a run of lines of
+    one flat tone; that is where the photo ends. `reading` (see photo_boxes): "tight"
+    and "trimmed" take a line that looks like a background with letters on it
+    (_background) for photo only if its tone changes; "trimmed" also cuts such lines
+    off the box."""
+    h, w = a.shape
+    left, top, right, bottom = box
+
+    def photo(line: np.ndarray, beyond: np.ndarray) -> bool:
+        if reading != "wide" and _background(line, reading):
+            return abs(float(np.median(line)) - float(np.median(beyond))) > FLAT_LINE
+        return float(line.std()) > FLAT_LINE or abs(float(line.mean() - beyond.mean())) > FLAT_LINE
+
+    grew = True
+    while grew:
+        grew = False
+        if top > 1 and photo(a[top - 1, left:right], a[top - 2, left:right]):
+            top, grew = top - 1, True
+        if bottom < h - 1 and photo(a[bottom, left:right], a[bottom + 1, left:right]):
+            bottom, grew = bottom + 1, True
+        if left > 1 and photo(a[top:bottom, left - 1], a[top:bottom, left - 2]):
+            left, grew = left - 1, True
+        if right < w - 1 and photo(a[top:bottom, right], a[top:bottom, right + 1]):
+            right, grew = right + 1, True
+    if reading == "trimmed":  # the textured blocks may take in text bubbles beside it
+        while (
+            bottom - top > 2 and top > 0 and not photo(a[top, left:right], a[top - 1, left:right])
+        ):
+            top += 1
+        while (
+            bottom - top > 2
+            and bottom < h
+            and not photo(a[bottom - 1, left:right], a[bottom, left:right])
+        ):
+            bottom -= 1
+        while (
+            right - left > 2
+            and left > 0
+            and not photo(a[top:bottom, left], a[top:bottom, left - 1])
+        ):
+            left += 1
+        while (
+            right - left > 2
+            and right < w
+            and not photo(a[top:bottom, right - 1], a[top:bottom, right])
+        ):
+            right -= 1
+    return (left, top, right, bottom)
+
+
+def _snapped(a: np.ndarray, box: tuple[int, int, int, int], reach: int) -> tuple[int, ...]:
+    """`box` with each edge moved (by up to `reach` + 1 pixels) onto the strongest
+    straight edge along it: the photo's own border, where the blocks only come near.
+    An edge at the picture's border (a photo as wide as the screen) stays there."""
+    h, w = a.shape
+    left, top, right, bottom = box
+    for _ in range(2):
+        if right - left < 2 or bottom - top < 2:
+            break
+        rows = np.abs(np.diff(a[:, left:right], axis=0)).mean(axis=1)  # rows[y]: y | y+1
+        top = top if top <= reach else _strongest(rows, top - 1, reach) + 1
+        bottom = bottom if bottom >= h - reach else _strongest(rows, bottom - 1, reach) + 1
+        if bottom - top < 2:
+            break
+        cols = np.abs(np.diff(a[top:bottom], axis=1)).mean(axis=0)
+        left = left if left <= reach else _strongest(cols, left - 1, reach) + 1
+        right = right if right >= w - reach else _strongest(cols, right - 1, reach) + 1
+    left, top = max(0, left), max(0, top)
+    return (left, top, min(w, max(right, left + 1)), min(h, max(bottom, top + 1)))
+
+
+def _strongest(steps: np.ndarray, at: int, reach: int) -> int:
+    """The index of the largest of `steps` within `reach` + 1 of `at`."""
+    lo, hi = max(0, at - reach - 1), min(len(steps), at + reach + 2)
+    return lo + int(np.argmax(steps[lo:hi])) if hi > lo else at
+
+
+def _largest_rectangle(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the largest all-true rectangle of a 2-D mask, by
+    the histogram-and-stack method: one pass over the rows."""
+    rows, cols = mask.shape
+    heights = np.zeros(cols, dtype=np.int32)
+    best = (0, 0, 0, 0, 0)
+    for r in range(rows):
+        heights = np.where(mask[r], heights + 1, 0)
+        stack: list[tuple[int, int]] = []
+        for c, height in enumerate([*heights.tolist(), 0]):
+            start = c
+            while stack and stack[-1][1] >= height:
+                s, sh = stack.pop()
+                if sh * (c - s) > best[0]:
+                    best = (sh * (c - s), r - sh + 1, s, r + 1, c)
+                start = s
+            stack.append((start, height))
+    return best[1:]
