@@ -89,6 +89,29 @@ class Picture:
             self._made["photo"] = tuple(tuple(map(float, box)) for box in photo_boxes(self.image))
         return list(self._made["photo"])
 
+    @property
+    def aspect(self) -> float:
+        return self.image.width / self.image.height
+
+    def photo_starts(self, aspect: float) -> list[tuple[Box, np.ndarray]]:
+        """The photo's box in this screenshot given the shape of the photo it is checked
+        against (`aspect`), each at ALIGN_SIDE: each reading with its width kept and
+        its top, middle or bottom where it was, and with its height kept and its left,
+        middle or right. A reading is off where the photo's edge was unsure (a sky
+        taken for the screen, text bubbles taken for the photo), rarely on every side:
+        one of these usually has the photo's own edges."""
+        key = ("photo-starts", round(aspect, 3))
+        if key not in self._made:
+            boxes = [v for box in self.photos() for v in _shaped(box, aspect)]
+            self._made[key] = [
+                (box, grid(self.image, box, ALIGN_SIDE).astype(np.uint8)) for box in boxes
+            ]
+        return [(box, g.astype(np.float32)) for box, g in self._made[key]]
+
+    def is_photo(self, box: Box, other: Picture) -> bool:
+        """Whether `box` is the photo's box in this screenshot, as found or reshaped."""
+        return box in self.photos() or any(b == box for b, _ in self.photo_starts(other.aspect))
+
     def starts(self, region: str) -> list[tuple[Box, np.ndarray]]:
         """The boxes a crop of or in this picture is tried at, each with its grid at
         ALIGN_SIDE."""
@@ -192,6 +215,17 @@ def scores(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return out
 
 
+def _shaped(box: Box, aspect: float) -> list[Box]:
+    """`box` given `aspect` (width / height) six ways: its width kept, anchored at its
+    top, middle and bottom; its height kept, anchored at its left, middle and right."""
+    x0, y0, x1, y1 = box
+    h, w = (x1 - x0) / aspect, (y1 - y0) * aspect
+    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+    across = [(x0, top, x1, top + h) for top in (y0, cy - h / 2, y1 - h)]
+    down = [(left, y0, left + w, y1) for left in (x0, cx - w / 2, x1 - w)]
+    return across + down
+
+
 def _fitted(box: Box, aspect: float) -> Box:
     """`box` reshaped about its centre to `aspect` (width / height, in pixels) at the
     same area: a crop of a picture has the crop's own shape."""
@@ -265,7 +299,8 @@ def aligned(
     either) that fits best as a start, then moved to the best fit (_refined), or until
     `enough(a's grid, b's grid)` says they line up. The wholes as they are if no box
     fits."""
-    mine, theirs = a.starts(region), b.starts(region)
+    mine = a.starts(region) + a.photo_starts(b.aspect)
+    theirs = b.starts(region) + b.photo_starts(a.aspect)
     fits = np.concatenate(
         [
             scores(np.stack([g for _, g in mine]), b.grid(ALIGN_SIDE)),
@@ -277,7 +312,7 @@ def aligned(
     if fits[best] < START_FIT:
         # a photo's box in a screenshot is found with its margins uncertain: refined
         # however it fits; else no box comes near, and it is not a crop of the other
-        photos = [i for i, (cut, _, box) in enumerate(options) if box in cut.photos()]
+        photos = [i for i, (cut, other, box) in enumerate(options) if cut.is_photo(box, other)]
         if not photos:
             return a.grid(), b.grid()
         best = max(photos, key=lambda i: fits[i])
