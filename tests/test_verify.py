@@ -307,3 +307,16 @@ def test_a_sticker_is_judged_by_the_cells_around_it():
     # perfectly, but a block over a fifth of the grid is no sticker
     other_photo = Check(0.6, 171, 45, (180, 175), 0.22, 0.5, 0.07, stray=0, rest=0.99)
     assert not other_photo.copy
+
+
+@pytest.mark.parametrize("seed", [3, 5, 61])
+def test_a_photo_box_off_on_one_side_is_lined_up_in_the_photos_shape(monkeypatch, seed):
+    """A reading of the photo's edges in a screenshot that took its top (a sky) for
+    the screen: tried in the shape of the photo it is checked against, kept at its
+    bottom, it is the photo's own box (before 2026-12-07, fourth session: corr 0.08-0.13)."""
+    portrait = busy_photo(seed).resize((300, 400)).convert("L")
+    shot = Image.new("L", (472, 1024), 230)
+    shot.paste(portrait.resize((316, 420)), (24, 232))  # the photo at (24, 232)-(340, 652)
+    off = {shot.size: [(24, 420, 340, 652)]}
+    monkeypatch.setattr("watcherd.align.photo_boxes", lambda img: off.get(img.size, []))
+    assert check(shot, portrait, "crop:photo").copy
