@@ -176,9 +176,12 @@ def flip(v: int, bits: int, rng: random.Random) -> int:
     return v
 
 
-def newcomers(index: Index, n: int, rng: random.Random) -> list[Fingerprint]:
+def newcomers(index: Index, n: int, rng: random.Random, folder: Path) -> list[Fingerprint]:
     """A third near copies, a third turned copies (matching in another pose), a third
-    new pictures, with random region hashes."""
+    new pictures, with random region hashes. Each stands for a file in `folder` of its
+    size and time (sparse, empty): a decision records a file only if it is still there
+    as it was read."""
+    folder.mkdir(parents=True, exist_ok=True)
     sample = (
         index.session.connection()
         .exec_driver_sql(f"SELECT phash, dhash FROM files ORDER BY random() LIMIT {n}")
@@ -193,7 +196,11 @@ def newcomers(index: Index, n: int, rng: random.Random) -> list[Fingerprint]:
         elif i % 3 == 1:
             poses[2] = (flip(p, 2, rng), flip(d, 3, rng))
         regions = tuple((r, rng.getrandbits(64), rng.getrandbits(64)) for r in REGION_IDS)
-        fp = Fingerprint(f"/new/{i}.jpg", 1_000_000 + i, i, 10_000_000 + i,
+        path = folder / f"{i}.jpg"
+        with open(path, "wb") as fh:
+            fh.truncate(1_000_000 + i)
+        os.utime(path, ns=(i, i))
+        fp = Fingerprint(str(path), 1_000_000 + i, i, 10_000_000 + i,
                          sha256=f"{rng.getrandbits(256):064x}", width=1600, height=1200,
                          format="JPEG", variants=tuple(poses), regions=regions)  # fmt: skip
         fp.phash, fp.dhash = poses[0]
@@ -314,11 +321,12 @@ def main() -> None:
     print(f"matcher arrays: built in {load:.2f} s, {rss_mb() - before:.0f} MB "
           f"({len(pipeline.hashes)} pictures, {len(pipeline.parts)} regions)")  # fmt: skip
     rng = random.Random(2)
-    fps = newcomers(index, args.newcomers, rng)
+    fps = newcomers(index, args.newcomers, rng, args.workdir / "new")
     times, found = [], {"exact": 0, "near": 0, "similar": 0}
     for fp in fps:
         t0 = time.perf_counter()
-        outcome = pipeline.process(fp, "/new")
+        outcome = pipeline.process(fp, str(args.workdir / "new"))
+        assert outcome.status == "indexed", outcome
         times.append((time.perf_counter() - t0) * 1000)
         if outcome.verdict is not None:
             found[outcome.verdict.kind] += 1

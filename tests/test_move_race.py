@@ -108,6 +108,31 @@ def test_a_new_file_indexed_meanwhile_by_another_process_is_not_inserted_twice(t
         assert mine.session.scalar(select(func.count()).select_from(File)) == 1
 
 
+def test_a_file_moved_away_after_it_was_read_is_not_recorded_where_it_was(tmp_path):
+    """A scan (or a daemon) read a file; before its decision, another process moved it
+    (a daemon's quarantine, a restore: the row went with the file). Recorded as read,
+    it became a row saying "active" where nothing is: the stress test below caught it
+    once in a CI run (2026-12-07, fourth session). Now the decision looks, under the
+    write lock, whether the file is still there as it was read."""
+    from helpers import photo, save
+    from sqlalchemy import select
+
+    from watcherd.config import Config
+    from watcherd.fingerprint import fingerprint_file
+    from watcherd.index import Index
+    from watcherd.models import File
+    from watcherd.pipeline import GONE, Pipeline
+
+    path = save(photo(3), tmp_path / "lib" / "a.jpg")
+    fp = fingerprint_file(str(path))
+    os.rename(path, tmp_path / "elsewhere.jpg")  # moved by another process meanwhile
+    with Index(tmp_path / "index.sqlite3", writer=True) as index:
+        out = Pipeline(index, Config(workers=1)).process(fp, str(path.parent), new=True)
+        index.commit()
+        assert out.status == GONE
+        assert index.session.scalars(select(File.path)).all() == []
+
+
 def test_stress_a_quarantining_scan_raced_by_twenty_commands_and_a_daemon(tmp_path):
     """benchmarks/move_race.py, one small round: a scan that quarantines, 20 commands
     (status, quarantine list, restore --all) and a daemon start on the same index."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .daemon_files import write_status
-from .pipeline import Outcome
+from .pipeline import GONE, Outcome
 from .sdnotify import Notifier
 
 STATUS_EVERY = 1.0
@@ -30,6 +30,8 @@ class Counters:
     def count(self, outcome: Outcome) -> None:
         """One file decided: counted, and remembered as the last thing that happened."""
         v = outcome.verdict
+        if outcome.status == GONE:
+            return  # not decided: its move or change is an event of its own
         if outcome.error:
             self.errors += 1
             self.last_event = {"event": "error", "path": outcome.path, "reason": outcome.error}

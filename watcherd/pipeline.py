@@ -25,6 +25,7 @@ from .index import Index
 from .judge import Finding, Judge
 from .matching import HashIndex, RegionIndex, load_arrays, newcomer_kept, save_arrays
 from .models import ACTIVE, ERROR, File
+from .settling import stat_of
 
 log = logging.getLogger("watcherd")
 
@@ -36,10 +37,13 @@ REBUILD_FROM = 50_000
 SAVE_BEHIND = 10_000
 
 
+GONE = "gone"  # an Outcome's status: moved or changed while it was read, not recorded
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     path: str
-    status: str  # indexed | error
+    status: str  # indexed | error | gone
     verdict: Verdict | None = None
     error: str | None = None
 
@@ -211,6 +215,8 @@ class Pipeline:
             # "new" was judged before another process committed (a daemon, a restore):
             # it may have put a row at this path since. Under the write lock now, look.
             new = False
+        if fp.error is None and self._moved_away(fp):
+            return Outcome(fp.path, GONE)
         existing = None if new else self.index.file_by_path(fp.path)
         same_bytes = (
             existing is not None
@@ -261,6 +267,17 @@ class Pipeline:
         if fp.phash is not None and f.status == ACTIVE:
             self._add_hashes(f.id, fp)
         return Outcome(fp.path, "indexed", verdict=verdict)
+
+    def _moved_away(self, fp: Fingerprint) -> bool:
+        """Whether the file read is no longer at its path as it was read: another
+        process moved it meanwhile (a restore, the quarantine of a scan or a daemon
+        beside this one) or it was written to. Recorded, it would be a row saying
+        "active" where nothing is, or a fingerprint of other bytes. Asked once the
+        transaction has begun (catch_up), under the write lock every watcherd move takes
+        to record where it put a file: a move whose file is gone but not yet recorded
+        is seen here as gone; one journalled but not yet made finds this row at the
+        path when it records itself (Index.take_path)."""
+        return (fp.size, fp.mtime_ns) != stat_of(fp.path)
 
     def _decide(self, f: File, fp: Fingerprint, fresh: bool = False) -> Verdict | None:
         partner: File | None = None
@@ -346,6 +363,13 @@ def log_outcome(outcome: Outcome, quiet: bool = False) -> None:
     """One structured log line per decision; callers log once the decision is committed.
     `quiet`: a file merely indexed is logged at debug level (a large catch-up, which
     says what it did in one summary line instead)."""
+    if outcome.status == GONE:
+        log.debug(
+            "not indexed %s: moved or changed while it was read",
+            outcome.path,
+            extra={"event": "gone", "path": outcome.path},
+        )
+        return
     if outcome.error:
         log.warning(
             "cannot index %s: %s",
