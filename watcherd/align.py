@@ -299,19 +299,14 @@ def aligned(
     either) that fits best as a start, then moved to the best fit (_refined), or until
     `enough(a's grid, b's grid)` says they line up. The wholes as they are if no box
     fits."""
-    mine = a.starts(region) + a.photo_starts(b.aspect)
-    theirs = b.starts(region) + b.photo_starts(a.aspect)
-    fits = np.concatenate(
-        [
-            scores(np.stack([g for _, g in mine]), b.grid(ALIGN_SIDE)),
-            scores(a.grid(ALIGN_SIDE), np.stack([g for _, g in theirs])),
-        ]
-    )
-    options = [(a, b, box) for box, _ in mine] + [(b, a, box) for box, _ in theirs]
+    options, fits = _starts(a, b, a.starts(region), b.starts(region))
     best = int(np.argmax(fits))
     if fits[best] < START_FIT:
-        # a photo's box in a screenshot is found with its margins uncertain: refined
-        # however it fits; else no box comes near, and it is not a crop of the other
+        # a photo's box in a screenshot is found with its margins uncertain: tried in
+        # the other picture's shape too, and refined however it fits; else no box comes
+        # near, and it is not a crop of the other
+        more, more_fits = _starts(a, b, a.photo_starts(b.aspect), b.photo_starts(a.aspect))
+        options, fits = options + more, np.concatenate([fits, more_fits])
         photos = [i for i, (cut, other, box) in enumerate(options) if cut.is_photo(box, other)]
         if not photos:
             return a.grid(), b.grid()
@@ -325,6 +320,20 @@ def aligned(
     side = _side(box)
     cut_grid, other_grid = grid(cut.image, box, side), other.grid(side)
     return (cut_grid, other_grid) if cut is a else (other_grid, cut_grid)
+
+
+def _starts(
+    a: Picture, b: Picture, mine: list, theirs: list
+) -> tuple[list[tuple[Picture, Picture, Box]], np.ndarray]:
+    """(cut, other, box) for boxes of `a` (`mine`) and of `b` (`theirs`), each with how
+    well it fits the other picture whole, at ALIGN_SIDE."""
+    fits = []
+    if mine:
+        fits.append(scores(np.stack([g for _, g in mine]), b.grid(ALIGN_SIDE)))
+    if theirs:
+        fits.append(scores(a.grid(ALIGN_SIDE), np.stack([g for _, g in theirs])))
+    options = [(a, b, box) for box, _ in mine] + [(b, a, box) for box, _ in theirs]
+    return options, np.concatenate(fits) if fits else np.empty(0)
 
 
 def _swapped(enough: Settled, x: np.ndarray, y: np.ndarray) -> bool:

@@ -46,9 +46,10 @@ def photo_boxes(img: Image.Image) -> list[tuple[int, int, int, int]]:
     is mostly on two tones (a bubble beside the wallpaper), and also cuts such lines
     off the rectangle. Readings that agree (PHOTO_SAME) are one box. A copy of the
     photo is searched for, and verified, at each: on the bench's chat screenshots the
-    wide reading alone found 0.44 of them, the three 0.69 (0.74 with the lookup's
-    slack, candidates.PHOTO_SLACK), gallery screenshots 0.95 either way
-    (benchmarks/trust.py, seeds 1-3).
+    wide reading alone found 0.44 of them, the three 0.69 (0.77 with the lookup's
+    slack, candidates.PHOTO_SLACK, and verification's tries in the photo's shape,
+    align.Picture.photo_starts), gallery screenshots 0.95 -> 0.97 (benchmarks/trust.py,
+    seeds 1-3).
     """
     w, h = img.size
     if not screen_shaped(w, h):
