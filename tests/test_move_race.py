@@ -133,6 +133,76 @@ def test_a_file_moved_away_after_it_was_read_is_not_recorded_where_it_was(tmp_pa
         assert index.session.scalars(select(File.path)).all() == []
 
 
+def test_a_file_a_restore_is_putting_back_is_left_to_the_restore(tmp_path):
+    """A restore renamed the file back and has yet to record it; a daemon watching the
+    folder read it meanwhile. Recorded, it was a second row for the file, which that
+    daemon could quarantine again onto the name the restore's row still held, dropping
+    that row (the restore then died with StaleDataError: the stress test below caught
+    it in CI, 2026-12-07). The restore records it, with its history."""
+    from helpers import photo, save
+    from sqlalchemy import func, select
+
+    from watcherd.config import Config
+    from watcherd.fingerprint import fingerprint_file
+    from watcherd.index import Index
+    from watcherd.models import QUARANTINED, File, Move
+    from watcherd.pipeline import GONE, Pipeline
+
+    db, cfg = tmp_path / "index.sqlite3", Config(workers=1)
+    back = save(photo(3), tmp_path / "lib" / "a.jpg")  # already renamed back
+    fp = fingerprint_file(str(back))
+    quarantined = str(tmp_path / "Q" / "a.jpg")
+    with Index(db, writer=True) as theirs:  # the restore's row and its intent
+        Pipeline(theirs, cfg).process(fp, str(back.parent))
+        row = theirs.file_by_path(str(back))
+        row.path, row.status = quarantined, QUARANTINED
+        theirs.session.add(
+            Move(machine=theirs.machine, file_id=row.id, kind="restore", src=quarantined,
+                 dest=str(back), sha256=fp.sha256, size=fp.size, mtime_ns=fp.mtime_ns)
+        )  # fmt: skip
+        theirs.commit()
+    with Index(db, writer=True) as mine:
+        out = Pipeline(mine, cfg).process(fp, str(back.parent))
+        mine.commit()
+        assert out.status == GONE
+        assert mine.session.scalar(select(func.count()).select_from(File)) == 1
+
+
+def test_a_quarantine_name_a_row_still_holds_is_not_moved_onto(tmp_path):
+    """Free on disk is not enough: another file's row may still be at that name (its
+    restore has moved it out and not yet recorded it)."""
+    from functools import partial
+
+    from helpers import photo, save
+
+    from watcherd import moving
+    from watcherd.config import Config
+    from watcherd.fingerprint import fingerprint_file
+    from watcherd.index import Index
+    from watcherd.models import QUARANTINED
+    from watcherd.pipeline import Pipeline
+
+    q = tmp_path / "Q"
+    q.mkdir()
+    a = save(photo(3), tmp_path / "lib" / "a.jpg")
+    b = save(photo(4), tmp_path / "other" / "a.jpg")
+    with Index(tmp_path / "index.sqlite3", writer=True) as index:
+        pipeline = Pipeline(index, Config(workers=1))
+        for path in (a, b):
+            pipeline.process(fingerprint_file(str(path)), str(path.parent))
+        held = index.file_by_path(str(a))
+        held.path, held.status = str(q / "a.jpg"), QUARANTINED  # its file: moved out again
+        newcomer = index.file_by_path(str(b))
+        folder = os.open(q, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            taken = partial(index.held_by_another, q / "a.jpg", newcomer)
+            assert moving.free_name(folder, "a.jpg", taken) == "a (2).jpg"
+            its_own = partial(index.held_by_another, q / "a.jpg", held)
+            assert moving.free_name(folder, "a.jpg", its_own) == "a.jpg"
+        finally:
+            os.close(folder)
+
+
 def test_stress_a_quarantining_scan_raced_by_twenty_commands_and_a_daemon(tmp_path):
     """benchmarks/move_race.py, one small round: a scan that quarantines, 20 commands
     (status, quarantine list, restore --all) and a daemon start on the same index."""

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import or_, select
@@ -147,7 +148,8 @@ class Mover:
         folder = self._target_folder(kind, target, root, place)
         try:
             self._not_moving(f)
-            name = moving.free_name(folder, target.name)
+            held = partial(self.index.held_by_another, target, f)
+            name = moving.free_name(folder, target.name, held)
             move = self._intent(f, decision, kind, f.path, target.with_name(name), st, root)
             try:
                 self._execute(move, folder)

@@ -4,6 +4,7 @@ marked missing; the stat facts a re-scan compares without reading a file."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -28,6 +29,7 @@ from .index_sql import (
 from .models import (
     ACTIVE,
     ERROR,
+    QUARANTINED,
     File,
     to_signed,
     utcnow,
@@ -145,6 +147,13 @@ class FileRows:
             moved += 1
         self.session.flush()
         return moved
+
+    def held_by_another(self, beside: Path, f: File, name: str) -> bool:
+        """Whether another file's row is at `name` beside `beside`: a name free on disk
+        may be one whose file a restore has just moved out and not yet recorded; moved
+        onto, that row would be dropped as replaced (take_path)."""
+        other = self.file_by_path(str(beside.with_name(name)))
+        return other is not None and other.id != f.id and other.status in (ACTIVE, QUARANTINED)
 
     def take_path(self, f: File, new_path: str) -> None:
         """Give `f` a new path; a row already there was renamed over, and is dropped."""

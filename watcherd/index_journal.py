@@ -39,6 +39,15 @@ class Journal:
         )
         return self.session.execute(stmt.limit(1)).first() is not None
 
+    def moves_under_way_to(self, within: float = 60.0) -> set[str]:
+        """Every path a move journalled in the last `within` seconds is putting a file
+        into and has yet to record (see move_under_way_to): few at any time."""
+        since = utcnow() - timedelta(seconds=within)
+        stmt = select(Move.dest).where(
+            Move.state == INTENT, Move.machine == self.machine, Move.created_at >= since
+        )
+        return set(self.session.scalars(stmt))
+
     def last_quarantine(self, file_id: int) -> Move | None:
         """The completed move that put a file where it is in the quarantine."""
         return self.session.scalar(

@@ -67,15 +67,15 @@ def exists_at(folder: int, name: str) -> bool:
     return True
 
 
-def free_name(folder: int, name: str) -> str:
-    """`name`, or `name (2).ext`, `name (3).ext`, ... : the first not taken in `folder`."""
-    if not exists_at(folder, name):
-        return name
+def free_name(folder: int, name: str, held: Callable[[str], bool] = lambda _n: False) -> str:
+    """`name`, or `name (2).ext`, `name (3).ext`, ... : the first not taken in `folder`
+    nor `held` by someone about to need it."""
     p = Path(name)
-    n = 2
-    while exists_at(folder, f"{p.stem} ({n}){p.suffix}"):
+    n = 1
+    while exists_at(folder, name) or held(name):
         n += 1
-    return f"{p.stem} ({n}){p.suffix}"
+        name = f"{p.stem} ({n}){p.suffix}"
+    return name
 
 
 FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW

@@ -86,6 +86,7 @@ class Pipeline:
         index.follow_generation(self._committed)
         self._synced = index.transaction
         self._foreign = -1  # the last transaction that began after another writer's commit
+        self._arriving: tuple[int, set[str]] = (-1, set())  # (transaction, moves' targets)
         self._generation = index.generation()
         changed: list[int] | None = None
         if saved is not None:
@@ -269,15 +270,16 @@ class Pipeline:
         return Outcome(fp.path, "indexed", verdict=verdict)
 
     def _moved_away(self, fp: Fingerprint) -> bool:
-        """Whether the file read is no longer at its path as it was read: another
-        process moved it meanwhile (a restore, the quarantine of a scan or a daemon
-        beside this one) or it was written to. Recorded, it would be a row saying
-        "active" where nothing is, or a fingerprint of other bytes. Asked once the
-        transaction has begun (catch_up), under the write lock every watcherd move takes
-        to record where it put a file: a move whose file is gone but not yet recorded
-        is seen here as gone; one journalled but not yet made finds this row at the
-        path when it records itself (Index.take_path)."""
-        return (fp.size, fp.mtime_ns) != stat_of(fp.path)
+        """Whether the file read is not this process's to record: moved away or written
+        to since it was read, or being put there by another process (a restore), which
+        records it itself. Else a row saying "active" where nothing is, or a second row
+        for a restored file. Asked under the write lock (the transaction has begun:
+        catch_up) that every move takes to journal and record itself."""
+        if (fp.size, fp.mtime_ns) != stat_of(fp.path):
+            return True
+        if self._arriving[0] != self.index.transaction:
+            self._arriving = (self.index.transaction, self.index.moves_under_way_to())
+        return fp.path in self._arriving[1]
 
     def _decide(self, f: File, fp: Fingerprint, fresh: bool = False) -> Verdict | None:
         partner: File | None = None
