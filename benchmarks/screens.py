@@ -111,27 +111,23 @@ def gallery(photo: Image.Image, seed: int) -> Image.Image:
 
 
 def full_screen_fitted(photo: Image.Image, seed: int) -> Image.Image:
-    """The photo fitted to the screen, the phone held the way the photo is (a portrait
-    photo on the upright screen, a landscape one on the screen turned sideways), black
-    where the shapes differ, the bars drawn over it: a viewer's full-screen mode."""
-    rng = random.Random(seed)
-    upright = photo.height >= photo.width
-    img = ImageOps.pad(photo.convert("RGB"), (W, H) if upright else (H, W), color=(0, 0, 0))
-    if not upright:
-        img = img.rotate(-90, expand=True)  # drawn as the upright screen, turned back below
-    draw = ImageDraw.Draw(img)
-    _status_bar(draw, rng, dark=True)
-    _nav_bar(draw, dark=True)
-    return img if upright else img.rotate(90, expand=True)
+    """The photo fitted to the screen, black where the shapes differ, the bars drawn
+    over it: a viewer's full-screen mode."""
+    return _held_its_way(photo, seed, lambda img, size: ImageOps.pad(img, size, color=(0, 0, 0)))
 
 
 def full_screen(photo: Image.Image, seed: int) -> Image.Image:
-    """The photo zoomed to fill the screen, the phone held the way the photo is: a
-    portrait photo on the upright screen, a landscape one on the screen turned
-    sideways."""
+    """The photo zoomed to fill the screen (cut to its shape), the bars drawn over it."""
+    return _held_its_way(photo, seed, ImageOps.fit)
+
+
+def _held_its_way(photo: Image.Image, seed: int, shaped) -> Image.Image:
+    """The photo on the screen held the way the photo is (a portrait photo on the
+    upright screen, a landscape one on the screen turned sideways), made to the
+    screen's size by `shaped(image, size)`, with the status and navigation bars."""
     rng = random.Random(seed)
     upright = photo.height >= photo.width
-    img = ImageOps.fit(photo.convert("RGB"), (W, H) if upright else (H, W))
+    img = shaped(photo.convert("RGB"), (W, H) if upright else (H, W))
     if not upright:
         img = img.rotate(-90, expand=True)  # drawn as the upright screen, turned back below
     draw = ImageDraw.Draw(img)
