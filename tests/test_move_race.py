@@ -112,7 +112,7 @@ def test_a_file_moved_away_after_it_was_read_is_not_recorded_where_it_was(tmp_pa
     """A scan (or a daemon) read a file; before its decision, another process moved it
     (a daemon's quarantine, a restore: the row went with the file). Recorded as read,
     it became a row saying "active" where nothing is: the stress test below caught it
-    once in a CI run (2026-12-07, fourth session). Now the decision looks, under the
+    once in a CI run (2026-12-07, fifth session). Now the decision looks, under the
     write lock, whether the file is still there as it was read."""
     from helpers import photo, save
     from sqlalchemy import select

@@ -140,7 +140,7 @@ def test_a_sticker_that_moves_the_phash_past_the_similar_search_is_still_a_copy(
     """These stickers move pHash by 18-22 bits, past the `similar` search (16): only
     the dHash, which compares neighbouring cells and so changes only under the
     sticker (5-8 bits here), brings the photo (HashIndex.dhash_near); the pixels
-    then make it a copy. Before 2026-12-07 (fourth session) nothing linked them."""
+    then make it a copy. Before 2026-12-07 (fifth session) nothing linked them."""
     original = make(base)
     pictures = {"a.jpg": original, "b.jpg": _sticker(original, seed)}
     assert [k for _, _, k in decisions(tmp_path, pictures)] == ["near"]
@@ -243,7 +243,7 @@ def _bubbles_below(photo: Image.Image) -> tuple[Image.Image, tuple[int, int, int
 
 def test_a_photo_is_boxed_though_text_bubbles_touch_it():
     """The wide reading of the photo's edges takes the text bubbles under it in (the
-    only reading before 2026-12-07, fourth session); a tighter reading, hashed and
+    only reading before 2026-12-07, fifth session); a tighter reading, hashed and
     verified beside it, cuts them off."""
     from watcherd.screenshots import _overlap, photo_boxes
 
@@ -313,7 +313,7 @@ def test_a_sticker_is_judged_by_the_cells_around_it():
 def test_a_photo_box_off_on_one_side_is_lined_up_in_the_photos_shape(monkeypatch, seed):
     """A reading of the photo's edges in a screenshot that took its top (a sky) for
     the screen: tried in the shape of the photo it is checked against, kept at its
-    bottom, it is the photo's own box (before 2026-12-07, fourth session: corr 0.08-0.13)."""
+    bottom, it is the photo's own box (before 2026-12-07, fifth session: corr 0.08-0.13)."""
     portrait = busy_photo(seed).resize((300, 400)).convert("L")
     shot = Image.new("L", (472, 1024), 230)
     shot.paste(portrait.resize((316, 420)), (24, 232))  # the photo at (24, 232)-(340, 652)
