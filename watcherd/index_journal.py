@@ -30,18 +30,11 @@ class Journal:
         """Whether a move into `path` was journalled in the last `within` seconds and has
         not finished: another process (`watcherd restore`) is putting a file there and has
         yet to record it. Older intents are left to crash recovery."""
-        since = utcnow() - timedelta(seconds=within)
-        stmt = select(Move.id).where(
-            Move.state == INTENT,
-            Move.machine == self.machine,
-            Move.dest == path,
-            Move.created_at >= since,
-        )
-        return self.session.execute(stmt.limit(1)).first() is not None
+        return path in self.moves_under_way_to(within)
 
     def moves_under_way_to(self, within: float = 60.0) -> set[str]:
         """Every path a move journalled in the last `within` seconds is putting a file
-        into and has yet to record (see move_under_way_to): few at any time."""
+        into and has yet to record: few at any time (the state is indexed)."""
         since = utcnow() - timedelta(seconds=within)
         stmt = select(Move.dest).where(
             Move.state == INTENT, Move.machine == self.machine, Move.created_at >= since
