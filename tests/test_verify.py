@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 
+import numpy as np
 import pytest
 from helpers import busy_photo, photo, save
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
@@ -320,3 +321,29 @@ def test_a_photo_box_off_on_one_side_is_lined_up_in_the_photos_shape(monkeypatch
     off = {shot.size: [(24, 420, 340, 652)]}
     monkeypatch.setattr("watcherd.align.photo_boxes", lambda img: off.get(img.size, []))
     assert check(shot, portrait, "crop:photo").copy
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_screenshots_lines_are_measured_as_numpy_measures_them(seed):
+    """The photo's box grows a line at a time, each line judged from running sums and
+    counts of grey levels (screenshots._Lines) instead of numpy over the line: the
+    same mean, spread and median, on lines of flat tones with letters and of noise."""
+    from watcherd.screenshots import _background, _Lines, _median
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, size=(40, 70)).astype(np.float32)
+    a[::3] = rng.integers(100, 104)  # flat lines, a few letters on some
+    a[::6, ::9] = 20
+    lines = _Lines(a)
+    for across, picture in ((0, a), (1, a.T)):
+        for i in range(picture.shape[0]):
+            lo = int(rng.integers(0, picture.shape[1] - 2))
+            hi = int(rng.integers(lo + 1, picture.shape[1] + 1))
+            line = picture[i, lo:hi]
+            mean, spread = lines.spread(across, i, lo, hi)
+            assert mean == pytest.approx(float(line.mean()), abs=1e-4)
+            assert spread == pytest.approx(float(line.std()), abs=1e-4)
+            counts = lines.counts(across, i, lo, hi)
+            assert _median(counts.cumsum()) == float(np.median(line))
+            close = np.mean(np.abs(line - float(np.median(line))) <= 2.0) >= 0.7
+            assert _background(counts, counts.cumsum(), "tight") == close

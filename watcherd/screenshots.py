@@ -9,6 +9,8 @@ file read again at 512 px), in pixels of that picture.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image
 
@@ -66,8 +68,9 @@ def photo_boxes(img: Image.Image) -> list[tuple[int, int, int, int]]:
     if (bottom - top) * (right - left) < PHOTO_SEED * by * bx:
         return []  # nothing like a photo
     found: list[tuple[int, int, int, int]] = []
+    lines = _Lines(a)
     for reading in PHOTO_READINGS:
-        box = _grown(a, (left * block, top * block, right * block, bottom * block), reading)
+        box = _grown(lines, (left * block, top * block, right * block, bottom * block), reading)
         x0, y0, x1, y1 = _snapped(a, box, 3 * block)
         area = (x1 - x0) * (y1 - y0)
         if area < PHOTO_AREA[0] * a.size or area > PHOTO_AREA[1] * a.size:
@@ -77,20 +80,24 @@ def photo_boxes(img: Image.Image) -> list[tuple[int, int, int, int]]:
     return found
 
 
-def _background(line: np.ndarray, reading: str) -> bool:
-    """Whether a line looks like a screen's background with letters on it: most of it
+def _background(counts: np.ndarray, running: np.ndarray, reading: str) -> bool:
+    """Whether a line (its grey levels counted, and those counts summed up to each
+    level) looks like a screen's background with letters on it: most of it
     (FLAT_SHARE) within FLAT_TONE of its median ("tight"), or of its two commonest grey
     levels ("trimmed": a bubble beside the wallpaper). A photo's line spreads over many
     levels; a smooth sky drifts over a few, and is still taken for photo when its tone
     changes from line to line."""
+    n = int(running[-1])
     if reading == "tight":
-        return bool(np.mean(np.abs(line - float(np.median(line))) <= FLAT_TONE) >= FLAT_SHARE)
-    counts = np.bincount(np.clip(line, 0, 255).astype(np.int64), minlength=256)
+        median = _median(running)
+        low, high = max(0, math.ceil(median - FLAT_TONE)), math.floor(median + FLAT_TONE)
+        close = int(running[min(high, 255)]) - (int(running[low - 1]) if low else 0)
+        return close / n >= FLAT_SHARE
     near = np.convolve(counts, np.ones(2 * int(FLAT_TONE) + 1), mode="same")
-    first = int(np.argmax(near))
+    first = int(near.argmax())
     covered = near[first]
     near[max(0, first - 2 * int(FLAT_TONE)) : first + 2 * int(FLAT_TONE) + 1] = 0
-    return covered + near.max() >= FLAT_SHARE * line.size
+    return covered + near.max() >= FLAT_SHARE * n
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -103,7 +110,7 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
 
 
 def _grown(
-    a: np.ndarray, box: tuple[int, int, int, int], reading: str = "wide"
+    lines: _Lines, box: tuple[int, int, int, int], reading: str = "wide"
 ) -> tuple[int, int, int, int]:
     """`box` grown, a line of pixels at a time on each side, while the next line is
     still photo: it varies along its length, or its tone differs from the line beyond
@@ -112,47 +119,42 @@ def _grown(
     and "trimmed" take a line that looks like a background with letters on it
     (_background) for photo only if its tone changes; "trimmed" also cuts such lines
     off the box."""
-    h, w = a.shape
+    h, w = lines.shape
     left, top, right, bottom = box
 
-    def photo(line: np.ndarray, beyond: np.ndarray) -> bool:
-        if reading != "wide" and _background(line, reading):
-            return abs(float(np.median(line)) - float(np.median(beyond))) > FLAT_LINE
-        return float(line.std()) > FLAT_LINE or abs(float(line.mean() - beyond.mean())) > FLAT_LINE
+    def photo(across: int, i: int, beyond: int, lo: int, hi: int) -> bool:
+        """Line `i` from `lo` to `hi` (a row, or a column when `across`) against the
+        line `beyond` it."""
+        if hi <= lo:
+            return False
+        if reading != "wide":
+            counts = lines.counts(across, i, lo, hi)
+            running = counts.cumsum()
+            if _background(counts, running, reading):
+                theirs = lines.counts(across, beyond, lo, hi).cumsum()
+                return abs(_median(running) - _median(theirs)) > FLAT_LINE
+        mean, spread = lines.spread(across, i, lo, hi)
+        return spread > FLAT_LINE or abs(mean - lines.spread(across, beyond, lo, hi)[0]) > FLAT_LINE
 
     grew = True
     while grew:
         grew = False
-        if top > 1 and photo(a[top - 1, left:right], a[top - 2, left:right]):
+        if top > 1 and photo(0, top - 1, top - 2, left, right):
             top, grew = top - 1, True
-        if bottom < h - 1 and photo(a[bottom, left:right], a[bottom + 1, left:right]):
+        if bottom < h - 1 and photo(0, bottom, bottom + 1, left, right):
             bottom, grew = bottom + 1, True
-        if left > 1 and photo(a[top:bottom, left - 1], a[top:bottom, left - 2]):
+        if left > 1 and photo(1, left - 1, left - 2, top, bottom):
             left, grew = left - 1, True
-        if right < w - 1 and photo(a[top:bottom, right], a[top:bottom, right + 1]):
+        if right < w - 1 and photo(1, right, right + 1, top, bottom):
             right, grew = right + 1, True
     if reading == "trimmed":  # the textured blocks may take in text bubbles beside it
-        while (
-            bottom - top > 2 and top > 0 and not photo(a[top, left:right], a[top - 1, left:right])
-        ):
+        while bottom - top > 2 and top > 0 and not photo(0, top, top - 1, left, right):
             top += 1
-        while (
-            bottom - top > 2
-            and bottom < h
-            and not photo(a[bottom - 1, left:right], a[bottom, left:right])
-        ):
+        while bottom - top > 2 and bottom < h and not photo(0, bottom - 1, bottom, left, right):
             bottom -= 1
-        while (
-            right - left > 2
-            and left > 0
-            and not photo(a[top:bottom, left], a[top:bottom, left - 1])
-        ):
+        while right - left > 2 and left > 0 and not photo(1, left, left - 1, top, bottom):
             left += 1
-        while (
-            right - left > 2
-            and right < w
-            and not photo(a[top:bottom, right - 1], a[top:bottom, right])
-        ):
+        while right - left > 2 and right < w and not photo(1, right - 1, right, top, bottom):
             right -= 1
     return (left, top, right, bottom)
 
@@ -202,3 +204,50 @@ def _largest_rectangle(mask: np.ndarray) -> tuple[int, int, int, int]:
                 start = s
             stack.append((start, height))
     return best[1:]
+
+
+class _Lines:
+    """The rows and columns of a grey picture, for judging stretches of them many
+    times over while a box grows a line at a time: sums along each line (the mean and
+    spread of any stretch in a few additions, exact on whole grey levels) and the
+    picture as bytes (a stretch's grey levels counted in one call)."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.shape = a.shape
+        rows = a.astype(np.uint8)
+        cols = np.ascontiguousarray(rows.T)  # sums run fastest along a contiguous line
+        self._levels = (rows, cols)
+        self._sums = tuple(
+            (_running(lines), _running(lines.astype(np.int32) ** 2)) for lines in self._levels
+        )
+
+    def spread(self, across: int, i: int, lo: int, hi: int) -> tuple[float, float]:
+        """(mean, standard deviation) of line `i` from `lo` to `hi`: a row when
+        `across` is 0, a column when 1."""
+        sums, squares = self._sums[across]
+        n = hi - lo
+        total = int(sums[i, hi] - sums[i, lo])
+        total2 = int(squares[i, hi] - squares[i, lo])
+        return total / n, max(0, n * total2 - total * total) ** 0.5 / n
+
+    def counts(self, across: int, i: int, lo: int, hi: int) -> np.ndarray:
+        """How many pixels of the stretch have each grey level."""
+        return np.bincount(self._levels[across][i, lo:hi], minlength=256)
+
+
+def _running(lines: np.ndarray) -> np.ndarray:
+    """Sums along each line up to each position, a zero first (exact: at most 255**2 a
+    pixel, a few thousand pixels a line)."""
+    out = np.zeros((lines.shape[0], lines.shape[1] + 1), dtype=np.int32)
+    np.cumsum(lines, axis=1, dtype=np.int32, out=out[:, 1:])
+    return out
+
+
+def _median(running: np.ndarray) -> float:
+    """The median grey level of a stretch (as numpy's median), from its counts summed
+    up to each level."""
+    n = int(running[-1])
+    upper = int(running.searchsorted(n // 2, side="right"))
+    if n % 2:
+        return float(upper)
+    return (int(running.searchsorted(n // 2 - 1, side="right")) + upper) / 2
