@@ -93,10 +93,14 @@ def watcherd_scan(folder: Path, tmp: Path, url: str | None = None) -> float:
 
         empty_database(url)
     t0 = time.perf_counter()
+    # run from `tmp`: `python -m` puts the working directory first on sys.path, so a
+    # run from a checkout would time that checkout's code whatever PYTHONPATH says
+    # (comparing an older tree's code means PYTHONPATH=<that tree>)
     subprocess.run(
         [sys.executable, "-m", "watcherd", "--db", str(db), "scan", str(folder)],
         check=True,
         capture_output=True,
+        cwd=tmp,
     )
     return time.perf_counter() - t0
 
