@@ -347,3 +347,51 @@ def test_a_screenshots_lines_are_measured_as_numpy_measures_them(seed):
             assert _median(counts.cumsum()) == float(np.median(line))
             close = np.mean(np.abs(line - float(np.median(line))) <= 2.0) >= 0.7
             assert _background(counts, counts.cumsum(), "tight") == close
+
+
+def test_a_photo_near_the_screens_edge_is_boxed_to_its_own_edge_not_the_margin():
+    """A chat's photo a few pixels in from the screen's side, read small (the closer
+    look at a narrow screenshot): the box found from blocks of 8 pixels takes in the
+    flat wallpaper beside the bubble, and an edge that near the border used to stay
+    where it was (for a photo as wide as the screen). Where the strip out to the
+    border is one flat tone, the edge moves onto the photo's own."""
+    from watcherd.screenshots import _overlap, photo_boxes
+
+    screen = np.full((512, 236), 230, dtype=np.uint8)  # the wallpaper
+    screen[133:290, 13:210] = 252  # the bubble, its margin below the photo
+    inside = np.asarray(busy_photo(7).convert("L").resize((192, 108)))
+    screen[139:247, 15:207] = inside
+    truth = (15, 139, 207, 247)
+    fits = [_overlap(box, truth) for box in photo_boxes(Image.fromarray(screen))]
+    assert max(fits) >= 0.95
+
+
+def _on_fabric(seed: int) -> Image.Image:
+    """Tools on denim, photographed small: bright bars over a weave of pixel-fine
+    texture, the kind a second resampling turns to a different grain."""
+    rng = np.random.default_rng(seed)
+    weave = rng.normal(0, 28, (240, 320))
+    weave += 18 * np.sin(np.arange(320) * 2.2)[None, :]  # threads two pixels apart
+    grey = np.clip(96 + weave, 0, 255).astype(np.uint8)
+    img = Image.merge(
+        "RGB",
+        [Image.fromarray(grey)] * 2 + [Image.fromarray(grey).point(lambda v: min(255, v + 40))],
+    )
+    draw = ImageDraw.Draw(img)
+    for k in range(3):
+        x = int(rng.integers(20, 120))
+        y = 40 + 60 * k + int(rng.integers(0, 20))
+        draw.line((x, y, x + 170, y + int(rng.integers(-30, 30))), fill=(235, 235, 240), width=9)
+    return img
+
+
+@pytest.mark.parametrize("seed", [61, 62])
+def test_a_photo_of_fine_texture_in_a_chat_screenshot_is_found(tmp_path, seed):
+    """The weave of a small photo of tools on fabric, scaled up into a chat and the
+    screenshot read small again, keeps nothing of its grain: its cells disagree with
+    the photo's though every tool lines up. A screenshot's photo is compared again
+    at the structure two resamplings keep (verify._smoothed)."""
+    original = _on_fabric(seed)
+    pictures = {"a-photo.jpg": original, "b-shot.png": _chat_screenshot(original, seed)}
+    found = [(frozenset((a, b)), kind) for a, b, kind in decisions(tmp_path, pictures)]
+    assert found == [(frozenset(pictures), "near")]

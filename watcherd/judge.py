@@ -187,7 +187,8 @@ class Judge:
         if transform in _WHOLE:  # both cut to their subject, which then fills the grid
             found = check(zoomed(turned(mine, transform)), zoomed(theirs), "identity", False)
         else:  # the crop's box found again, on more pixels
-            found = check(mine, theirs, transform)
+            screen = any(screen_shaped(*p.size) for p in (mine, theirs))
+            found = check(mine, theirs, transform, resampled=screen)
         if self._trace is not None:
             self._write_trace(fp.path, file_id, "zoomed:" + transform, found)
         if min(found.textured) < DETAIL and not found.faithful:

@@ -22,6 +22,7 @@ PHOTO_SEED = 0.01  # the textured rectangle it grows from covers at least this m
 FLAT_LINE = 0.5  # a line of a screenshot varying less (and like the next): not photo
 FLAT_TONE = 2.0  # grey levels from a line's median that count as its background...
 FLAT_SHARE = 0.7  # ...when this much of the line is that close to it (photo_boxes)
+MARGIN_FLAT = 2 * FLAT_TONE  # grey levels a flat margin's pixels spread over (JPEG noise)
 PHOTO_SAME = 0.9  # two readings overlapping this much (IoU) are one box
 
 
@@ -136,6 +137,18 @@ def _grown(
         mean, spread = lines.spread(across, i, lo, hi)
         return spread > FLAT_LINE or abs(mean - lines.spread(across, beyond, lo, hi)[0]) > FLAT_LINE
 
+    def cut(left: int, top: int, right: int, bottom: int) -> tuple[int, int, int, int]:
+        """Lines off each side while the side's line is not photo."""
+        while bottom - top > 2 and top > 0 and not photo(0, top, top - 1, left, right):
+            top += 1
+        while bottom - top > 2 and bottom < h and not photo(0, bottom - 1, bottom, left, right):
+            bottom -= 1
+        while right - left > 2 and left > 0 and not photo(1, left, left - 1, top, bottom):
+            left += 1
+        while right - left > 2 and right < w and not photo(1, right - 1, right, top, bottom):
+            right -= 1
+        return left, top, right, bottom
+
     grew = True
     while grew:
         grew = False
@@ -148,36 +161,41 @@ def _grown(
         if right < w - 1 and photo(1, right, right + 1, top, bottom):
             right, grew = right + 1, True
     if reading == "trimmed":  # the textured blocks may take in text bubbles beside it
-        while bottom - top > 2 and top > 0 and not photo(0, top, top - 1, left, right):
-            top += 1
-        while bottom - top > 2 and bottom < h and not photo(0, bottom - 1, bottom, left, right):
-            bottom -= 1
-        while right - left > 2 and left > 0 and not photo(1, left, left - 1, top, bottom):
-            left += 1
-        while right - left > 2 and right < w and not photo(1, right - 1, right, top, bottom):
-            right -= 1
+        left, top, right, bottom = cut(left, top, right, bottom)
     return (left, top, right, bottom)
 
 
 def _snapped(a: np.ndarray, box: tuple[int, int, int, int], reach: int) -> tuple[int, ...]:
     """`box` with each edge moved (by up to `reach` + 1 pixels) onto the strongest
     straight edge along it: the photo's own border, where the blocks only come near.
-    An edge at the picture's border (a photo as wide as the screen) stays there."""
+    An edge near the picture's border stays there (a photo as wide as the screen)
+    unless what lies between is a flat margin (a bubble's edge, the wallpaper)."""
     h, w = a.shape
     left, top, right, bottom = box
     for _ in range(2):
         if right - left < 2 or bottom - top < 2:
             break
         rows = np.abs(np.diff(a[:, left:right], axis=0)).mean(axis=1)  # rows[y]: y | y+1
-        top = top if top <= reach else _strongest(rows, top - 1, reach) + 1
-        bottom = bottom if bottom >= h - reach else _strongest(rows, bottom - 1, reach) + 1
+        if top > reach or _margin(a[:top, left:right]):
+            top = _strongest(rows, top - 1, reach) + 1
+        if bottom < h - reach or _margin(a[bottom:, left:right]):
+            bottom = _strongest(rows, bottom - 1, reach) + 1
         if bottom - top < 2:
             break
         cols = np.abs(np.diff(a[top:bottom], axis=1)).mean(axis=0)
-        left = left if left <= reach else _strongest(cols, left - 1, reach) + 1
-        right = right if right >= w - reach else _strongest(cols, right - 1, reach) + 1
+        if left > reach or _margin(a[top:bottom, :left]):
+            left = _strongest(cols, left - 1, reach) + 1
+        if right < w - reach or _margin(a[top:bottom, right:]):
+            right = _strongest(cols, right - 1, reach) + 1
     left, top = max(0, left), max(0, top)
     return (left, top, min(w, max(right, left + 1)), min(h, max(bottom, top + 1)))
+
+
+def _margin(strip: np.ndarray) -> bool:
+    """Whether the strip between a box's edge and the picture's border is one flat
+    tone (the screen around the photo), not the photo running on to the border: a
+    box grown to the border stops a line or two short of it (_grown)."""
+    return min(strip.shape) >= 3 and float(strip.std()) <= MARGIN_FLAT
 
 
 def _strongest(steps: np.ndarray, at: int, reach: int) -> int:

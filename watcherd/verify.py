@@ -170,9 +170,14 @@ def check(
     indexed: Picture | Image.Image,
     transform: str,
     search: bool = True,
+    resampled: bool = False,
 ) -> Check:
     """How `newcomer`, turned or cropped as the hashes matched it (`transform`, a pose
-    name or `crop:<region>`), agrees with `indexed`."""
+    name or `crop:<region>`), agrees with `indexed`. `resampled`: one shows the other
+    resampled twice over (a photo inside a screenshot: scaled to the screen, the
+    screen scaled down), which leaves nothing of the finest texture (a fabric, grass,
+    gravel): two lined-up pictures that do not agree as copies are compared again
+    without it (_smoothed)."""
     mine = newcomer if isinstance(newcomer, Picture) else Picture(newcomer)
     theirs = indexed if isinstance(indexed, Picture) else Picture(indexed)
     if transform in _ARRAY_POSES:
@@ -184,8 +189,27 @@ def check(
         mine, region = mine.turned(transform), "any"
     else:
         found, region = None, transform.removeprefix("crop:")
-    boxed = _compare(*aligned(mine, theirs, region, _lined_up))
+    x, y = aligned(mine, theirs, region, _lined_up)
+    boxed = _compare(x, y)
+    if resampled and not boxed.copy:
+        boxed = _compare(_smoothed(x), _smoothed(y))
     return boxed if found is None or boxed.copy else found
+
+
+def _smoothed(x: np.ndarray) -> np.ndarray:
+    """`x` blurred over about a pixel each way (a [1, 2, 1] filter twice along each
+    axis, close to a Gaussian of sigma 1): what is left is the structure a second
+    resampling keeps."""
+    for axis in (0, 1):
+        for _ in range(2):
+            padded = np.concatenate([x.take([0], axis), x, x.take([-1], axis)], axis=axis)
+            n = x.shape[axis]
+            x = (
+                padded.take(range(0, n), axis)
+                + 2 * padded.take(range(1, n + 1), axis)
+                + padded.take(range(2, n + 2), axis)
+            ) / 4
+    return x
 
 
 def _lined_up(x: np.ndarray, y: np.ndarray) -> bool:
