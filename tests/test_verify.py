@@ -4,6 +4,7 @@ hashes alone."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
 
@@ -395,3 +396,38 @@ def test_a_photo_of_fine_texture_in_a_chat_screenshot_is_found(tmp_path, seed):
     pictures = {"a-photo.jpg": original, "b-shot.png": _chat_screenshot(original, seed)}
     found = [(frozenset((a, b)), kind) for a, b, kind in decisions(tmp_path, pictures)]
     assert found == [(frozenset(pictures), "near")]
+
+
+def _text_just_below(photo: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """A chat screenshot where the photo's bubble, its time in the strip under the
+    photo, is followed a few pixels lower by bubbles of text; the photo's box too."""
+    img = Image.new("RGB", (1080, 2340), (236, 229, 221))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, 1080, 230), fill=(7, 94, 84))
+    y0, pw, ph = 700, 880, 660
+    draw.rounded_rectangle((120, y0 - 10, 140 + pw, y0 + ph + 60), 24, fill=(255, 255, 255))
+    img.paste(photo.resize((pw, ph)), (130, y0))
+    draw.text((880, y0 + ph + 15), "12:07", fill=(120, 120, 120), font_size=30)
+    y = y0 + ph + 90
+    for _ in range(5):
+        draw.rounded_rectangle((40, y, 900, y + 100), 24, fill=(255, 255, 255))
+        draw.text((70, y + 28), "see you soon, where are you", fill=(30, 30, 30), font_size=38)
+        y += 130
+    return img, (130, y0, 130 + pw, y0 + ph)
+
+
+@pytest.mark.parametrize("seed", [3, 7])
+def test_a_photo_is_boxed_apart_from_the_text_a_gap_below_it(seed):
+    """Blocks are counted as the photo's when most blocks around them are textured (a
+    photo's small flat patches), which bridged the gap between a photo and the text
+    under it: the box took in a line of text. A line of blocks nearly flat across the
+    box splits it (screenshots._split)."""
+    from watcherd.fingerprint import decode_small
+    from watcherd.screenshots import _overlap, photo_boxes
+
+    shot, box = _text_just_below(photo(seed))
+    data = io.BytesIO()
+    shot.save(data, "PNG")
+    base, _ = decode_small(data.getvalue(), 10**9)
+    truth = tuple(v * base.width / shot.width for v in box)
+    assert max(_overlap(found, truth) for found in photo_boxes(base)) >= 0.95

@@ -9,6 +9,7 @@ file read again at 512 px), in pixels of that picture.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -23,6 +24,7 @@ FLAT_LINE = 0.5  # a line of a screenshot varying less (and like the next): not 
 FLAT_TONE = 2.0  # grey levels from a line's median that count as its background...
 FLAT_SHARE = 0.7  # ...when this much of the line is that close to it (photo_boxes)
 MARGIN_FLAT = 2 * FLAT_TONE  # grey levels a flat margin's pixels spread over (JPEG noise)
+GAP_TEXTURED = 0.25  # a line of blocks this little textured across a photo's box: a gap
 PHOTO_SAME = 0.9  # two readings overlapping this much (IoU) are one box
 
 
@@ -65,7 +67,7 @@ def photo_boxes(img: Image.Image) -> list[tuple[int, int, int, int]]:
     textured = a.reshape(by, block, bx, block).std(axis=(1, 3)) > PHOTO_TEXTURE
     padded = np.pad(textured.astype(np.int8), 1)
     around = sum(padded[dy : dy + by, dx : dx + bx] for dy in range(3) for dx in range(3))
-    top, left, bottom, right = _largest_rectangle(around >= 5)
+    top, left, bottom, right = _split(textured, _largest_rectangle(around >= 5))
     if (bottom - top) * (right - left) < PHOTO_SEED * by * bx:
         return []  # nothing like a photo
     found: list[tuple[int, int, int, int]] = []
@@ -79,6 +81,31 @@ def photo_boxes(img: Image.Image) -> list[tuple[int, int, int, int]]:
         if all(_overlap(b, (x0, y0, x1, y1)) < PHOTO_SAME for b in found):
             found.append((x0, y0, x1, y1))
     return found
+
+
+def _split(textured: np.ndarray, rect: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The larger part of the textured rectangle (top, left, bottom, right, in blocks)
+    on either side of a line of blocks flat all across it. Counting a flat block with
+    textured ones around it keeps a photo's small flat patches, but also bridges the
+    gap between a photo and the text bubble beneath it; inside a photo, a band flat
+    from side to side is rare."""
+    top, left, bottom, right = rect
+    for _ in range(2):  # across, then down the part kept
+        flat_rows = (
+            np.flatnonzero(textured[top:bottom, left:right].mean(axis=1) <= GAP_TEXTURED) + top
+        )
+        if flat_rows.size:
+            edges = [top - 1, *flat_rows.tolist(), bottom]
+            lo, hi = max(itertools.pairwise(edges), key=lambda e: e[1] - e[0])
+            top, bottom = lo + 1, hi
+        flat_cols = (
+            np.flatnonzero(textured[top:bottom, left:right].mean(axis=0) <= GAP_TEXTURED) + left
+        )
+        if flat_cols.size:
+            edges = [left - 1, *flat_cols.tolist(), right]
+            lo, hi = max(itertools.pairwise(edges), key=lambda e: e[1] - e[0])
+            left, right = lo + 1, hi
+    return top, left, bottom, right
 
 
 def _background(counts: np.ndarray, running: np.ndarray, reading: str) -> bool:
