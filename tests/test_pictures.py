@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from helpers import busy_photo, save
 
 from watcherd import pictures
@@ -40,3 +43,39 @@ def test_kept_pictures_stay_within_their_memory_budget(tmp_path, monkeypatch):
         assert 1 < len(held) < len(fps)
         first = index.get(1)
         assert kept.get(first.id) is not None  # dropped, read again from the index
+
+
+def test_a_daemon_at_rest_keeps_no_pictures(tmp_path, monkeypatch):
+    """The pictures kept for checking the next newcomers (up to CACHE_BYTES) are let go
+    with the idle workers: a daemon that waits holds its index, not 40 MB of
+    thumbnails (latency.py's idle daemon was over its 150 MB target by them)."""
+    from watcherd import read_queue
+    from watcherd.config import Config
+    from watcherd.fingerprint import fingerprint_file as read
+    from watcherd.pipeline import Pipeline
+
+    paths = [save(busy_photo(i), tmp_path / "lib" / f"{i}.jpg") for i in range(3)]
+    with Index(tmp_path / "i.sqlite3") as index:
+        pipeline = Pipeline(index, Config(workers=1))
+        for path in paths:
+            pipeline.process(read(str(path)), str(path.parent), new=True)
+        index.commit()
+        kept = pipeline.judge.pictures
+        assert kept._bytes > 0 and len(kept._kept) == 3
+        done, woken = [], threading.Event()
+        reads = read_queue.ReadQueue(Config(workers=1), lambda fp, root: done.append(fp),
+                                     lambda path: False, woken.set)  # fmt: skip
+        try:
+            reads.add(str(paths[0]), str(paths[0].parent))
+            reads.step(time.monotonic())  # handed to a worker
+            while not done:
+                assert woken.wait(60), "the read never finished"
+                woken.clear()
+                reads.step(time.monotonic())
+            assert not reads.release_if_idle()  # work a moment ago: the workers stay
+            monkeypatch.setattr(read_queue, "POOL_IDLE_SECONDS", 0.0)
+            assert reads.release_if_idle() and not reads.readers.running
+        finally:
+            reads.close()
+        pipeline.rest()  # what the daemon does when its workers go
+        assert kept._bytes == 0 and not kept._kept

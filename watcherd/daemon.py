@@ -207,7 +207,8 @@ class Daemon:
         self.reads.step(time.monotonic())
         if self.index.session.in_transaction():
             self.index.commit()  # never hold the write lock while idle
-        self.reads.release_if_idle()
+        if self.reads.release_if_idle():
+            self.pipeline.rest()
         self.remote.look(self.config, self.pipeline.mover, time.monotonic())
         self.status.maybe_write(len(self.settler) + len(self.reads), self._described)
         self.catch_up.summarise_if_done()

@@ -49,6 +49,16 @@ class Pictures:
         if picture is not None:
             self._keep(file_id, picture.settled())
 
+    def clear(self) -> None:
+        """Nothing kept: a daemon that has waited a minute keeps no pictures (the
+        next newcomer's copies are as likely anywhere in the index as among the files
+        decided last), only its index."""
+        self._kept.clear()
+        self._sizes.clear()
+        self._bytes = 0
+        self._lent = None
+        self._newest = (None, None)
+
     def forget(self, file_id: int) -> None:
         self._kept.pop(file_id, None)
         self._bytes -= self._sizes.pop(file_id, 0)

@@ -124,11 +124,11 @@ class ReadQueue:
             out.append(big)
         return out
 
-    def release_if_idle(self) -> None:
+    def release_if_idle(self) -> bool:
         """As each burst of work ends, the memory of the main process: searching a large
         index makes temporaries of a few MB that glibc keeps once freed (about 30 MB at
         a million photos), so a daemon that waits holds only its index. And after
-        POOL_IDLE_SECONDS without work, the worker processes."""
+        POOL_IDLE_SECONDS without work, the worker processes: True when they went."""
         if self.burst_ended and not len(self.readers):
             self.burst_ended = False
             release_free_memory()
@@ -137,6 +137,8 @@ class ReadQueue:
         if self.readers.running and not len(self.readers) and idle >= POOL_IDLE_SECONDS:
             log.debug("idle: letting the decoding processes go")
             self.readers.release()
+            return True
+        return False
 
     def close(self) -> None:
         """Files still being read are not decided; the next start's catch-up finds them."""

@@ -85,27 +85,27 @@ def photo_boxes(img: Image.Image) -> list[tuple[int, int, int, int]]:
 
 def _split(textured: np.ndarray, rect: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     """The larger part of the textured rectangle (top, left, bottom, right, in blocks)
-    on either side of a line of blocks flat all across it. Counting a flat block with
-    textured ones around it keeps a photo's small flat patches, but also bridges the
-    gap between a photo and the text bubble beneath it; inside a photo, a band flat
-    from side to side is rare."""
+    on either side of a line of blocks nearly flat across it (a time stamp in a
+    bubble's corner is textured). Counting a flat block with textured ones around it
+    keeps a photo's small flat patches, but also bridges the gap between a photo and
+    the text bubble beneath it; inside a photo, a band flat from side to side is
+    rare."""
     top, left, bottom, right = rect
     for _ in range(2):  # across, then down the part kept
-        flat_rows = (
-            np.flatnonzero(textured[top:bottom, left:right].mean(axis=1) <= GAP_TEXTURED) + top
-        )
-        if flat_rows.size:
-            edges = [top - 1, *flat_rows.tolist(), bottom]
-            lo, hi = max(itertools.pairwise(edges), key=lambda e: e[1] - e[0])
-            top, bottom = lo + 1, hi
-        flat_cols = (
-            np.flatnonzero(textured[top:bottom, left:right].mean(axis=0) <= GAP_TEXTURED) + left
-        )
-        if flat_cols.size:
-            edges = [left - 1, *flat_cols.tolist(), right]
-            lo, hi = max(itertools.pairwise(edges), key=lambda e: e[1] - e[0])
-            left, right = lo + 1, hi
+        if bottom <= top or right <= left:
+            break
+        block = textured[top:bottom, left:right]
+        top, bottom = _widest_run(block.mean(axis=1) > GAP_TEXTURED, top)
+        block = textured[top:bottom, left:right]
+        left, right = _widest_run(block.mean(axis=0) > GAP_TEXTURED, left)
     return top, left, bottom, right
+
+
+def _widest_run(kept: np.ndarray, start: int) -> tuple[int, int]:
+    """(first, end) of the longest run of True in `kept`, numbered from `start`."""
+    edges = [-1, *np.flatnonzero(~kept).tolist(), len(kept)]
+    lo, hi = max(itertools.pairwise(edges), key=lambda e: e[1] - e[0])
+    return start + lo + 1, start + hi
 
 
 def _background(counts: np.ndarray, running: np.ndarray, reading: str) -> bool:
