@@ -77,5 +77,5 @@ def test_a_daemon_at_rest_keeps_no_pictures(tmp_path, monkeypatch):
             assert reads.release_if_idle() and not reads.readers.running
         finally:
             reads.close()
-        pipeline.rest()  # what the daemon does when its workers go
+        pipeline.judge.rest()  # what the daemon does when its workers go
         assert kept._bytes == 0 and not kept._kept

@@ -36,7 +36,7 @@ from .index_location import is_server
 from .index_trouble import IndexTrouble
 from .models import ACTIVE
 from .notifications import DesktopNotifier
-from .pipeline import Pipeline, arrays_path, keep_arrays, log_outcome
+from .pipeline import Pipeline, arrays_path, keep_arrays, log_outcome, release_free_memory
 from .read_queue import ReadQueue
 from .remote_verdicts import RemoteVerdicts
 from .sdnotify import Notifier
@@ -207,8 +207,9 @@ class Daemon:
         self.reads.step(time.monotonic())
         if self.index.session.in_transaction():
             self.index.commit()  # never hold the write lock while idle
-        if self.reads.release_if_idle():
-            self.pipeline.rest()
+        if self.reads.release_if_idle():  # the workers went: the kept pictures go too
+            self.pipeline.judge.rest()
+            release_free_memory()
         self.remote.look(self.config, self.pipeline.mover, time.monotonic())
         self.status.maybe_write(len(self.settler) + len(self.reads), self._described)
         self.catch_up.summarise_if_done()

@@ -71,6 +71,11 @@ class Judge:
         if fp is not None:
             self.pictures.indexed(file_id, fp)
 
+    def rest(self) -> None:
+        """A minute without work (the daemon lets its workers go): the pictures kept
+        for the next newcomers go too."""
+        self.pictures.clear()
+
     def forget(self, file_id: int) -> None:
         """Out of the arrays and the picture cache: gone, moved away or changed."""
         self.hashes.remove(file_id)

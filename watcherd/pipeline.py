@@ -325,12 +325,6 @@ class Pipeline:
         self.index.record_similar(f, found.shot, found.shot_distance)
         return Verdict(f.path, found.shot.path, "similar", found.shot_distance, None, f.size)
 
-    def rest(self) -> None:
-        """A minute without work (the daemon lets its workers go): the pictures kept
-        for verification go too, and the heap they took is handed back."""
-        self.judge.pictures.clear()
-        release_free_memory()
-
     def rematch(self, f: File) -> None:
         """Make an indexed file matchable again (back from quarantine) without reading it."""
         if f.phash is None or f.status != ACTIVE:
