@@ -431,3 +431,37 @@ def test_a_photo_is_boxed_apart_from_the_text_a_gap_below_it(seed):
     base, _ = decode_small(data.getvalue(), 10**9)
     truth = tuple(v * base.width / shot.width for v in box)
     assert max(_overlap(found, truth) for found in photo_boxes(base)) >= 0.95
+
+
+def _horizon_under_sky(seed: int) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """A chat screenshot of a photo whose top is a band of smooth sky over a dark
+    ground: the horizon is a stronger step than the photo's own border with the
+    bubble above it. The photo's box too."""
+    img = Image.new("RGB", (1080, 2340), (236, 229, 221))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, 1080, 230), fill=(7, 94, 84))
+    y0, pw, ph = 800, 880, 600
+    draw.rounded_rectangle((120, y0 - 10, 140 + pw, y0 + ph + 60), 24, fill=(255, 255, 255))
+    ground = np.asarray(photo(seed).resize((pw, ph))).astype(float) * 0.5
+    sky = int(ph * 0.12)
+    noise = np.random.default_rng(seed).normal(0, 3, (sky, pw, 1))
+    ground[:sky] = (np.linspace(200, 225, sky)[:, None, None] + noise) * [0.9, 0.95, 1.0]
+    img.paste(Image.fromarray(np.clip(ground, 0, 255).astype(np.uint8)), (130, y0))
+    draw.text((880, y0 + ph + 15), "12:07", fill=(120, 120, 120), font_size=30)
+    return img, (130, y0, 130 + pw, y0 + ph)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_photo_is_boxed_at_its_border_not_at_a_horizon_inside_it(seed):
+    """The box's edge is snapped onto the strongest straight step near it, which was
+    the horizon a few pixels inside the photo: the box lost the sky. The step with the
+    screen beyond it (a line mostly of one tone) is the photo's border."""
+    from watcherd.fingerprint import decode_small
+    from watcherd.screenshots import _overlap, photo_boxes
+
+    shot, box = _horizon_under_sky(seed)
+    data = io.BytesIO()
+    shot.save(data, "PNG")
+    base, _ = decode_small(data.getvalue(), 10**9)
+    truth = tuple(v * base.width / shot.width for v in box)
+    assert max(_overlap(found, truth) for found in photo_boxes(base)) >= 0.95

@@ -193,29 +193,42 @@ def _grown(
 
 
 def _snapped(a: np.ndarray, box: tuple[int, int, int, int], reach: int) -> tuple[int, ...]:
-    """`box` with each edge moved (by up to `reach` + 1 pixels) onto the strongest
-    straight edge along it: the photo's own border, where the blocks only come near.
-    An edge near the picture's border stays there (a photo as wide as the screen)
-    unless what lies between is a flat margin (a bubble's edge, the wallpaper)."""
+    """`box` with each edge moved (by up to `reach` + 1 pixels) onto a strong straight
+    edge along it with the screen beyond it (a line mostly of one tone): the photo's
+    own border, where the blocks only come near, not a horizon inside the photo
+    (_strongest). An edge near the picture's border
+    stays there (a photo as wide as the screen) unless what lies between is a flat
+    margin (a bubble's edge, the wallpaper)."""
     h, w = a.shape
     left, top, right, bottom = box
     for _ in range(2):
         if right - left < 2 or bottom - top < 2:
             break
-        rows = np.abs(np.diff(a[:, left:right], axis=0)).mean(axis=1)  # rows[y]: y | y+1
+        span = a[:, left:right]
+        rows = np.abs(np.diff(span, axis=0)).mean(axis=1)  # rows[y]: y | y+1
+        flat = _one_tone(span, 1)
         if top > reach or _margin(a[:top, left:right]):
-            top = _strongest(rows, top - 1, reach) + 1
+            top = _strongest(rows, top - 1, reach, flat, -1) + 1
         if bottom < h - reach or _margin(a[bottom:, left:right]):
-            bottom = _strongest(rows, bottom - 1, reach) + 1
+            bottom = _strongest(rows, bottom - 1, reach, flat, 2) + 1
         if bottom - top < 2:
             break
-        cols = np.abs(np.diff(a[top:bottom], axis=1)).mean(axis=0)
+        span = a[top:bottom]
+        cols = np.abs(np.diff(span, axis=1)).mean(axis=0)
+        flat = _one_tone(span, 0)
         if left > reach or _margin(a[top:bottom, :left]):
-            left = _strongest(cols, left - 1, reach) + 1
+            left = _strongest(cols, left - 1, reach, flat, -1) + 1
         if right < w - reach or _margin(a[top:bottom, right:]):
-            right = _strongest(cols, right - 1, reach) + 1
+            right = _strongest(cols, right - 1, reach, flat, 2) + 1
     left, top = max(0, left), max(0, top)
     return (left, top, min(w, max(right, left + 1)), min(h, max(bottom, top + 1)))
+
+
+def _one_tone(span: np.ndarray, axis: int) -> np.ndarray:
+    """Whether each line of `span` (along `axis`) is mostly of one tone, as the screen
+    around a photo is (a time stamp or a bubble's rounded corner on it aside)."""
+    median = np.median(span, axis=axis, keepdims=True)
+    return (np.abs(span - median) <= FLAT_TONE).mean(axis=axis) >= FLAT_SHARE
 
 
 def _margin(strip: np.ndarray) -> bool:
@@ -225,10 +238,23 @@ def _margin(strip: np.ndarray) -> bool:
     return min(strip.shape) >= 3 and float(strip.std()) <= MARGIN_FLAT
 
 
-def _strongest(steps: np.ndarray, at: int, reach: int) -> int:
-    """The index of the largest of `steps` within `reach` + 1 of `at`."""
+def _strongest(steps: np.ndarray, at: int, reach: int, flat: np.ndarray, beyond: int) -> int:
+    """The step within `reach` + 1 of `at` (step i lies between lines i and i + 1)
+    where a photo's border most likely is: of the steps whose line `beyond` is
+    `flat` (the screen), the outermost at least half as strong as the strongest of
+    them (a horizon under a smooth sky can be the stronger, and lies inside); the
+    strongest of all where none is, or none of them is a step of a few grey levels."""
     lo, hi = max(0, at - reach - 1), min(len(steps), at + reach + 2)
-    return lo + int(np.argmax(steps[lo:hi])) if hi > lo else at
+    if hi <= lo:
+        return at
+    near = np.arange(lo, hi)
+    outside = near + beyond
+    inside = (outside >= 0) & (outside < len(flat))
+    edged = near[inside][flat[outside[inside]]]
+    if not edged.size or steps[edged].max() < MARGIN_FLAT:  # no edge there at all
+        return int(near[np.argmax(steps[near])])
+    strong = edged[steps[edged] >= steps[edged].max() / 2]
+    return int(strong.min() if beyond < 0 else strong.max())
 
 
 def _largest_rectangle(mask: np.ndarray) -> tuple[int, int, int, int]:
