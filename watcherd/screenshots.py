@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from PIL import Image
@@ -206,16 +208,16 @@ def _snapped(a: np.ndarray, box: tuple[int, int, int, int], reach: int) -> tuple
             break
         span = a[:, left:right]
         rows = np.abs(np.diff(span, axis=0)).mean(axis=1)  # rows[y]: y | y+1
-        flat = _one_tone(span, 1)
+        flat = partial(_one_tone, span)  # rows, looked at only near the edges
         if top > reach or _margin(a[:top, left:right]):
             top = _strongest(rows, top - 1, reach, flat, -1) + 1
         if bottom < h - reach or _margin(a[bottom:, left:right]):
             bottom = _strongest(rows, bottom - 1, reach, flat, 2) + 1
         if bottom - top < 2:
             break
-        span = a[top:bottom]
-        cols = np.abs(np.diff(span, axis=1)).mean(axis=0)
-        flat = _one_tone(span, 0)
+        span = a[top:bottom].T
+        cols = np.abs(np.diff(span, axis=0)).mean(axis=1)
+        flat = partial(_one_tone, span)
         if left > reach or _margin(a[top:bottom, :left]):
             left = _strongest(cols, left - 1, reach, flat, -1) + 1
         if right < w - reach or _margin(a[top:bottom, right:]):
@@ -224,11 +226,13 @@ def _snapped(a: np.ndarray, box: tuple[int, int, int, int], reach: int) -> tuple
     return (left, top, min(w, max(right, left + 1)), min(h, max(bottom, top + 1)))
 
 
-def _one_tone(span: np.ndarray, axis: int) -> np.ndarray:
-    """Whether each line of `span` (along `axis`) is mostly of one tone, as the screen
-    around a photo is (a time stamp or a bubble's rounded corner on it aside)."""
-    median = np.median(span, axis=axis, keepdims=True)
-    return (np.abs(span - median) <= FLAT_TONE).mean(axis=axis) >= FLAT_SHARE
+def _one_tone(lines: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """Whether each of the lines `which` (rows of `lines`) is mostly of one tone, as
+    the screen around a photo is (a time stamp or a bubble's rounded corner on it
+    aside)."""
+    picked = lines[which]
+    median = np.median(picked, axis=1, keepdims=True)
+    return (np.abs(picked - median) <= FLAT_TONE).mean(axis=1) >= FLAT_SHARE
 
 
 def _margin(strip: np.ndarray) -> bool:
@@ -238,19 +242,22 @@ def _margin(strip: np.ndarray) -> bool:
     return min(strip.shape) >= 3 and float(strip.std()) <= MARGIN_FLAT
 
 
-def _strongest(steps: np.ndarray, at: int, reach: int, flat: np.ndarray, beyond: int) -> int:
+def _strongest(
+    steps: np.ndarray, at: int, reach: int, flat: Callable[[np.ndarray], np.ndarray], beyond: int
+) -> int:
     """The step within `reach` + 1 of `at` (step i lies between lines i and i + 1)
-    where a photo's border most likely is: of the steps whose line `beyond` is
-    `flat` (the screen), the outermost at least half as strong as the strongest of
-    them (a horizon under a smooth sky can be the stronger, and lies inside); the
-    strongest of all where none is, or none of them is a step of a few grey levels."""
+    where a photo's border most likely is: of the steps whose line `beyond` is `flat`
+    (the screen; `flat(lines)` says it for each), the outermost at least half as
+    strong as the strongest of them (a horizon under a smooth sky can be the stronger,
+    and lies inside); the strongest of all where none is, or none of them is a step of
+    a few grey levels."""
     lo, hi = max(0, at - reach - 1), min(len(steps), at + reach + 2)
     if hi <= lo:
         return at
     near = np.arange(lo, hi)
     outside = near + beyond
-    inside = (outside >= 0) & (outside < len(flat))
-    edged = near[inside][flat[outside[inside]]]
+    inside = (outside >= 0) & (outside <= len(steps))  # len(steps) + 1 lines
+    edged = near[inside][flat(outside[inside])] if inside.any() else near[:0]
     if not edged.size or steps[edged].max() < MARGIN_FLAT:  # no edge there at all
         return int(near[np.argmax(steps[near])])
     strong = edged[steps[edged] >= steps[edged].max() / 2]
