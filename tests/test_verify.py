@@ -224,23 +224,33 @@ def _chat_screenshot(photo: Image.Image, seed: int) -> Image.Image:
     return img
 
 
+def _chat_with_photo(
+    photo: Image.Image, x: int, y0: int, below: int, stamp: tuple[int, int, int | None]
+) -> tuple[Image.Image, ImageDraw.ImageDraw, tuple[int, int, int, int]]:
+    """A chat screenshot's wallpaper and top bar, and `photo` (at its size) in a white
+    bubble at (x, y0) reaching `below` pixels under it, its time at `stamp` (x, pixels
+    under the photo, font size or None for the default); the photo's box too."""
+    img = Image.new("RGB", (1080, 2340), (236, 229, 221))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, 1080, 230), fill=(7, 94, 84))
+    pw, ph = photo.size
+    draw.rounded_rectangle((x - 10, y0 - 10, x + pw + 10, y0 + ph + below), 24, fill="white")
+    img.paste(photo, (x, y0))
+    draw.text((stamp[0], y0 + ph + stamp[1]), "12:07", fill=(120, 120, 120), font_size=stamp[2])
+    return img, draw, (x, y0, x + pw, y0 + ph)
+
+
 def _bubbles_below(photo: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int]]:
     """A chat screenshot where the photo's white bubble is followed at once by white
     text bubbles: the textured blocks run on from the photo into the text. The photo's
     box in it, too."""
-    img = Image.new("RGB", (1080, 2340), (236, 229, 221))
-    draw = ImageDraw.Draw(img)
-    draw.rectangle((0, 0, 1080, 230), fill=(7, 94, 84))
-    y0, pw, ph = 900, 920, 690
-    draw.rounded_rectangle((60, y0 - 10, 80 + pw, y0 + ph + 70), 24, fill=(255, 255, 255))
-    img.paste(photo.resize((pw, ph)), (70, y0))
-    draw.text((900, y0 + ph + 20), "12:07", fill=(120, 120, 120))
-    y = y0 + ph + 90
+    img, draw, box = _chat_with_photo(photo.resize((920, 690)), 70, 900, 70, (900, 20, None))
+    y = box[3] + 90
     for k in range(4):
         draw.rounded_rectangle((40, y, 740 - 80 * k, y + 100), 24, fill=(255, 255, 255))
         draw.text((70, y + 30), "see you soon " * 3, fill=(30, 30, 30))
         y += 110
-    return img, (70, y0, 70 + pw, y0 + ph)
+    return img, box
 
 
 def test_a_photo_is_boxed_though_text_bubbles_touch_it():
@@ -401,19 +411,13 @@ def test_a_photo_of_fine_texture_in_a_chat_screenshot_is_found(tmp_path, seed):
 def _text_just_below(photo: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int]]:
     """A chat screenshot where the photo's bubble, its time in the strip under the
     photo, is followed a few pixels lower by bubbles of text; the photo's box too."""
-    img = Image.new("RGB", (1080, 2340), (236, 229, 221))
-    draw = ImageDraw.Draw(img)
-    draw.rectangle((0, 0, 1080, 230), fill=(7, 94, 84))
-    y0, pw, ph = 700, 880, 660
-    draw.rounded_rectangle((120, y0 - 10, 140 + pw, y0 + ph + 60), 24, fill=(255, 255, 255))
-    img.paste(photo.resize((pw, ph)), (130, y0))
-    draw.text((880, y0 + ph + 15), "12:07", fill=(120, 120, 120), font_size=30)
-    y = y0 + ph + 90
+    img, draw, box = _chat_with_photo(photo.resize((880, 660)), 130, 700, 60, (880, 15, 30))
+    y = box[3] + 90
     for _ in range(5):
         draw.rounded_rectangle((40, y, 900, y + 100), 24, fill=(255, 255, 255))
         draw.text((70, y + 28), "see you soon, where are you", fill=(30, 30, 30), font_size=38)
         y += 130
-    return img, (130, y0, 130 + pw, y0 + ph)
+    return img, box
 
 
 @pytest.mark.parametrize("seed", [3, 7])
@@ -437,18 +441,13 @@ def _horizon_under_sky(seed: int) -> tuple[Image.Image, tuple[int, int, int, int
     """A chat screenshot of a photo whose top is a band of smooth sky over a dark
     ground: the horizon is a stronger step than the photo's own border with the
     bubble above it. The photo's box too."""
-    img = Image.new("RGB", (1080, 2340), (236, 229, 221))
-    draw = ImageDraw.Draw(img)
-    draw.rectangle((0, 0, 1080, 230), fill=(7, 94, 84))
-    y0, pw, ph = 800, 880, 600
-    draw.rounded_rectangle((120, y0 - 10, 140 + pw, y0 + ph + 60), 24, fill=(255, 255, 255))
-    ground = np.asarray(photo(seed).resize((pw, ph))).astype(float) * 0.5
-    sky = int(ph * 0.12)
-    noise = np.random.default_rng(seed).normal(0, 3, (sky, pw, 1))
+    ground = np.asarray(photo(seed).resize((880, 600))).astype(float) * 0.5
+    sky = int(600 * 0.12)
+    noise = np.random.default_rng(seed).normal(0, 3, (sky, 880, 1))
     ground[:sky] = (np.linspace(200, 225, sky)[:, None, None] + noise) * [0.9, 0.95, 1.0]
-    img.paste(Image.fromarray(np.clip(ground, 0, 255).astype(np.uint8)), (130, y0))
-    draw.text((880, y0 + ph + 15), "12:07", fill=(120, 120, 120), font_size=30)
-    return img, (130, y0, 130 + pw, y0 + ph)
+    shown = Image.fromarray(np.clip(ground, 0, 255).astype(np.uint8))
+    img, _, box = _chat_with_photo(shown, 130, 800, 60, (880, 15, 30))
+    return img, box
 
 
 @pytest.mark.parametrize("seed", [1, 2])
