@@ -198,9 +198,9 @@ def _snapped(a: np.ndarray, box: tuple[int, int, int, int], reach: int) -> tuple
     """`box` with each edge moved (by up to `reach` + 1 pixels) onto a strong straight
     edge along it with the screen beyond it (a line mostly of one tone): the photo's
     own border, where the blocks only come near, not a horizon inside the photo
-    (_strongest). An edge near the picture's border
-    stays there (a photo as wide as the screen) unless what lies between is a flat
-    margin (a bubble's edge, the wallpaper)."""
+    (_strongest). An edge near the picture's border stays there (a photo as wide as
+    the screen) unless what lies between is a flat margin (a bubble's edge, the
+    wallpaper)."""
     h, w = a.shape
     left, top, right, bottom = box
     for _ in range(2):
