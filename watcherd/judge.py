@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from PIL import Image
+
 from . import candidates, video_match
 from .config import Config
 from .fingerprint import TRANSFORM_NAMES, Fingerprint, thumbnail_of
@@ -23,7 +25,7 @@ from .matching import HashIndex, Match, RegionIndex
 from .models import ACTIVE, File
 from .pictures import Pictures
 from .screenshots import screen_shaped
-from .verify import DETAIL, Check, Picture, check, rendition, turned, zoomed
+from .verify import DETAIL, FAITHFUL_CORR, Check, Picture, check, rendition, turned, zoomed
 
 # Whole-picture candidates checked on pixels per newcomer, best first (a photo with
 # many copies indexed brings them all; the first kept file that verifies decides).
@@ -113,9 +115,6 @@ class Judge:
         mine = self.pictures.newcomer(fp)
         if mine is None:
             return Finding()
-        copy = shot = None
-        checked: set[int] = set()
-        searches = SEARCHES
         # at most so many of each: the whole-picture candidates (a screenshot's chrome
         # brings every other screenshot of the app) do not crowd out the crops
         room = {True: VERIFY_AT_MOST, False: CROPS_AT_MOST}
@@ -125,17 +124,8 @@ class Judge:
                 room[m.transform in _WHOLE] -= 1
                 chosen.append(m)
         self.pictures.load([m.file_id for m in chosen])
-        for m in chosen:
-            checked.add(m.file_id)
-            found = self._verify(fp, mine, m.file_id, m.transform, searches > 0)
-            searches -= m.transform in _WHOLE
-            if found is None:
-                continue
-            if found.copy and not self._other_moment(fp, m.file_id):
-                copy = m
-                break
-            if shot is None and found.shot and m.transform in _WHOLE:
-                shot = m
+        checked: set[int] = set()
+        copy, shot = self._first_copy(fp, mine, chosen, checked)
         if copy is not None:
             return self._named(fp, mine, copy, states[copy.file_id][1] is not None, checked)
         if shot is not None:
@@ -143,6 +133,37 @@ class Judge:
             if other is not None:
                 return Finding(shot=other, shot_distance=shot.distance)
         return self.similar(f, fp, ignored, frozenset(checked))
+
+    def _first_copy(
+        self, fp: Fingerprint, mine: Picture, chosen: list[Match], checked: set[int]
+    ) -> tuple[Match | None, Match | None]:
+        """The first candidate that verifies as a copy, and the first that shows the same
+        scene, in `chosen` order (each added to `checked`). A sticker or a label can
+        move too many cells for the near rule: the whole candidate most alike around
+        its one block of changes is given the overlay's look on the files read again,
+        once per newcomer (a burst brings many candidates that all look so, and a
+        look reads two files)."""
+        searches = SEARCHES
+        shot = overlaid = None
+        for m in chosen:
+            checked.add(m.file_id)
+            found = self._verify(fp, mine, m.file_id, m.transform, searches > 0)
+            searches -= m.transform in _WHOLE
+            if found is None:
+                continue
+            if found.copy and not self._other_moment(fp, m.file_id):
+                return m, shot
+            if m.transform not in _WHOLE:
+                continue
+            if found.maybe_overlaid and (overlaid is None or found.rest > overlaid[1].rest):
+                overlaid = (m, found)
+            if shot is None and found.shot:
+                shot = m
+        if overlaid is not None:
+            m, found = overlaid
+            if self._overlaid(fp, m.file_id, found, m.transform):
+                return m, shot
+        return None, shot
 
     def pair(self, fp: Fingerprint, file_id: int, transform: str, loose: bool = False) -> bool:
         """Whether the newcomer is called a copy of one indexed file the hashes brought
@@ -157,7 +178,11 @@ class Judge:
             found = self._check(fp, mine, file_id, "identity", search=False)
             return found is not None and found.shot and self._overlaid(fp, file_id, found)
         found = self._verify(fp, mine, file_id, transform)
-        return found is not None and found.copy and not self._other_moment(fp, file_id)
+        if found is None:
+            return False
+        if found.copy and not self._other_moment(fp, file_id):
+            return True
+        return transform in _WHOLE and self._overlaid(fp, file_id, found, transform)
 
     def _verify(
         self, fp: Fingerprint, mine: Picture, file_id: int, transform: str, search: bool = True
@@ -183,12 +208,17 @@ class Judge:
         thumbnail of a small object on a plain ground (a nebula, a product shot), or of
         a photo inside a screenshot, has too few cells to tell two pictures apart.
         Rare, so the files are read again rather than more kept for every file."""
+        pair = self._reread(fp.path, file_id)
+        return None if pair is None else self._looked(fp, file_id, transform, *pair)
+
+    def _reread(self, path: str, file_id: int) -> tuple[Image.Image, Image.Image] | None:
         other = self.index.get(file_id)
-        if other is None:
-            return None
-        mine, theirs = (rendition(thumbnail_of(p, ZOOM_SIDE)) for p in (fp.path, other.path))
-        if mine is None or theirs is None:
-            return None
+        return None if other is None else read_again(path, other.path)
+
+    def _looked(
+        self, fp: Fingerprint, file_id: int, transform: str, mine: Image.Image, theirs: Image.Image
+    ) -> Check | None:
+        """The closer look on both files read again (see _closer)."""
         if transform in _WHOLE:  # both cut to their subject, which then fills the grid
             found = check(zoomed(turned(mine, transform)), zoomed(theirs), "identity", False)
         else:  # the crop's box found again, on more pixels
@@ -270,14 +300,31 @@ class Judge:
             return Finding(shot=other, shot_distance=m.distance)
         return Finding()
 
-    def _overlaid(self, fp: Fingerprint, file_id: int, found: Check) -> bool:
-        """A loose candidate that is a copy with an overlay (a sticker, a label: they
-        move pHash far), by the stricter rule, on the thumbnails and then on the files
-        read again (thumbnails of two different dark or smooth pictures can agree but
-        for one block); never two shots seconds apart."""
-        if not found.overlaid or self._other_moment(fp, file_id):
+    def _overlaid(
+        self, fp: Fingerprint, file_id: int, found: Check, transform: str = "identity"
+    ) -> bool:
+        """A candidate that may be a copy under an overlay (a sticker, a label: they
+        move pHash far, and past the near rule), judged by the stricter rule on both
+        files read again; the thumbnails only say whether to look (around a sticker on
+        a smooth photo they agree at 0.86-0.95, the files at 0.99). A picture with
+        detail all over is judged whole, the cells around the block agreeing as a
+        copy's do; a small subject on a plain ground is judged cut to its subject, and
+        only if the thumbnails already agree but for the block (two different dark
+        pictures agree as wholes but for one block; a sticker beside a small object
+        widens one cut). Never two shots seconds apart."""
+        if not found.maybe_overlaid or self._other_moment(fp, file_id):
             return False
-        closer = self._closer(fp, file_id, "identity")
+        pair = self._reread(fp.path, file_id)
+        if pair is None:
+            return False
+        whole = check(*pair, transform, False)
+        if self._trace is not None:
+            self._write_trace(fp.path, file_id, "reread:" + transform, whole)
+        if min(whole.textured) >= DETAIL and whole.overlaid and whole.rest >= FAITHFUL_CORR:
+            return True
+        if not found.overlaid:
+            return False
+        closer = self._looked(fp, file_id, transform, *pair)
         return closer is not None and closer.overlaid
 
     def candidates(self, f: File, fp: Fingerprint) -> list[Match]:
@@ -303,3 +350,9 @@ class Judge:
         row.update(copy=found.copy, shot=found.shot)
         self._trace.write(json.dumps(row) + "\n")
         self._trace.flush()
+
+
+def read_again(*paths: str) -> tuple[Image.Image, ...] | None:
+    """Files read again at ZOOM_SIDE, for a closer look than their thumbnails give."""
+    pictures = tuple(rendition(thumbnail_of(p, ZOOM_SIDE)) for p in paths)
+    return None if any(p is None for p in pictures) else pictures

@@ -119,6 +119,17 @@ class Check:
         return self._one_block
 
     @property
+    def maybe_overlaid(self) -> bool:
+        """Perhaps a copy under an overlay, on thumbnails too coarse to say: around a
+        sticker on a smooth photo the thumbnails' cells agree at only 0.86-0.95, and over
+        water or foliage recompression leaves more stray cells than SCATTERED; the files
+        read again agree at 0.99 (benchmarks/trust.py). One compact block, the rest
+        broadly alike."""
+        compact = self.spread <= OVERLAY_SPREAD and self.fill >= OVERLAY_FILL
+        few = self.changed <= OVERLAY_CHANGED * self.shared
+        return self.shot and self.off_tone <= OFF_TONE and compact and few
+
+    @property
     def faithful(self) -> bool:
         """A copy with every shared cell agreeing, nearly perfectly: enough, on the files
         read again, to call a picture with little detail a copy."""
