@@ -153,6 +153,17 @@ def test_a_label_over_a_real_photo_is_found_on_the_files_read_again(tmp_path):
     assert decisions(tmp_path, pictures) == [("b.jpg", "a.jpg", "near")]
 
 
+def test_a_label_is_one_block_though_only_its_rim_is_compared(tmp_path):
+    """A white label over a red door: its flat inside is textured in one picture only,
+    so not compared; the cells that disagree are its rim, 0.29 of their box, and the
+    block was not compact enough for an overlay. Of the cells compared in the box,
+    0.8 disagree."""
+    with Image.open(_real("kodim02.jpg")) as im:
+        original = im.convert("RGB")
+    pictures = {"a.jpg": original, "b.jpg": _benchmark_sticker(original, 11)}
+    assert [k for _, _, k in decisions(tmp_path, pictures)] == ["near"]
+
+
 @pytest.mark.parametrize("seed", [8, 2029])
 def test_a_sticker_beside_a_small_object_is_found_on_the_whole_files(tmp_path, seed):
     """A spray bottle on white, a sticker half on the bottle, half on the ground: cut to

@@ -43,7 +43,7 @@ CELL_AGREES = 0.6  # a cell textured in both agrees at this correlation or more
 NEAR_CORR = 0.8  # a copy: mean correlation of the cells textured in both
 NEAR_CHANGED = 0.12  # a copy: at most this fraction of those cells disagree...
 OVERLAY_SPREAD = 0.25  # an overlay: the disagreeing cells within a box this big
-OVERLAY_FILL = 0.3  # and filling at least this much of it
+OVERLAY_FILL = 0.3  # and at least this share of the cells compared in it
 OVERLAY_CHANGED = 0.3  # and no more than this fraction of the shared cells
 OVERLAY_AT_MOST = 0.2  # a sticker or label (up to 10% of a picture, with its rim) boxes
 # no more of the grid than this; a photo inside a screenshot takes 20% of it or more
@@ -70,7 +70,7 @@ class Check:
     changed: int  # of those, cells that disagree
     textured: tuple[int, int]  # textured cells in each picture
     spread: float  # the box around the main block of cells that disagree (of the grid)
-    fill: float  # how much of that box they fill
+    fill: float  # the share of the cells compared in that box that disagree
     off_tone: float = 0.0  # cells far off the tone curve that maps one onto the other
     stray: int = 0  # cells that disagree outside the main block
     rest: float = 0.0  # mean correlation of the cells textured in both outside its box
@@ -273,7 +273,9 @@ def _compare(x: np.ndarray, y: np.ndarray) -> Check:
     bad = np.zeros(both.shape, dtype=bool)
     bad[both] = ncc < CELL_AGREES
     n = x.shape[0] // CELL
-    spread, fill, stray, box = _main_block(bad.reshape(n, n), corr >= SIMILAR_CORR)
+    spread, fill, stray, box = _main_block(
+        bad.reshape(n, n), both.reshape(n, n), corr >= SIMILAR_CORR
+    )
     rest = corr
     if box is not None:
         r, c = np.divmod(np.flatnonzero(both), n)
@@ -287,15 +289,17 @@ def _compare(x: np.ndarray, y: np.ndarray) -> Check:
 
 
 def _main_block(
-    bad: np.ndarray, near: bool
+    bad: np.ndarray, compared: np.ndarray, near: bool
 ) -> tuple[float, float, int, tuple[int, int, int, int] | None]:
     """(spread, fill, stray, box) of the cells that disagree: the box around their main
-    block as a fraction of the grid, how much of it they fill, how many lie outside it,
-    and the box (top, bottom, left, right, in cells; None when not `near`).
+    block as a fraction of the grid, how many of the cells compared in it they are
+    (`compared`: textured in both), how many lie outside it, and the box (top, bottom,
+    left, right, in cells; None when not `near`).
 
     A sticker disagrees along its rim (its flat inside is textured in one picture only,
-    so it is not compared), and recompression adds a cell or two anywhere: a box around
-    every disagreeing cell would stretch to those. Cells within two of each other join
+    so it is not compared: counted against the whole box, a label's rim filled 0.29 of
+    it), and recompression adds a cell or two anywhere: a box around every disagreeing
+    cell would stretch to those. Cells within two of each other join
     one block (a gap of a cell bridged); the block with the most cells is the main
     one. Only a pair that may be a copy (`near`) needs the blocks; otherwise the box
     is around every cell."""
@@ -321,4 +325,5 @@ def _main_block(
     top, bottom, left, right = int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
     area = (bottom - top + 1) * (right - left + 1)
     box = (top, bottom, left, right) if near else None
-    return float(area / bad.size), float(rows.size / area), stray, box
+    inside = int(compared[top : bottom + 1, left : right + 1].sum())
+    return float(area / bad.size), float(rows.size / max(inside, 1)), stray, box
