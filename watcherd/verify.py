@@ -123,8 +123,10 @@ class Check:
         """Perhaps a copy under an overlay, on thumbnails too coarse to say: around a
         sticker on a smooth photo the thumbnails' cells agree at only 0.86-0.95, and over
         water or foliage recompression leaves more stray cells than SCATTERED; the files
-        read again agree at 0.99 (benchmarks/trust.py). One compact block, the rest
-        broadly alike."""
+        read again agree at 0.99 (benchmarks/trust.py). Overlaid already, or one
+        compact block with the rest broadly alike."""
+        if self.overlaid:
+            return True
         compact = self.spread <= OVERLAY_SPREAD and self.fill >= OVERLAY_FILL
         few = self.changed <= OVERLAY_CHANGED * self.shared
         return self.shot and self.off_tone <= OFF_TONE and compact and few
@@ -299,10 +301,9 @@ def _main_block(
     A sticker disagrees along its rim (its flat inside is textured in one picture only,
     so it is not compared: counted against the whole box, a label's rim filled 0.29 of
     it), and recompression adds a cell or two anywhere: a box around every disagreeing
-    cell would stretch to those. Cells within two of each other join
-    one block (a gap of a cell bridged); the block with the most cells is the main
-    one. Only a pair that may be a copy (`near`) needs the blocks; otherwise the box
-    is around every cell."""
+    cell would stretch to those. Cells within two of each other join one block (a gap
+    of a cell bridged); the block with the most cells is the main one. Only a pair that
+    may be a copy (`near`) needs the blocks; otherwise the box is around every cell."""
     rows, cols = np.nonzero(bad)
     if not rows.size:
         return 0.0, 0.0, 0, None
