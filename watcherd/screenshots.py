@@ -26,6 +26,7 @@ FLAT_LINE = 0.5  # a line of a screenshot varying less (and like the next): not 
 FLAT_TONE = 2.0  # grey levels from a line's median that count as its background...
 FLAT_SHARE = 0.7  # ...when this much of the line is that close to it (photo_boxes)
 MARGIN_FLAT = 2 * FLAT_TONE  # grey levels a flat margin's pixels spread over (JPEG noise)
+EDGE_STEP = MARGIN_FLAT  # a step between lines smaller than such noise is no edge
 GAP_TEXTURED = 0.25  # a line of blocks this little textured across a photo's box: a gap
 PHOTO_SAME = 0.9  # two readings overlapping this much (IoU) are one box
 
@@ -258,7 +259,7 @@ def _strongest(
     outside = near + beyond
     inside = (outside >= 0) & (outside <= len(steps))  # len(steps) + 1 lines
     edged = near[inside][flat(outside[inside])] if inside.any() else near[:0]
-    if not edged.size or steps[edged].max() < MARGIN_FLAT:  # no edge there at all
+    if not edged.size or steps[edged].max() < EDGE_STEP:  # no edge there at all
         return int(near[np.argmax(steps[near])])
     strong = edged[steps[edged] >= steps[edged].max() / 2]
     return int(strong.min() if beyond < 0 else strong.max())
