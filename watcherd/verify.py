@@ -102,8 +102,12 @@ class Check:
     def _one_block(self) -> bool:
         """The disagreeing cells form one compact block, but for the few here and there
         that recompression alone explains."""
-        compact = self.spread <= OVERLAY_SPREAD and self.fill >= OVERLAY_FILL
-        return compact and self.stray <= max(1, SCATTERED * self.shared)
+        return self._compact and self.stray <= max(1, SCATTERED * self.shared)
+
+    @property
+    def _compact(self) -> bool:
+        """The main block of disagreeing cells is small and dense."""
+        return self.spread <= OVERLAY_SPREAD and self.fill >= OVERLAY_FILL
 
     @property
     def overlaid(self) -> bool:
@@ -127,9 +131,8 @@ class Check:
         compact block with the rest broadly alike."""
         if self.overlaid:
             return True
-        compact = self.spread <= OVERLAY_SPREAD and self.fill >= OVERLAY_FILL
         few = self.changed <= OVERLAY_CHANGED * self.shared
-        return self.shot and self.off_tone <= OFF_TONE and compact and few
+        return self.shot and self.off_tone <= OFF_TONE and self._compact and few
 
     @property
     def faithful(self) -> bool:
