@@ -10,6 +10,7 @@ each root; the guard only tells, the daemon acts.
 from __future__ import annotations
 
 import os
+import stat
 
 from .watcher import Watcher
 
@@ -24,23 +25,36 @@ RESCAN = "rescan"  # not watched by any observer: time to reconcile it again
 
 def identity(path: str) -> tuple[int, int, bool]:
     """Which folder `path` is: device, inode, and whether it is a symlink."""
+    return _state(path)[0]
+
+
+def _state(path: str) -> tuple[tuple[int, int, bool], bool]:
+    """`path`'s identity and whether it is a folder (through a symlink, if it is one),
+    from one lstat: read twice, a swap between the reads (gone, then a symlink) looked
+    like a folder made again."""
     try:
         st = os.lstat(path)
     except OSError:
-        return (-1, -1, False)
-    return (st.st_dev, st.st_ino, os.path.islink(path))
+        return (-1, -1, False), False
+    link = stat.S_ISLNK(st.st_mode)
+    is_dir = os.path.isdir(path) if link else stat.S_ISDIR(st.st_mode)
+    return (st.st_dev, st.st_ino, link), is_dir
 
 
 class RootGuard:
     def __init__(self) -> None:
         self._ids: dict[str, tuple[int, int, bool]] = {}
+        self._link: dict[str, bool] = {}  # whether each root was a symlink at first
         self.lost: set[str] = set()
         self._rescan_due: dict[str, float] = {}
         self.checked = 0.0
 
     def watched(self, path: str) -> None:
-        """`path` is being watched now, as it is now."""
+        """`path` is being watched now, as it is now. Whether it may be a symlink is
+        fixed by the first call: a rewatch can catch the root mid-swap, as a symlink
+        where a folder was, and that must not become the root's self."""
         self._ids[path] = identity(path)
+        self._link.setdefault(path, self._ids[path][2])
         self.lost.discard(path)
 
     def deadline(self) -> float:
@@ -53,14 +67,14 @@ class RootGuard:
         self.checked = now
         out = []
         for path in roots:
-            now_id, was = identity(path), self._ids.get(path)
-            back = os.path.isdir(path) and was is not None and now_id[2] == was[2]
+            now_id, is_dir = _state(path)
+            own = is_dir and now_id[2] == self._link.get(path)  # what it may be watched as
             if path in self.lost:
-                if back:
+                if own:
                     out.append((path, BACK))
-            elif now_id != was:
+            elif now_id != self._ids.get(path) or not own or watcher.root_deleted(path):
                 self.lost.add(path)
-                out.append((path, RECREATED if back else GONE))
+                out.append((path, RECREATED if own else GONE))
             elif watcher.stopped(path):
                 out.append((path, STOPPED))
             elif watcher.rescanned(path):

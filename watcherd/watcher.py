@@ -78,14 +78,25 @@ def _s(path: str | bytes) -> str:
 
 
 class Handler(FileSystemEventHandler):
-    def __init__(self, put: Callable[[FsEvent], None], polled: bool) -> None:
+    def __init__(
+        self,
+        put: Callable[[FsEvent], None],
+        polled: bool,
+        root: str = "",
+        root_deleted: Callable[[str], None] | None = None,
+    ) -> None:
         self.put = put
         self.polled = polled
+        self.root = root
+        self.root_deleted = root_deleted
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         fs = translate(event, self.polled)
-        if fs is not None:
-            self.put(fs)
+        if fs is None:
+            return
+        if fs.kind == "dir_deleted" and fs.path == self.root and self.root_deleted:
+            self.root_deleted(self.root)
+        self.put(fs)
 
 
 def translate(event: FileSystemEvent, polled: bool = False) -> FsEvent | None:
@@ -168,6 +179,7 @@ class Watcher:
         self.poll_interval = poll_interval
         self._observers: dict[str, BaseObserver] = {}
         self._rescanned: set[str] = set()  # see rescan_instead
+        self._deleted: set[str] = set()  # see root_deleted
         self.methods: dict[str, str] = {}
         wd_log = logging.getLogger("watchdog")
         wd_log.handlers[:] = [_OverflowHandler(put)]
@@ -214,7 +226,8 @@ class Watcher:
             observer = InotifyObserver(generate_full_events=True)
         observer.daemon = True
         try:
-            observer.schedule(Handler(self.put, polled), root, recursive=True, event_filter=EVENTS)
+            handler = Handler(self.put, polled, root, lambda r: self._mark_deleted(r, observer))
+            observer.schedule(handler, root, recursive=True, event_filter=EVENTS)
             observer.start()
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EMFILE) and not polled:
@@ -265,6 +278,16 @@ class Watcher:
     def rescanned(self, root: str) -> bool:
         return root in self._rescanned
 
+    def _mark_deleted(self, root: str, observer: BaseObserver) -> None:
+        if self._observers.get(root) is observer:  # not a late word from an old watch
+            self._deleted.add(root)
+
+    def root_deleted(self, root: str) -> bool:
+        """Whether the folder watched as `root` was itself deleted. `rm -r` and `mkdir`
+        in one breath often give the new folder the old one's inode number (ext4, tmpfs),
+        so its identity alone does not tell; the watch ended with the old folder."""
+        return root in self._deleted
+
     def stopped(self, root: str) -> bool:
         """Whether the watch on `root` has stopped by itself: its observer's thread, or
         one of its emitters' threads (an exception in watchdog's own walk of the tree),
@@ -274,7 +297,11 @@ class Watcher:
             return False
         if not observer.is_alive():
             return True
-        return any(not emitter.is_alive() for emitter in list(observer.emitters))
+        if all(emitter.is_alive() for emitter in list(observer.emitters)):
+            return False
+        # An emitter ends itself when the root is deleted, just after queueing the
+        # deletion: until that has reached the handler (root_deleted), it is not stopped.
+        return not getattr(observer.event_queue, "unfinished_tasks", 0)
 
     def poll_instead(self, root: str, reason: str) -> None:
         """Watch `root` by polling from now on (the caller rescans it)."""
@@ -287,6 +314,7 @@ class Watcher:
 
     def unwatch(self, root: str) -> None:
         self._rescanned.discard(root)
+        self._deleted.discard(root)
         observer = self._observers.pop(root, None)
         self.methods.pop(root, None)
         if observer is not None:
@@ -297,6 +325,7 @@ class Watcher:
         observers = list(self._observers.values())
         self._observers.clear()
         self._rescanned.clear()
+        self._deleted.clear()
         self.methods.clear()
         for observer in observers:
             observer.stop()
