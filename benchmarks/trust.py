@@ -193,8 +193,14 @@ def made_copies(everyday: list[Path], work: Path, n: int, seed: int) -> None:
         near = {frozenset((a, b)) for a, b, kind in links if kind != "similar"}
         found = sum(1 for pair in copies if pair in near)
         false = [pair for pair in near if pair not in copies]
+        # the keep rule: the photo stays, the screenshot or stickered copy is redundant
+        made_paths = {str(a) for a, _ in made}
+        kept = sum(
+            1 for a, b, kind in links if kind != "similar" and a in made_paths
+            if frozenset((a, b)) in copies
+        )  # fmt: skip
         print(f"{label:<28} {len(made):>5} copies   found {found / len(made):.2f}  "
-              f"false near {len(false):>3}")  # fmt: skip
+              f"false near {len(false):>3}   photo kept {kept:>3} of {found}")  # fmt: skip
         for pair in false[:3]:
             print("    false: " + " ~ ".join(Path(x).name for x in pair))
         if label.startswith("chat"):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from watcherd.fingerprint import TRANSFORM_NAMES
-from watcherd.matching import HashIndex, newcomer_wins
+from watcherd.matching import HashIndex, newcomer_kept, newcomer_wins
 
 
 def variants_of(ph: int, dh: int = 0) -> list[tuple[int, int]]:
@@ -112,6 +112,28 @@ def test_keep_best(new, old, expected):
 
 def test_keep_first_always_keeps_indexed():
     assert newcomer_wins(F(9999, 9999, 99, 0), F(1, 1, 1, 9), "first") is False
+
+
+class G(F):
+    def __init__(self, path, *args):
+        super().__init__(*args)
+        self.path, self.id = path, hash(path)
+
+
+@pytest.mark.parametrize(
+    ("derived", "keep", "protected", "expected"),
+    [
+        ("newcomer", "best", (), False),  # a screenshot of the photo: never kept over it
+        ("partner", "best", (), True),
+        ("", "best", (), True),  # nothing added that can be told: more pixels
+        ("partner", "first", (), False),  # `first` keeps the indexed copy whatever
+        ("newcomer", "best", ("/cam/a.png",), True),  # a protected copy is always kept
+    ],
+)
+def test_a_copy_with_something_added_is_never_the_one_kept(derived, keep, protected, expected):
+    new, old = G("/cam/a.png", 1080, 2340, 9, 5), G("/dl/b.jpg", 800, 600, 1, 1)
+    kept = newcomer_kept(new, old, keep, lambda p: p in protected, {}, derived)
+    assert kept is expected
 
 
 def test_region_index_add_remove_compact_and_search():

@@ -541,3 +541,24 @@ def test_a_photo_is_boxed_at_its_border_not_at_a_horizon_inside_it(seed):
     base, _ = decode_small(data.getvalue(), 10**9)
     truth = tuple(v * base.width / shot.width for v in box)
     assert max(_overlap(found, truth) for found in photo_boxes(base)) >= 0.95
+
+
+@pytest.mark.parametrize("shot_first", [False, True])
+def test_the_photo_is_kept_and_the_screenshot_showing_it_is_the_copy(tmp_path, shot_first):
+    """A chat screenshot has more pixels and more bytes than the photo in it: by those
+    alone (keep = "best") the photo was the duplicate, and quarantine moved it out
+    while the screenshot stayed. Whichever arrives first, the screenshot is the copy."""
+    photo = busy_photo(51)
+    shot, kept = ("a-shot.png", "b-photo.jpg") if shot_first else ("b-shot.png", "a-photo.jpg")
+    pictures = {kept: photo, shot: _chat_screenshot(photo, 1)}
+    assert decisions(tmp_path, pictures) == [(shot, kept, "near")]
+
+
+def test_the_photo_is_kept_and_the_copy_with_a_label_is_the_copy(tmp_path):
+    """The labelled copy saved as a PNG has the same pixels as the photo and more bytes:
+    by those alone it was kept and the clean photo was the duplicate. The files read
+    again show which one is flat over the block where the two differ."""
+    with Image.open(_real("kodim21.jpg")) as im:
+        original = im.convert("RGB")
+    pictures = {"a.jpg": original, "b.png": _benchmark_sticker(original, 2)}
+    assert decisions(tmp_path, pictures) == [("b.png", "a.jpg", "near")]

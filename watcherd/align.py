@@ -112,6 +112,14 @@ class Picture:
         """Whether `box` is the photo's box in this screenshot, as found or reshaped."""
         return box in self.photos() or any(b == box for b, _ in self.photo_starts(other.aspect))
 
+    def frames(self, box: Box, other: Picture) -> bool:
+        """Whether `box`, cut out of this picture to line it up with `other`, is the
+        photo in it with a screen around (a chat, a viewer): as found (photo_boxes) or
+        reshaped. Not a box around the content within bars or a plain ground (a product
+        shot on white has one, and a crop of it would be taken for its source), nor
+        a region box: that is a crop, and `other` the copy that shows less."""
+        return self.is_photo(box, other)
+
     def starts(self, region: str) -> list[tuple[Box, np.ndarray]]:
         """The boxes a crop of or in this picture is tried at, each with its grid at
         ALIGN_SIDE."""
@@ -294,11 +302,12 @@ def _centred(cx: float, cy: float, bw: float, aspect: float) -> Box:
 
 def aligned(
     a: Picture, b: Picture, region: str, enough: Settled | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, int]:
     """`a` and `b` at SIDE, one of them cut to the part the other shows: the box (of
     either) that fits best as a start, then moved to the best fit (_refined), or until
     `enough(a's grid, b's grid)` says they line up. The wholes as they are if no box
-    fits."""
+    fits. Third, which one shows the other with something added around it (1: `a`,
+    2: `b`, 0: neither; Picture.frames)."""
     options, fits = _starts(a, b, a.starts(region), b.starts(region))
     best = int(np.argmax(fits))
     if fits[best] < START_FIT:
@@ -309,17 +318,18 @@ def aligned(
         options, fits = options + more, np.concatenate([fits, more_fits])
         photos = [i for i, (cut, other, box) in enumerate(options) if cut.is_photo(box, other)]
         if not photos:
-            return a.grid(), b.grid()
+            return a.grid(), b.grid(), 0
         best = max(photos, key=lambda i: fits[i])
     cut, other, box = options[best]
     if best == 0 and fits[0] >= ALIGNED:  # a's whole on b's whole: lined up already
-        return a.grid(), b.grid()
+        return a.grid(), b.grid(), 0
+    framed = (1 if cut is a else 2) if cut.frames(box, other) else 0
     if enough is not None and cut is not a:  # asked in a's and b's order
         enough = partial(_swapped, enough)
     box = _refined(cut.image, box, other, enough)
     side = _side(box)
     cut_grid, other_grid = grid(cut.image, box, side), other.grid(side)
-    return (cut_grid, other_grid) if cut is a else (other_grid, cut_grid)
+    return (cut_grid, other_grid, framed) if cut is a else (other_grid, cut_grid, framed)
 
 
 def _starts(

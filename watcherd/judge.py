@@ -51,6 +51,9 @@ class Finding:
     shot: File | None = None
     shot_distance: int = 0
     settled: bool = False  # the newcomer is the redundant one, whatever the keep rule says
+    # which one shows the other with something added (a screen, bars, a sticker):
+    # "newcomer" or "partner" (Check.added); never the one the keep rule keeps
+    derived: str = ""
 
 
 class Judge:
@@ -127,7 +130,8 @@ class Judge:
         checked: set[int] = set()
         copy, shot = self._first_copy(fp, mine, chosen, checked)
         if copy is not None:
-            return self._named(fp, mine, copy, states[copy.file_id][1] is not None, checked)
+            redundant = states[copy[0].file_id][1] is not None
+            return self._named(fp, mine, copy, redundant, checked)
         if shot is not None:
             other = self.index.get(shot.file_id)
             if other is not None:
@@ -136,13 +140,13 @@ class Judge:
 
     def _first_copy(
         self, fp: Fingerprint, mine: Picture, chosen: list[Match], checked: set[int]
-    ) -> tuple[Match | None, Match | None]:
-        """The first candidate that verifies as a copy, and the first that shows the same
-        scene, in `chosen` order (each added to `checked`). A sticker or a label can
-        move too many cells for the near rule: the whole candidate most alike around
-        its one block of changes is given the overlay's look on the files read again,
-        once per newcomer (a burst brings many candidates that all look so, and a
-        look reads two files)."""
+    ) -> tuple[tuple[Match, Check] | None, Match | None]:
+        """The first candidate that verifies as a copy (with its check), and the first
+        that shows the same scene, in `chosen` order (each added to `checked`). A
+        sticker or a label can move too many cells for the near rule: the whole
+        candidate most alike around its one block of changes is given the overlay's
+        look on the files read again, once per newcomer (a burst brings many
+        candidates that all look so, and a look reads two files)."""
         searches = SEARCHES
         shot = overlaid = None
         for m in chosen:
@@ -151,8 +155,8 @@ class Judge:
             searches -= m.transform in _WHOLE
             if found is None:
                 continue
-            if found.copy and not self._other_moment(fp, m.file_id):
-                return m, shot
+            if found.copy and not _other_moment(self.index, fp, m.file_id):
+                return (m, found), shot
             if m.transform not in _WHOLE:
                 continue
             if found.maybe_overlaid and (overlaid is None or found.rest > overlaid[1].rest):
@@ -161,8 +165,9 @@ class Judge:
                 shot = m
         if overlaid is not None:
             m, found = overlaid
-            if self._overlaid(fp, m.file_id, found, m.transform):
-                return m, shot
+            accepted = self._overlaid(fp, m.file_id, found, m.transform)
+            if accepted is not None:
+                return (m, accepted), shot
         return None, shot
 
     def pair(self, fp: Fingerprint, file_id: int, transform: str, loose: bool = False) -> bool:
@@ -176,13 +181,13 @@ class Judge:
             return False
         if loose:
             found = self._check(fp, mine, file_id, "identity", search=False)
-            return found is not None and found.shot and self._overlaid(fp, file_id, found)
+            return found is not None and found.shot and bool(self._overlaid(fp, file_id, found))
         found = self._verify(fp, mine, file_id, transform)
         if found is None:
             return False
-        if found.copy and not self._other_moment(fp, file_id):
+        if found.copy and not _other_moment(self.index, fp, file_id):
             return True
-        return transform in _WHOLE and self._overlaid(fp, file_id, found, transform)
+        return transform in _WHOLE and bool(self._overlaid(fp, file_id, found, transform))
 
     def _verify(
         self, fp: Fingerprint, mine: Picture, file_id: int, transform: str, search: bool = True
@@ -220,7 +225,9 @@ class Judge:
     ) -> Check | None:
         """The closer look on both files read again (see _closer)."""
         if transform in _WHOLE:  # both cut to their subject, which then fills the grid
-            found = check(zoomed(turned(mine, transform)), zoomed(theirs), "identity", False)
+            found = check(
+                zoomed(turned(mine, transform)), zoomed(theirs), "identity", False, sharp=True
+            )
         else:  # the crop's box found again, on more pixels
             screen = any(screen_shaped(*p.size) for p in (mine, theirs))
             found = check(mine, theirs, transform, resampled=screen)
@@ -230,43 +237,31 @@ class Judge:
             return None  # still too little to tell, and not alike enough to be sure
         return found
 
-    def _other_moment(self, fp: Fingerprint, file_id: int) -> bool:
-        """Both photos carry a capture time, and they are seconds to minutes apart: a
-        burst or a re-take, whatever the pixels say (a copy keeps its photo's capture
-        time or loses it). Hours or more apart is more likely a time rewritten by an
-        editor than another shot, and says nothing."""
-        if not fp.taken_at:
-            return False
-        other = self.index.get(file_id)
-        if other is None or not other.taken_at or other.taken_at == fp.taken_at:
-            return False
-        try:
-            apart = abs(
-                datetime.fromisoformat(fp.taken_at) - datetime.fromisoformat(other.taken_at)
-            )
-        except ValueError:
-            return False
-        return apart <= OTHER_MOMENT
-
     def _named(
-        self, fp: Fingerprint, mine: Picture, copy: Match, redundant: bool, checked: set[int]
+        self,
+        fp: Fingerprint,
+        mine: Picture,
+        verified: tuple[Match, Check],
+        redundant: bool,
+        checked: set[int],
     ) -> Finding:
         """The finding for a verified copy. When the file it lines up with is itself a
         redundant copy, its group's kept file is named if it too lines up with the
         newcomer; otherwise the newcomer is a copy of that redundant file (`settled`:
         the keep rule cannot make it the kept one of a group it was not checked
         against)."""
+        copy, found = verified
         partner = self.index.get(copy.file_id)
         if partner is None:
             return Finding()
         if not redundant:
-            return Finding(partner, copy.distance, copy.transform)
+            return Finding(partner, copy.distance, copy.transform, derived=_derived(found))
         kept = self.index.group_root(partner)
         if kept.id != partner.id and kept.id not in checked and kept.status == ACTIVE:
             found = self._verify(fp, mine, kept.id, copy.transform)
             if found is not None and found.copy:
                 distance = self.hashes.distance(kept.id, fp.variants) or copy.distance
-                return Finding(kept, distance, copy.transform)
+                return Finding(kept, distance, copy.transform, derived=_derived(found))
         return Finding(partner, copy.distance, copy.transform, settled=True)
 
     def similar(
@@ -291,9 +286,10 @@ class Judge:
             found = self._check(fp, mine, other.id, "identity", search=False)
             if found is None or not found.shot:
                 continue
-            if self._overlaid(fp, other.id, found):
+            accepted = self._overlaid(fp, other.id, found)
+            if accepted is not None:
                 redundant = other.duplicate_of_id is not None
-                return self._named(fp, mine, m, redundant, set(checked) | {other.id})
+                return self._named(fp, mine, (m, accepted), redundant, set(checked) | {other.id})
             # not a copy: beyond the near limits, scattered changes (a subject that
             # moved) cannot be told from recompression on a thumbnail
             # (test_burst_shots_are_similar_never_near)
@@ -302,7 +298,7 @@ class Judge:
 
     def _overlaid(
         self, fp: Fingerprint, file_id: int, found: Check, transform: str = "identity"
-    ) -> bool:
+    ) -> Check | None:
         """A candidate that may be a copy under an overlay (a sticker, a label: they
         move pHash far, and past the near rule), judged by the stricter rule on both
         files read again; the thumbnails only say whether to look (around a sticker on
@@ -311,21 +307,21 @@ class Judge:
         copy's do; a small subject on a plain ground is judged cut to its subject, and
         only if the thumbnails already agree but for the block (two different dark
         pictures agree as wholes but for one block; a sticker beside a small object
-        widens one cut). Never two shots seconds apart."""
-        if not found.maybe_overlaid or self._other_moment(fp, file_id):
-            return False
+        widens one cut). Never two shots seconds apart. The check that accepts it."""
+        if not found.maybe_overlaid or _other_moment(self.index, fp, file_id):
+            return None
         pair = self._reread(fp.path, file_id)
         if pair is None:
-            return False
-        whole = check(*pair, transform, False)
+            return None
+        whole = check(*pair, transform, False, sharp=True)
         if self._trace is not None:
             self._write_trace(fp.path, file_id, "reread:" + transform, whole)
         if min(whole.textured) >= DETAIL and whole.overlaid and whole.rest >= FAITHFUL_CORR:
-            return True
+            return whole
         if not found.overlaid:
-            return False
+            return None
         closer = self._looked(fp, file_id, transform, *pair)
-        return closer is not None and closer.overlaid
+        return closer if closer is not None and closer.overlaid else None
 
     def candidates(self, f: File, fp: Fingerprint) -> list[Match]:
         """Indexed pictures that look like the newcomer: whole, turned, or cropped."""
@@ -350,6 +346,27 @@ class Judge:
         row.update(copy=found.copy, shot=found.shot)
         self._trace.write(json.dumps(row) + "\n")
         self._trace.flush()
+
+
+def _other_moment(index: Index, fp: Fingerprint, file_id: int) -> bool:
+    """Both photos carry a capture time, and they are seconds to minutes apart: a
+    burst or a re-take, whatever the pixels say (a copy keeps its photo's capture
+    time or loses it). Hours or more apart is more likely a time rewritten by an
+    editor than another shot, and says nothing."""
+    if not fp.taken_at:
+        return False
+    other = index.get(file_id)
+    if other is None or not other.taken_at or other.taken_at == fp.taken_at:
+        return False
+    try:
+        apart = abs(datetime.fromisoformat(fp.taken_at) - datetime.fromisoformat(other.taken_at))
+    except ValueError:
+        return False
+    return apart <= OTHER_MOMENT
+
+
+def _derived(found: Check) -> str:
+    return {1: "newcomer", 2: "partner"}.get(found.added, "")
 
 
 def read_again(*paths: str) -> tuple[Image.Image, ...] | None:

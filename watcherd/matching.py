@@ -653,6 +653,7 @@ def newcomer_kept(
     keep: str,
     protected: Callable[[str], bool],
     lengths: dict[int, float],
+    derived: str = "",
 ) -> bool:
     """Whether the newcomer is the copy to keep. A file in a protected root (camera
     originals, a reference folder) is always kept against one outside protected
@@ -660,14 +661,19 @@ def newcomer_kept(
     or a re-encode elsewhere, with more pixels, would be kept, and the redundant
     copy would sit in the protected root where nothing is moved. Between two videos
     (`lengths`, by file id) the longer (by more than a quarter second and 2%: a remux
-    pads or rounds) is kept first: the other had its start or end cut off. Then
-    `newcomer_wins`."""
+    pads or rounds) is kept first: the other had its start or end cut off. A copy that
+    verification saw with something added (`derived`: "newcomer" or "partner"; a
+    screen, bars or a frame around the picture, a sticker or caption over it) is
+    never kept over the picture itself: a chat screenshot has more pixels than the
+    photo in it, a stickered PNG more bytes. Then `newcomer_wins`."""
     mine, theirs = protected(newcomer.path), protected(indexed.path)
     if mine != theirs:
         return mine
     a, b = lengths.get(newcomer.id), lengths.get(indexed.id)
     if keep == "best" and a is not None and b is not None and abs(a - b) > max(0.25, 0.02 * b):
         return a > b
+    if keep == "best" and derived:
+        return derived == "partner"
     return newcomer_wins(newcomer, indexed, keep)
 
 

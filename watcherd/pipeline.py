@@ -290,10 +290,10 @@ class Pipeline:
             ids = [i for i in same if i not in ignored]
             if ids:
                 partner = self._prefer_kept(ids, same)
-        settled = False
+        settled, derived = False, ""
         if partner is None and (fp.variants or fp.frames):
             found = self.judge.near(f, fp, ignored)
-            settled = found.settled
+            settled, derived = found.settled, found.derived
             partner, distance, transform = found.partner, found.distance, found.transform
             kind = "near"
             if partner is None:
@@ -304,7 +304,7 @@ class Pipeline:
             return self._similar(f, self.judge.similar(f, fp, ignored)) if fp.variants else None
         # `transform` is the pose that turned the newcomer into the indexed picture; the
         # decision records how the redundant copy is turned relative to the kept one.
-        if not settled and self._newcomer_kept(f, partner):
+        if not settled and self._newcomer_kept(f, partner, derived):
             redundant, kept = partner, f
         else:
             redundant, kept = f, partner
@@ -337,9 +337,9 @@ class Pipeline:
     def _forget_hashes(self, file_id: int) -> None:
         self.judge.forget(file_id)
 
-    def _newcomer_kept(self, f: File, partner: File) -> bool:
+    def _newcomer_kept(self, f: File, partner: File, derived: str = "") -> bool:
         lengths = self.index.video_durations([f.id, partner.id]) if f.format == "video" else {}
-        return newcomer_kept(f, partner, self.config.keep, self._protected, lengths)
+        return newcomer_kept(f, partner, self.config.keep, self._protected, lengths, derived)
 
     def _protected(self, path: str) -> bool:
         root = self.mover.root_of(path)

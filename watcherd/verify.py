@@ -29,7 +29,7 @@ with WATCHERD_VERIFY_TRACE (every check as a JSON line) and joined on their labe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -59,6 +59,9 @@ ZOOM_CONTRAST = 24  # grey levels from the background that count as the subject
 TONE_TOLERANCE = 40.0  # grey levels a cell's mean may stray from the tone curve
 OFF_TONE = 0.2  # a copy: at most this fraction of all cells that far off (an overlay)
 MAX_GAIN = 1.7  # the steepest tone line a copy's brightness or contrast edit draws
+FLAT_STEP = 2.0  # grey levels between neighbours that count as flat (a graphic's fill)
+COVERED_BY = 0.2  # an overlay: its block has this much more of its pixels flat
+OVERLAY_AT_LEAST = 4 / 256  # of the grid: the least block an overlay is told from
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,9 @@ class Check:
     off_tone: float = 0.0  # cells far off the tone curve that maps one onto the other
     stray: int = 0  # cells that disagree outside the main block
     rest: float = 0.0  # mean correlation of the cells textured in both outside its box
+    framed: int = 0  # which shows the other inside a screen, bars or a frame (1, 2; 0)
+    covered: int = 0  # which one's block is flat where the other's has detail (1, 2; 0)
+    block: tuple[int, int, int, int] | None = None  # the main block's box, in cells
 
     @property
     def degenerate(self) -> bool:
@@ -145,6 +151,14 @@ class Check:
         """The same scene at least (a copy is one too)."""
         return not self.degenerate and self.corr >= SIMILAR_CORR
 
+    @property
+    def added(self) -> int:
+        """Which of the two (1: the first, 2: the second, 0: neither that can be told)
+        is the other with something added: a screen, bars or a frame around it, or a
+        sticker, label or caption over it. That one is never the copy to keep: a chat
+        screenshot has more pixels than the photo in it, a stickered PNG more bytes."""
+        return self.framed or self.covered
+
 
 def zoomed(img: Image.Image) -> Image.Image:
     """The picture cut to what stands on its background (a nebula on black, an object
@@ -187,17 +201,23 @@ def check(
     transform: str,
     search: bool = True,
     resampled: bool = False,
+    sharp: bool = False,
 ) -> Check:
     """How `newcomer`, turned or cropped as the hashes matched it (`transform`, a pose
     name or `crop:<region>`), agrees with `indexed`. `resampled`: one shows the other
     resampled twice over (a photo inside a screenshot: scaled to the screen, the
     screen scaled down), which leaves nothing of the finest texture (a fabric, grass,
     gravel): two lined-up pictures that do not agree as copies are compared again
-    without it (_smoothed)."""
+    without it (_smoothed). `sharp`: both read from their files, not from stored
+    thumbnails, whose JPEG ringing leaves no pixel of a sticker's fill flat: only
+    then is `covered` told."""
     mine = newcomer if isinstance(newcomer, Picture) else Picture(newcomer)
     theirs = indexed if isinstance(indexed, Picture) else Picture(indexed)
     if transform in _ARRAY_POSES:
-        found = _compare(_ARRAY_POSES[transform](mine.grid()), theirs.grid())
+        x, y = _ARRAY_POSES[transform](mine.grid()), theirs.grid()
+        found = _compare(x, y)
+        if sharp and found.copy:
+            found = _covered(x, y, found)
         if found.copy or found.degenerate or not search:
             return found
         # close as a whole, yet not lined up: a crop of a few percent, a frame, or a
@@ -205,10 +225,12 @@ def check(
         mine, region = mine.turned(transform), "any"
     else:
         found, region = None, transform.removeprefix("crop:")
-    x, y = aligned(mine, theirs, region, _lined_up)
+    x, y, framed = aligned(mine, theirs, region, _lined_up)
     boxed = _compare(x, y)
     if resampled and not boxed.copy:
         boxed = _compare(_smoothed(x), _smoothed(y))
+    if framed:
+        boxed = replace(boxed, framed=framed)
     return boxed if found is None or boxed.copy else found
 
 
@@ -290,7 +312,30 @@ def _compare(x: np.ndarray, y: np.ndarray) -> Check:
     # only a pair that may be a copy needs it (it is the costly part)
     off = _off_tone(mx, my) if max(corr, rest) >= NEAR_CORR else 0.0
     shared, changed = int(both.sum()), int(bad.sum())
-    return Check(corr, shared, changed, textured, spread, fill, off, stray, rest)
+    return Check(corr, shared, changed, textured, spread, fill, off, stray, rest, block=box)
+
+
+def _flat_share(a: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """The share of pixels in a block of cells that do not differ from their right and
+    lower neighbours by more than FLAT_STEP grey levels."""
+    top, bottom, left, right = box
+    r = a[top * CELL : (bottom + 1) * CELL, left * CELL : (right + 1) * CELL]
+    across = np.abs(np.diff(r, axis=1))[:-1, :] <= FLAT_STEP
+    down = np.abs(np.diff(r, axis=0))[:, :-1] <= FLAT_STEP
+    return float((across & down).mean())
+
+
+def _covered(x: np.ndarray, y: np.ndarray, found: Check) -> Check:
+    """`found` with which picture (1, 2; 0: neither can be told) is the flatter over
+    the block where the two disagree: an overlay (a sticker's fill, a label, a caption
+    bar) is flat graphics over the photo. Told only for a block of an overlay's size
+    (a cell or two that disagree say nothing of either)."""
+    if found.block is None or found.spread < OVERLAY_AT_LEAST:
+        return found
+    fx, fy = _flat_share(x, found.block), _flat_share(y, found.block)
+    if abs(fx - fy) < COVERED_BY:
+        return found
+    return replace(found, covered=1 if fx > fy else 2)
 
 
 def _main_block(
