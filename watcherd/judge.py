@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from PIL import Image
@@ -255,6 +255,7 @@ class Judge:
         if partner is None:
             return Finding()
         if not redundant:
+            found = self._told(fp, partner, copy.transform, found)
             return Finding(partner, copy.distance, copy.transform, derived=_derived(found))
         kept = self.index.group_root(partner)
         if kept.id != partner.id and kept.id not in checked and kept.status == ACTIVE:
@@ -263,6 +264,19 @@ class Judge:
                 distance = self.hashes.distance(kept.id, fp.variants) or copy.distance
                 return Finding(kept, distance, copy.transform, derived=_derived(found))
         return Finding(partner, copy.distance, copy.transform, settled=True)
+
+    def _told(self, fp: Fingerprint, partner: File, transform: str, found: Check) -> Check:
+        """`found`, or where the two differ in a block and keep = "best" asks which one
+        is the photo, the check on both files read again that can tell which one
+        carries the overlay: on a thumbnail a sticker's fill is not flat (Check.sharp)."""
+        if self.config.keep != "best" or found.sharp or found.added or not found.blocked:
+            return found
+        pose = transform if transform in _WHOLE else "identity"
+        pair = self._reread(fp.path, partner.id)
+        if pair is None or (pose != transform and not _same_shape(*pair)):
+            return found  # a crop that is not a copy in the same frame: cannot be told
+        again = check(*pair, pose, False, sharp=True)
+        return replace(found, covered=again.covered) if again.copy else found
 
     def similar(
         self, f: File, fp: Fingerprint, ignored: set[int], checked: frozenset[int] = frozenset()
@@ -363,6 +377,10 @@ def _other_moment(index: Index, fp: Fingerprint, file_id: int) -> bool:
     except ValueError:
         return False
     return apart <= OTHER_MOMENT
+
+
+def _same_shape(a: Image.Image, b: Image.Image) -> bool:
+    return abs(a.width * b.height - b.width * a.height) <= 0.01 * a.width * b.height
 
 
 def _derived(found: Check) -> str:

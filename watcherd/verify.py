@@ -80,6 +80,7 @@ class Check:
     framed: int = 0  # which shows the other inside a screen, bars or a frame (1, 2; 0)
     covered: int = 0  # which one's block is flat where the other's has detail (1, 2; 0)
     block: tuple[int, int, int, int] | None = None  # the main block's box, in cells
+    sharp: bool = False  # made on both files read again, not on stored thumbnails
 
     @property
     def degenerate(self) -> bool:
@@ -152,6 +153,14 @@ class Check:
         return not self.degenerate and self.corr >= SIMILAR_CORR
 
     @property
+    def blocked(self) -> bool:
+        """The two differ in a block of an overlay's size, beyond the cell or two here
+        and there that recompression explains: which one carries it can be asked."""
+        if self.block is None or self.spread < OVERLAY_AT_LEAST:
+            return False
+        return self.changed > max(1, SCATTERED * self.shared)
+
+    @property
     def added(self) -> int:
         """Which of the two (1: the first, 2: the second, 0: neither that can be told)
         is the other with something added: a screen, bars or a frame around it, or a
@@ -211,6 +220,18 @@ def check(
     without it (_smoothed). `sharp`: both read from their files, not from stored
     thumbnails, whose JPEG ringing leaves no pixel of a sticker's fill flat: only
     then is `covered` told."""
+    found = _checked(newcomer, indexed, transform, search, resampled, sharp)
+    return replace(found, sharp=True) if sharp else found
+
+
+def _checked(
+    newcomer: Picture | Image.Image,
+    indexed: Picture | Image.Image,
+    transform: str,
+    search: bool,
+    resampled: bool,
+    sharp: bool,
+) -> Check:
     mine = newcomer if isinstance(newcomer, Picture) else Picture(newcomer)
     theirs = indexed if isinstance(indexed, Picture) else Picture(indexed)
     if transform in _ARRAY_POSES:
@@ -330,7 +351,7 @@ def _covered(x: np.ndarray, y: np.ndarray, found: Check) -> Check:
     the block where the two disagree: an overlay (a sticker's fill, a label, a caption
     bar) is flat graphics over the photo. Told only for a block of an overlay's size
     (a cell or two that disagree say nothing of either)."""
-    if found.block is None or found.spread < OVERLAY_AT_LEAST:
+    if not found.blocked:
         return found
     fx, fy = _flat_share(x, found.block), _flat_share(y, found.block)
     if abs(fx - fy) < COVERED_BY:
