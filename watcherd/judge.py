@@ -268,8 +268,12 @@ class Judge:
     def _told(self, fp: Fingerprint, partner: File, transform: str, found: Check) -> Check:
         """`found`, or where the two differ in a block and keep = "best" asks which one
         is the photo, the check on both files read again that can tell which one
-        carries the overlay: on a thumbnail a sticker's fill is not flat (Check.sharp)."""
+        carries the overlay: on a thumbnail a sticker's fill is not flat (Check.sharp).
+        Asked only between pictures of the same number of pixels: otherwise the larger
+        is kept, and a copy with a sticker added is rarely larger than its source."""
         if self.config.keep != "best" or found.sharp or found.added or not found.blocked:
+            return found
+        if (fp.width or 0) * (fp.height or 0) != (partner.width or 0) * (partner.height or 0):
             return found
         pose = transform if transform in _WHOLE else "identity"
         pair = self._reread(fp.path, partner.id)

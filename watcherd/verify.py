@@ -154,9 +154,10 @@ class Check:
 
     @property
     def blocked(self) -> bool:
-        """The two differ in a block of an overlay's size, beyond the cell or two here
-        and there that recompression explains: which one carries it can be asked."""
-        if self.block is None or self.spread < OVERLAY_AT_LEAST:
+        """The two differ in one compact block of an overlay's size, beyond the cell or
+        two here and there that recompression explains: which one carries it can be
+        asked. (Frames of a swaying tree differ in blocks too, but loose ones.)"""
+        if self.block is None or self.spread < OVERLAY_AT_LEAST or not self._one_block:
             return False
         return self.changed > max(1, SCATTERED * self.shared)
 
