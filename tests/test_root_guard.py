@@ -11,6 +11,16 @@ from watcherd.root_guard import BACK, CHECK_EVERY, GONE, RECREATED, RootGuard
 from watcherd.watcher import Watcher
 
 
+def watched_root(tmp_path) -> tuple:
+    """A watched root and a folder beside it, and a guard that has seen the root."""
+    root, outside = tmp_path / "Pictures", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    guard = RootGuard()
+    guard.watched(str(root))
+    return root, outside, guard
+
+
 def looks(guard: RootGuard, root: str, watcher: Watcher):
     """Each call is one look, a CHECK_EVERY after the last."""
     t = [0.0]
@@ -27,13 +37,8 @@ def test_a_rewatch_that_caught_the_root_as_a_symlink_does_not_make_it_deaf(tmp_p
     rewatch records it (swapped again in between), the guard must still call the symlink
     gone, and the real folder made in its place back. Before, the guard took the symlink
     as the root's new self: watched through the link, then never back for a folder."""
-    root, outside = tmp_path / "Pictures", tmp_path / "elsewhere"
-    root.mkdir()
-    outside.mkdir()
-    watcher = Watcher(lambda e: None)
-    guard = RootGuard()
-    guard.watched(str(root))
-    look = looks(guard, str(root), watcher)
+    root, outside, guard = watched_root(tmp_path)
+    look = looks(guard, str(root), Watcher(lambda e: None))
     assert look() == []
     root.rmdir()
     root.symlink_to(outside)
@@ -50,12 +55,8 @@ def test_a_root_swapped_for_a_symlink_is_never_called_back_while_it_is_one(tmp_p
     folder) looked like a folder made again. Another thread swaps the root between
     missing and a symlink as fast as it can while the guard looks 3,000 times; a real
     folder never stands there, so the guard must never say it is back."""
-    root, outside = tmp_path / "Pictures", tmp_path / "elsewhere"
-    root.mkdir()
-    outside.mkdir()
+    root, outside, guard = watched_root(tmp_path)
     watcher = Watcher(lambda e: None)
-    guard = RootGuard()
-    guard.watched(str(root))
     shutil.rmtree(root)
     stop = threading.Event()
 
