@@ -306,8 +306,8 @@ def aligned(
     """`a` and `b` at SIDE, one of them cut to the part the other shows: the box (of
     either) that fits best as a start, then moved to the best fit (_refined), or until
     `enough(a's grid, b's grid)` says they line up. The wholes as they are if no box
-    fits. Third, which one shows the other with something added around it (1: `a`,
-    2: `b`, 0: neither; Picture.frames)."""
+    fits. Third, which one shows the other inside a screen around it (1: `a`, 2: `b`,
+    0: neither; Picture.frames)."""
     options, fits = _starts(a, b, a.starts(region), b.starts(region))
     best = int(np.argmax(fits))
     if fits[best] < START_FIT:

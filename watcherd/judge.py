@@ -51,7 +51,7 @@ class Finding:
     shot: File | None = None
     shot_distance: int = 0
     settled: bool = False  # the newcomer is the redundant one, whatever the keep rule says
-    # which one shows the other with something added (a screen, bars, a sticker):
+    # which one shows the other with something added (a screen around it, a sticker):
     # "newcomer" or "partner" (Check.added); never the one the keep rule keeps
     derived: str = ""
 

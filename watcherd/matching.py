@@ -663,7 +663,7 @@ def newcomer_kept(
     (`lengths`, by file id) the longer (by more than a quarter second and 2%: a remux
     pads or rounds) is kept first: the other had its start or end cut off. A copy that
     verification saw with something added (`derived`: "newcomer" or "partner"; a
-    screen, bars or a frame around the picture, a sticker or caption over it) is
+    screen around the picture, a sticker or caption over it) is
     never kept over the picture itself: a chat screenshot has more pixels than the
     photo in it, a stickered PNG more bytes. Then `newcomer_wins`."""
     mine, theirs = protected(newcomer.path), protected(indexed.path)

@@ -77,7 +77,7 @@ class Check:
     off_tone: float = 0.0  # cells far off the tone curve that maps one onto the other
     stray: int = 0  # cells that disagree outside the main block
     rest: float = 0.0  # mean correlation of the cells textured in both outside its box
-    framed: int = 0  # which shows the other inside a screen, bars or a frame (1, 2; 0)
+    framed: int = 0  # which shows the other inside a screen, cut at its photo box (1, 2; 0)
     covered: int = 0  # which one's block is flat where the other's has detail (1, 2; 0)
     block: tuple[int, int, int, int] | None = None  # the main block's box, in cells
     sharp: bool = False  # made on both files read again, not on stored thumbnails
@@ -164,7 +164,7 @@ class Check:
     @property
     def added(self) -> int:
         """Which of the two (1: the first, 2: the second, 0: neither that can be told)
-        is the other with something added: a screen, bars or a frame around it, or a
+        is the other with something added: a screen around it (a chat, a viewer), or a
         sticker, label or caption over it. That one is never the copy to keep: a chat
         screenshot has more pixels than the photo in it, a stickered PNG more bytes."""
         return self.framed or self.covered
