@@ -570,7 +570,8 @@ def test_the_photo_is_kept_and_the_copy_with_a_label_is_the_copy(tmp_path, seed)
 def test_only_one_compact_block_asks_which_picture_carries_an_overlay():
     """Which of two copies carries a sticker is asked of the files read again, at a cost:
     only for one compact block. Frames of a static camera that the thumbnails call
-    copies differ in loose blocks (people walking across a square) and are not asked."""
+    copies often differ in loose blocks (people here and there across a square), and
+    those are not asked."""
     sticker = Check(0.9, 200, 20, (200, 200), 0.1, 0.8, stray=1, block=(2, 5, 2, 8))
     loose = Check(0.9, 200, 20, (200, 200), 0.3, 0.25, stray=6, block=(0, 8, 0, 9))
     scattered = Check(0.95, 200, 2, (200, 200), 0.004, 1.0, stray=1, block=(3, 3, 3, 3))
