@@ -10,8 +10,6 @@ links that were not.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -26,6 +24,7 @@ from .models import ACTIVE, File
 from .pictures import Pictures
 from .screenshots import screen_shaped
 from .verify import DETAIL, FAITHFUL_CORR, Check, Picture, check, rendition, turned, zoomed
+from .verify_trace import Trace
 
 # Whole-picture candidates checked on pixels per newcomer, best first (a photo with
 # many copies indexed brings them all; the first kept file that verifies decides).
@@ -63,8 +62,7 @@ class Judge:
         self.hashes = HashIndex()
         self.parts = RegionIndex()
         self.pictures = Pictures(index)
-        trace = os.environ.get("WATCHERD_VERIFY_TRACE")
-        self._trace = open(trace, "a", encoding="utf-8") if trace else None  # noqa: SIM115
+        self._trace = Trace(index)
 
     def add(
         self, file_id: int, phash: int, dhash: int | None, regions, fp: Fingerprint | None = None
@@ -231,8 +229,7 @@ class Judge:
         else:  # the crop's box found again, on more pixels
             screen = any(screen_shaped(*p.size) for p in (mine, theirs))
             found = check(mine, theirs, transform, resampled=screen)
-        if self._trace is not None:
-            self._write_trace(fp.path, file_id, "zoomed:" + transform, found)
+        self._trace.write(fp.path, file_id, "zoomed:" + transform, found)
         if min(found.textured) < DETAIL and not found.faithful:
             return None  # still too little to tell, and not alike enough to be sure
         return found
@@ -332,8 +329,7 @@ class Judge:
         if pair is None:
             return None
         whole = check(*pair, transform, False, sharp=True)
-        if self._trace is not None:
-            self._write_trace(fp.path, file_id, "reread:" + transform, whole)
+        self._trace.write(fp.path, file_id, "reread:" + transform, whole)
         if min(whole.textured) >= DETAIL and whole.overlaid and whole.rest >= FAITHFUL_CORR:
             return whole
         if not found.overlaid:
@@ -352,18 +348,8 @@ class Judge:
         if theirs is None:
             return None
         found = check(mine, theirs, transform, search)
-        if self._trace is not None:
-            self._write_trace(fp.path, file_id, transform, found)
+        self._trace.write(fp.path, file_id, transform, found)
         return found
-
-    def _write_trace(self, path: str, file_id: int, transform: str, found: Check) -> None:
-        """WATCHERD_VERIFY_TRACE: every check as a JSON line (how the limits were chosen)."""
-        other = self.index.get(file_id)
-        row = {"new": path, "old": other.path if other else None, "transform": transform}
-        row.update({k: getattr(found, k) for k in found.__slots__})
-        row.update(copy=found.copy, shot=found.shot)
-        self._trace.write(json.dumps(row) + "\n")
-        self._trace.flush()
 
 
 def _other_moment(index: Index, fp: Fingerprint, file_id: int) -> bool:
