@@ -112,14 +112,6 @@ class Picture:
         """Whether `box` is the photo's box in this screenshot, as found or reshaped."""
         return box in self.photos() or any(b == box for b, _ in self.photo_starts(other.aspect))
 
-    def frames(self, box: Box, other: Picture) -> bool:
-        """Whether `box`, cut out of this picture to line it up with `other`, is the
-        photo in it with a screen around (a chat, a viewer): as found (photo_boxes) or
-        reshaped. Not a box around the content within bars or a plain ground (a product
-        shot on white has one, and a crop of it would be taken for its source), nor
-        a region box: that is a crop, and `other` the copy that shows less."""
-        return self.is_photo(box, other)
-
     def starts(self, region: str) -> list[tuple[Box, np.ndarray]]:
         """The boxes a crop of or in this picture is tried at, each with its grid at
         ALIGN_SIDE."""
@@ -307,7 +299,7 @@ def aligned(
     either) that fits best as a start, then moved to the best fit (_refined), or until
     `enough(a's grid, b's grid)` says they line up. The wholes as they are if no box
     fits. Third, which one shows the other inside a screen around it (1: `a`, 2: `b`,
-    0: neither; Picture.frames)."""
+    0: neither)."""
     options, fits = _starts(a, b, a.starts(region), b.starts(region))
     best = int(np.argmax(fits))
     if fits[best] < START_FIT:
@@ -323,7 +315,11 @@ def aligned(
     cut, other, box = options[best]
     if best == 0 and fits[0] >= ALIGNED:  # a's whole on b's whole: lined up already
         return a.grid(), b.grid(), 0
-    framed = (1 if cut is a else 2) if cut.frames(box, other) else 0
+    # cut at its photo box: a screen around the photo (a chat, a viewer). Not a box
+    # around the content within bars or a plain ground (a product shot on white has
+    # one, and a crop of it would be taken for its source), nor a region box: that is
+    # a crop, and `other` the copy that shows less
+    framed = (1 if cut is a else 2) if cut.is_photo(box, other) else 0
     if enough is not None and cut is not a:  # asked in a's and b's order
         enough = partial(_swapped, enough)
     box = _refined(cut.image, box, other, enough)

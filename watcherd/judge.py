@@ -270,7 +270,7 @@ class Judge:
         is kept, and a copy with a sticker added is rarely larger than its source."""
         if self.config.keep != "best" or found.sharp or found.added or not found.blocked:
             return found
-        if (fp.width or 0) * (fp.height or 0) != (partner.width or 0) * (partner.height or 0):
+        if fp.pixels != partner.pixels:
             return found
         pose = transform if transform in _WHOLE else "identity"
         pair = self._reread(fp.path, partner.id)
